@@ -1,0 +1,7 @@
+use anyhow::Result;
+
+fn main() -> Result<()> {
+    let d = sgdd::DeviceChoice::Auto.resolve()?;
+    println!("{d:?}");
+    Ok(())
+}

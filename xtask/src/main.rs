@@ -1,0 +1,98 @@
+//! `cargo xtask`: the project's automation (set-up, tests, data), in the style of rust-analyzer's
+//! xtask: one module per command, few dependencies, outputs under `target/`.
+
+mod bench;
+mod env;
+mod setup;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Project automation for the SGDD workspace")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Create the project venv `.venv/` with the PyPI wheel torch==2.13.0 (idempotent).
+    Setup {
+        /// Reinstall even when the venv looks complete.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the whole workspace's tests (runs `setup` first when needed).
+    Test {
+        /// Extra arguments for `cargo test`, e.g. `-p traj-data` or `-- name_filter`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Datasets: generate, fetch, import.
+    Data {
+        /// Passed to `sgdd data ...`, e.g. `generate nbody --system charged --out DIR`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Benchmark an area against its peer baseline, writing `target/bench/NAME.json`.
+    ///
+    /// Runs the criterion bench `NAME` of `benches/` (which writes `target/bench/NAME-rust.json`),
+    /// then, when it exists, the peer script `benches/peers/NAME.py` with the venv's python; the
+    /// peer measures its side on the same inputs, computes the ratios, writes
+    /// `target/bench/NAME.json` and prints the table.
+    Bench {
+        /// The area, e.g. `spectral` or `nets`.
+        name: String,
+        /// Extra arguments for the criterion bench (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run any cargo command with the libtorch environment, e.g. `cargo xtask cargo build --release`.
+    Cargo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Setup { force } => setup::run(force).map(drop),
+        Cmd::Test { args } => {
+            let torch = setup::ensure()?;
+            let mut cmd = env::cargo(&torch);
+            cmd.arg("test");
+            if !args.iter().any(|a| a == "-p" || a == "--package" || a.starts_with("--package=")) {
+                cmd.arg("--workspace");
+            }
+            cmd.args(args);
+            env::run(cmd)
+        }
+        Cmd::Data { args } => {
+            let torch = setup::ensure()?;
+            let mut cmd = env::cargo(&torch);
+            cmd.args(["run", "--release", "--quiet", "--package", "sgdd", "--bin", "sgdd", "--", "data"]);
+            cmd.args(args);
+            env::run(cmd)
+        }
+        Cmd::Bench { name, args } => bench::run(&name, &args),
+        Cmd::Cargo { args } => {
+            let torch = setup::ensure()?;
+            let mut cmd = env::cargo(&torch);
+            cmd.args(args);
+            env::run(cmd)
+        }
+    }
+}
