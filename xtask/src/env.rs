@@ -43,7 +43,9 @@ pub fn with_torch_env(cmd: &mut Command, torch: &Torch) {
 
 /// Runs a command to completion, failing with the command line when it fails.
 pub fn run(mut cmd: Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
     if !status.success() {
         bail!("{} failed ({status})", describe(&cmd));
     }
@@ -52,7 +54,9 @@ pub fn run(mut cmd: Command) -> Result<()> {
 
 /// Runs a command and returns its stdout.
 pub fn output(mut cmd: Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("could not start {}", describe(&cmd)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start {}", describe(&cmd)))?;
     if !out.status.success() {
         bail!(
             "{} failed ({}): {}",

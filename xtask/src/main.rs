@@ -11,7 +11,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Project automation for the SGDD workspace")]
+#[command(
+    name = "cargo xtask",
+    about = "Project automation for the SGDD workspace"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -34,6 +37,12 @@ enum Cmd {
     /// Datasets: generate, fetch, import.
     Data {
         /// Passed to `sgdd data ...`, e.g. `generate nbody --system charged --out DIR`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Reproduce a paper table: `repro nbody [--quick]` (runs `sgdd repro ...` in release).
+    Repro {
+        /// Passed to `sgdd repro ...`, e.g. `nbody --quick`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
@@ -67,6 +76,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// `sgdd FIRST ARGS...`, built in release with the libtorch environment.
+fn sgdd<const N: usize>(first: [&str; N], args: &[String]) -> Result<()> {
+    let torch = setup::ensure()?;
+    let mut cmd = env::cargo(&torch);
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "sgdd",
+        "--bin",
+        "sgdd",
+        "--",
+    ]);
+    cmd.args(first).args(args);
+    env::run(cmd)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Setup { force } => setup::run(force).map(drop),
@@ -74,19 +101,17 @@ fn run(cli: Cli) -> Result<()> {
             let torch = setup::ensure()?;
             let mut cmd = env::cargo(&torch);
             cmd.arg("test");
-            if !args.iter().any(|a| a == "-p" || a == "--package" || a.starts_with("--package=")) {
+            if !args
+                .iter()
+                .any(|a| a == "-p" || a == "--package" || a.starts_with("--package="))
+            {
                 cmd.arg("--workspace");
             }
             cmd.args(args);
             env::run(cmd)
         }
-        Cmd::Data { args } => {
-            let torch = setup::ensure()?;
-            let mut cmd = env::cargo(&torch);
-            cmd.args(["run", "--release", "--quiet", "--package", "sgdd", "--bin", "sgdd", "--", "data"]);
-            cmd.args(args);
-            env::run(cmd)
-        }
+        Cmd::Data { args } => sgdd(["data"], &args),
+        Cmd::Repro { args } => sgdd(["repro"], &args),
         Cmd::Bench { name, args } => bench::run(&name, &args),
         Cmd::Cargo { args } => {
             let torch = setup::ensure()?;

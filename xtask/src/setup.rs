@@ -77,7 +77,9 @@ pub fn run(force: bool) -> Result<Torch> {
         let mut cmd = Command::new(&base);
         cmd.args(["-m", "venv"]).arg(&venv);
         env::run(cmd).with_context(|| {
-            format!("could not create a venv with `{base}` (set SGDD_PYTHON to another Python ≥ 3.10)")
+            format!(
+                "could not create a venv with `{base}` (set SGDD_PYTHON to another Python ≥ 3.10)"
+            )
         })?;
     } else {
         println!("setup: reusing the venv {}", venv.display());
@@ -87,9 +89,16 @@ pub fn run(force: bool) -> Result<Torch> {
         EXTRA_PACKAGES.join(" ")
     );
     let mut pip = Command::new(&python);
-    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"])
-        .arg(format!("torch=={TORCH_VERSION}"))
-        .args(EXTRA_PACKAGES);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "on",
+    ])
+    .arg(format!("torch=={TORCH_VERSION}"))
+    .args(EXTRA_PACKAGES);
     env::run(pip)?;
 
     let lib_dir = query_lib_dir(&python)?;
@@ -121,11 +130,16 @@ fn query_lib_dir(python: &Path) -> Result<PathBuf> {
     let version = lines.next().unwrap_or_default().trim();
     let lib = lines.next().unwrap_or_default().trim();
     if version != TORCH_VERSION {
-        bail!("the venv has torch {version}, but tch 0.26 needs {TORCH_VERSION}: run `cargo xtask setup --force`");
+        bail!(
+            "the venv has torch {version}, but tch 0.26 needs {TORCH_VERSION}: run `cargo xtask setup --force`"
+        );
     }
     let lib = PathBuf::from(lib);
     if !lib.join("libtorch.so").exists() {
-        bail!("torch is installed but {} has no libtorch.so", lib.display());
+        bail!(
+            "torch is installed but {} has no libtorch.so",
+            lib.display()
+        );
     }
     Ok(lib)
 }

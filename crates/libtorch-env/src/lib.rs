@@ -62,10 +62,16 @@ mod tests {
     fn rpath_always_cuda_only_when_shipped() {
         let dir = tempfile::tempdir().unwrap();
         let args = link_args(dir.path());
-        assert!(args.iter().any(|a| a.contains("-rpath,") && a.ends_with(&*dir.path().to_string_lossy())));
+        assert!(
+            args.iter()
+                .any(|a| a.contains("-rpath,") && a.ends_with(&*dir.path().to_string_lossy()))
+        );
         assert!(!args.iter().any(|a| a.contains("torch_cuda")));
         std::fs::write(dir.path().join("libtorch_cuda.so"), b"").unwrap();
         let args = link_args(dir.path());
-        assert!(args.iter().any(|a| a.contains("--no-as-needed,-ltorch_cuda")));
+        assert!(
+            args.iter()
+                .any(|a| a.contains("--no-as-needed,-ltorch_cuda"))
+        );
     }
 }

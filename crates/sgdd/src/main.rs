@@ -1,7 +1,13 @@
-use anyhow::Result;
+use std::process::ExitCode;
 
-fn main() -> Result<()> {
-    let d = sgdd::DeviceChoice::Auto.resolve()?;
-    println!("{d:?}");
-    Ok(())
+use clap::Parser;
+
+fn main() -> ExitCode {
+    match sgdd::cli::run(sgdd::cli::Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sgdd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -25,5 +25,8 @@ fn small_mlp_trains_on_cpu() {
     }
     let last = loss_of(&net).double_value(&[]);
     assert!(last.is_finite());
-    assert!(last < first / 10.0, "loss {first} -> {last} did not drop 10×");
+    assert!(
+        last < first / 10.0,
+        "loss {first} -> {last} did not drop 10×"
+    );
 }

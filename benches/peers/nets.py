@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Peer side of the graph-nets benchmark (benches/benches/nets.rs): the EGNO training step in eager PyTorch.
+
+Reads what the Rust side wrote under --out: nets-rust.json (configuration, threads, learning rate,
+first-step loss, per-step times) and nets/{inputs,weights}.safetensors (the exact batch and the
+initial weights). Loads them into the PyTorch reference model (crates/graph-nets/tests/golden/
+reference.py, which the crate's golden tests check the Rust model against), verifies that it
+computes the same first loss, then times the same step — forward, MSE, backward, Adam — on the same
+number of CPU threads. Writes nets.json with egno_step_speedup_vs_pytorch = PyTorch time / ours,
+and prints the table.
+
+Usage (normally through `cargo xtask bench nets`): python benches/peers/nets.py --out target/bench
+"""
+
+import argparse
+import json
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+sys.dont_write_bytecode = True
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "crates/graph-nets/tests/golden"))
+
+import torch  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402  (safetensors.torch needs `packaging`)
+
+import reference as ref  # noqa: E402
+
+
+def load_tensors(path):
+    return {k: torch.from_numpy(v.copy()) for k, v in load_file(str(path)).items()}
+
+
+def fmt(s):
+    return f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True, help="the directory the Rust side wrote to (target/bench)")
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--sample-seconds", type=float, default=1.0)
+    args = ap.parse_args()
+    out = pathlib.Path(args.out)
+    rust = json.loads((out / "nets-rust.json").read_text())
+    cfg, threads = rust["config"], rust["threads"]
+    torch.set_num_threads(threads)
+
+    inputs = load_tensors(out / "nets" / "inputs.safetensors")
+    batch = rust["batch"]
+    sizes = [batch["nodes_per_graph"]] * batch["graphs"]
+    graph = ref.Graph.from_edge_index(inputs["edge_index"], sizes)
+    model = ref.Egno(cfg)
+    model.load_state_dict(load_tensors(out / "nets" / "weights.safetensors"), strict=True)
+    x0, v0, h0, ea, target = (inputs[k] for k in ("x0", "v0", "h0", "edge_attr", "target"))
+
+    def loss():
+        x, _, _ = model(x0, v0, h0, graph, ea)
+        return ((x - target) ** 2).mean()
+
+    with torch.no_grad():
+        first = loss().item()
+    agree = abs(first - rust["initial_loss"]) <= 1e-4 * (1 + abs(rust["initial_loss"]))
+    if not agree:
+        sys.exit(f"nets peer: the PyTorch model's first loss {first} differs from Rust's {rust['initial_loss']}: not the same model")
+
+    opt = torch.optim.Adam(model.parameters(), lr=rust["lr"])
+
+    def step():
+        opt.zero_grad()
+        l = loss()
+        l.backward()
+        opt.step()
+
+    for _ in range(5):  # warm-up
+        step()
+    t0 = time.perf_counter()
+    step()
+    iters = max(1, int(args.sample_seconds / (time.perf_counter() - t0)))
+    samples = []
+    for _ in range(args.samples):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            step()
+        samples.append((time.perf_counter() - t0) / iters)
+
+    torch_s, rust_s = statistics.median(samples), rust["egno_train_step_s"]
+    ratio = torch_s / rust_s
+    # On a shared machine other load only ever adds time: the fastest sample of each side is a
+    # cross-check of the median-based headline.
+    best_ratio = min(samples) / rust["egno_train_step_min_s"]
+    report = {
+        "egno_step_speedup_vs_pytorch": ratio,
+        "egno_step_speedup_vs_pytorch_best_sample": best_ratio,
+        "rows": [
+            {"what": "EGNO training step (fwd+bwd+Adam), median of samples", "baseline_s": torch_s, "ours_s": rust_s, "ratio": ratio, "target": 1.0},
+            {"what": "EGNO training step, fastest sample", "baseline_s": min(samples), "ours_s": rust["egno_train_step_min_s"], "ratio": best_ratio, "target": None},
+        ],
+        "context": {
+            "threads": threads,
+            "config": cfg,
+            "batch": batch,
+            "initial_loss": {"rust": rust["initial_loss"], "pytorch": first},
+            "pytorch_samples_s": samples,
+            "rust_samples_s": rust["samples_s"],
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "command": "cargo xtask bench nets",
+        },
+    }
+    (out / "nets.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'comparison':<58} {'PyTorch':>12} {'ours':>12} {'ratio':>9} {'target':>8}")
+    for r in report["rows"]:
+        target = f"≥{r['target']}×" if r["target"] else ""
+        print(f"{r['what']:<58} {fmt(r['baseline_s']):>12} {fmt(r['ours_s']):>12} {r['ratio']:>8.2f}× {target:>8}")
+    print(f"threads {threads}; first loss rust {rust['initial_loss']:.6g} / pytorch {first:.6g}; wrote {out / 'nets.json'}")
+
+
+if __name__ == "__main__":
+    main()

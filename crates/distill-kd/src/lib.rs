@@ -1,0 +1,76 @@
+//! Distillation across observability: the distillation tools of the SGDD workspace (SPEC §4.4,
+//! §4.5). Losses are tch (differentiable, any device); the closed form and the A2D QP are f64 on
+//! faer.
+//!
+//! # Privileged-information alignment (SGDD, seed 000)
+//! A teacher `E_dyn` that reads the future trajectory and a student `E_init` that reads only `G_0`
+//! both pass through SGE, giving `(z^sg_dyn, ã_dyn)` and `(z^sg_init, ã_init)`. The alignment is
+//!
+//! ```text
+//! L = L_pred + λ ( MSE(z^sg_init, sg(z^sg_dyn)) + MSE(ã_init, sg(ã_dyn)) ),   λ = 1,
+//! ```
+//!
+//! with `sg` the stop-gradient: [`PiAlignment`] (from [`PiAlignConfig`]). The decoder reads
+//! `z^sg_dyn` for the first third of training (teacher-forcing ratio 1.0), then either
+//! representation with probability 0.5: [`TeacherForcingSchedule`] (from
+//! [`TeacherForcingConfig`]), deterministic in `(seed, iteration)`.
+//!
+//! # Frequency-aligned distillation (SDKD, seeds 001/003, eq. 10–11)
+//! ```text
+//! L_KD = ‖Ψ_h(S) − Ψ_h(T)‖² + α ‖Ψ_l(S) − Ψ_l(T)‖²,    min ‖S(X) − Y‖² + λ L_KD
+//! ```
+//! [`FreqAlignedLoss`] over any [`BandSplitter`]: `Ψ_l` is an orthogonal projection onto a
+//! low-frequency subspace and `Ψ_h = I − Ψ_l`. Two are provided:
+//! - [`JointBasisSplitter`]: the joint spatio-temporal graph basis of SPEC §4.2,
+//!   `B_K = [u_t,j ⊗ u_s,i]` over selected pairs, `Ψ_l = B_K B_Kᵀ`, applied factored
+//!   (`C = U_tᵀ Z_c U_s`, never `B_K`); it also gives the SGE coefficients `a = B_Kᵀ z` and the
+//!   reconstruction `B_K a`.
+//! - [`DftSplitter`]: a DFT cutoff along time, or along several axes of a grid signal.
+//!
+//! # A2D multi-teacher weighting (SDKD eq. 12–15)
+//! With teacher losses `ℓ_m` and gradients `g_m = ∇_θ ℓ_m`,
+//! ```text
+//! α* = argmin ½ ‖Σ α_m g_m‖²   s.t.  Σ α_m = 1,  0 ≤ α_m ≤ C,      d = −Σ α*_m g_m,
+//! ```
+//! solved exactly on the `M × M` Gram matrix by an active-set method
+//! ([`solve_capped_simplex_qp`]); [`A2d::step`] does the whole step from gradients (also AVER-MKD
+//! and unit-normalised gradients). `C·M < 1` is [`Error::InfeasibleCap`].
+//!
+//! # Closed-form ridge distillation (seed 002)
+//! ```text
+//! W = (Σ_i X_iᵀ X_i + λ_eff I)⁻¹ Σ_i X_iᵀ H_i,     λ_eff = λ · mean(diag Σ XᵀX),
+//! ```
+//! accumulated over batches in f64 ([`RidgeAccumulator`]), solved by Cholesky with jitter retry and
+//! one refinement step ([`solve_normal_equations`]), loaded into a tch `Linear`
+//! ([`RidgeSolution::load_into`]). With it: the polynomial feature map `[E; E⊙E; E⊙E⊙E]`
+//! ([`polynomial_features`]) and the structure-only regulariser `L(ŷ, y) + λ_b L(ŷ_struct, y)`
+//! ([`StructureOnlyRegulariser`]).
+
+mod a2d;
+mod align;
+mod aml;
+mod bands;
+mod error;
+mod freq_align;
+mod reduction;
+mod ridge;
+mod schedule;
+
+pub use a2d::{
+    A2d, A2dConfig, A2dStep, QpOptions, QpSolution, Weighting, flat_gradient, gradient_surrogate,
+    solve_capped_simplex_qp,
+};
+pub use align::{AlignTerms, PiAlignConfig, PiAlignment, detached_mse};
+pub use aml::{
+    PointLoss, StructureOnlyRegulariser, StructureRegConfig, StructureRegTerms, polynomial_features,
+};
+pub use bands::{
+    BandSplitter, Bands, DftSplitter, DftSplitterConfig, FreqMask, JointBasisSplitter,
+};
+pub use error::{Error, Result};
+pub use freq_align::{FreqAlignConfig, FreqAlignedLoss, FreqAlignedTerms};
+pub use reduction::Reduction;
+pub use ridge::{
+    NormalSolution, RidgeAccumulator, RidgeConfig, RidgeSolution, solve_normal_equations,
+};
+pub use schedule::{DecoderInput, Stage, TeacherForcingConfig, TeacherForcingSchedule};

@@ -1,0 +1,261 @@
+//! The E(n)-equivariant graph layer of Satorras, Hoogeboom & Welling (2021), with the velocity
+//! term that EGNO (Xu et al., 2024) uses.
+
+use serde::{Deserialize, Serialize};
+use tch::{Tensor, nn};
+
+use crate::batch::GraphBatch;
+use crate::error::{Error, Result, check_shape, ensure_config};
+use crate::mlp::{Activation, Mlp, xavier_uniform};
+
+/// Settings of an [`EgnnLayer`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgnnLayerConfig {
+    /// Width of the invariant node features `h` (input and output) and of the messages.
+    pub hidden: i64,
+    /// Width of the edge attributes `e_ij` (0: none).
+    pub edge_dim: i64,
+    /// Carry velocities: `v' = φ_v(h)·v + Δ`, `x' = x + v'` (EGNN eq. 7) instead of `x' = x + Δ`.
+    pub with_velocity: bool,
+    /// Largest norm of the aggregated coordinate update `Δ_i` (rescaled, not clipped per axis, so
+    /// the layer stays exactly equivariant); `None` for no limit.
+    pub coord_clamp: Option<f64>,
+    /// The non-linearity of every MLP.
+    pub activation: Activation,
+}
+
+impl Default for EgnnLayerConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 64,
+            edge_dim: 0,
+            with_velocity: true,
+            coord_clamp: Some(100.0),
+            activation: Activation::Silu,
+        }
+    }
+}
+
+impl EgnnLayerConfig {
+    /// Validates the settings.
+    ///
+    /// # Errors
+    /// A non-positive `hidden`, a negative `edge_dim` or a non-positive `coord_clamp`.
+    pub fn check(&self) -> Result<()> {
+        const C: &str = "EgnnLayerConfig";
+        ensure_config(self.hidden > 0, C, "hidden", || {
+            format!("must be ≥ 1, got {}", self.hidden)
+        })?;
+        ensure_config(self.edge_dim >= 0, C, "edge_dim", || {
+            format!("must be ≥ 0, got {}", self.edge_dim)
+        })?;
+        ensure_config(
+            self.coord_clamp.is_none_or(|c| c > 0.0),
+            C,
+            "coord_clamp",
+            || format!("must be positive, got {:?}", self.coord_clamp),
+        )
+    }
+
+    /// Creates the layer's variables under `p`: `phi_e` (messages), `phi_x` (coordinate weights),
+    /// `phi_h` (node update) and, with velocities, `phi_v`.
+    ///
+    /// # Errors
+    /// As [`EgnnLayerConfig::check`].
+    pub fn build(&self, p: nn::Path<'_>) -> Result<EgnnLayer> {
+        self.check()?;
+        let (h, act) = (self.hidden, self.activation);
+        let phi_e = Mlp::new(
+            &(&p / "phi_e"),
+            &[2 * h + 1 + self.edge_dim, h, h],
+            act,
+            true,
+            None,
+        );
+        // The last coordinate layer starts near zero (EGNN's xavier gain 0.001): early layers
+        // barely move the particles.
+        let coord_last = nn::LinearConfig {
+            ws_init: xavier_uniform(h, 1, 0.001),
+            bs_init: None,
+            bias: false,
+        };
+        let phi_x = Mlp::new(&(&p / "phi_x"), &[h, h, 1], act, false, Some(coord_last));
+        let phi_h = Mlp::new(&(&p / "phi_h"), &[2 * h, h, h], act, false, None);
+        let phi_v = self
+            .with_velocity
+            .then(|| Mlp::new(&(&p / "phi_v"), &[h, h, 1], act, false, None));
+        Ok(EgnnLayer {
+            cfg: self.clone(),
+            phi_e,
+            phi_x,
+            phi_h,
+            phi_v,
+        })
+    }
+}
+
+/// Positions, invariant features and (optionally) velocities of a set of nodes.
+#[derive(Debug)]
+pub struct EgnnState {
+    /// `[N, 3]` positions.
+    pub x: Tensor,
+    /// `[N, H]` invariant features.
+    pub h: Tensor,
+    /// `[N, 3]` velocities, when the layer carries them.
+    pub v: Option<Tensor>,
+}
+
+/// One EGNN layer (Satorras et al. 2021, eqs. 3–6, with eq. 7's velocity):
+///
+/// ```text
+/// m_ij = φ_e(h_i, h_j, ‖x_i − x_j‖², e_ij)
+/// Δ_i  = clamp( mean_{j→i} (x_i − x_j)·φ_x(m_ij) )
+/// v_i' = φ_v(h_i)·v_i + Δ_i,   x_i' = x_i + v_i'        (with velocities)
+/// x_i' = x_i + Δ_i                                        (without)
+/// h_i' = h_i + φ_h(h_i, Σ_{j→i} m_ij)
+/// ```
+///
+/// `x'` and `v'` are E(3)-equivariant (rotations, reflections; `x'` also translations), `h'`
+/// invariant.
+#[derive(Debug)]
+pub struct EgnnLayer {
+    cfg: EgnnLayerConfig,
+    phi_e: Mlp,
+    phi_x: Mlp,
+    phi_h: Mlp,
+    phi_v: Option<Mlp>,
+}
+
+impl EgnnLayer {
+    /// The settings it was built with.
+    pub fn config(&self) -> &EgnnLayerConfig {
+        &self.cfg
+    }
+
+    /// Validating forward pass.
+    ///
+    /// # Shapes
+    /// - `x: [N, 3]`, `h: [N, H]`, `v: [N, 3]` (exactly when built `with_velocity`),
+    /// - `edge_attr: [E, edge_dim]` (exactly when `edge_dim > 0`), `N`, `E` those of `graph`;
+    /// - returns `x': [N, 3]`, `h': [N, H]`, `v': [N, 3]`.
+    ///
+    /// # Errors
+    /// A wrong shape, or an optional input given/missing against the configuration.
+    pub fn f_forward(
+        &self,
+        x: &Tensor,
+        h: &Tensor,
+        v: Option<&Tensor>,
+        graph: &GraphBatch,
+        edge_attr: Option<&Tensor>,
+    ) -> Result<EgnnState> {
+        const OP: &str = "EgnnLayer::forward";
+        let n = Some(graph.num_nodes());
+        check_shape(OP, "x", x, &[n, Some(3)])?;
+        check_shape(OP, "h", h, &[n, Some(self.cfg.hidden)])?;
+        match (v, self.cfg.with_velocity) {
+            (Some(v), true) => check_shape(OP, "v", v, &[n, Some(3)])?,
+            (None, false) => {}
+            (Some(_), false) => {
+                return Err(Error::Input {
+                    op: OP,
+                    reason: "velocities given to a layer built without `with_velocity`".into(),
+                });
+            }
+            (None, true) => {
+                return Err(Error::Input {
+                    op: OP,
+                    reason: "the layer was built `with_velocity` but got no velocities".into(),
+                });
+            }
+        }
+        check_edge_attr(OP, edge_attr, self.cfg.edge_dim, graph.num_edges())?;
+        Ok(self.forward_unchecked(x, h, v, graph, edge_attr))
+    }
+
+    /// Forward pass; see [`EgnnLayer::f_forward`] for the shapes.
+    ///
+    /// # Panics
+    /// Where [`EgnnLayer::f_forward`] returns an error.
+    #[track_caller]
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        h: &Tensor,
+        v: Option<&Tensor>,
+        graph: &GraphBatch,
+        edge_attr: Option<&Tensor>,
+    ) -> EgnnState {
+        self.f_forward(x, h, v, graph, edge_attr)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The layer without input validation (callers inside the crate validate once per model).
+    pub(crate) fn forward_unchecked(
+        &self,
+        x: &Tensor,
+        h: &Tensor,
+        v: Option<&Tensor>,
+        graph: &GraphBatch,
+        edge_attr: Option<&Tensor>,
+    ) -> EgnnState {
+        let rij = graph.edge_vectors(x);
+        let d2 = rij.square().sum_dim_intlist(-1, true, None);
+        let scalars = match edge_attr {
+            Some(e) => Tensor::cat(&[&d2, e], -1),
+            None => d2,
+        };
+        let m = self.phi_e.forward_edges(h, graph, &scalars);
+
+        let mut delta = graph.mean_at_receivers(&(&rij * self.phi_x.forward(&m)));
+        if let Some(c) = self.cfg.coord_clamp {
+            delta = clamp_norm(&delta, c);
+        }
+        let (x_new, v_new) = match (&self.phi_v, v) {
+            (Some(phi_v), Some(v)) => {
+                let v_new = phi_v.forward(h) * v + delta;
+                (x + &v_new, Some(v_new))
+            }
+            _ => (x + delta, None),
+        };
+        let agg = graph.sum_at_receivers(&m);
+        let h_new = h + self.phi_h.forward(&Tensor::cat(&[h, &agg], -1));
+        EgnnState {
+            x: x_new,
+            h: h_new,
+            v: v_new,
+        }
+    }
+}
+
+/// Rescales each row of `delta: [N, 3]` to norm at most `c` (rotation-equivariant).
+fn clamp_norm(delta: &Tensor, c: f64) -> Tensor {
+    let norm = delta.square().sum_dim_intlist(-1, true, None).sqrt();
+    let scale = (c / norm.clamp_min(1e-12)).clamp_max(1.0);
+    delta * scale
+}
+
+/// Checks optional edge attributes against the configured width.
+pub(crate) fn check_edge_attr(
+    op: &'static str,
+    edge_attr: Option<&Tensor>,
+    edge_dim: i64,
+    num_edges: i64,
+) -> Result<()> {
+    match (edge_attr, edge_dim) {
+        (Some(e), d) if d > 0 => check_shape(op, "edge_attr", e, &[Some(num_edges), Some(d)]),
+        (None, 0) => Ok(()),
+        (Some(e), _) => Err(Error::Input {
+            op,
+            reason: format!(
+                "edge attributes of shape {:?} given to a model built with edge_dim = 0",
+                e.size()
+            ),
+        }),
+        (None, d) => Err(Error::Input {
+            op,
+            reason: format!("the model was built with edge_dim = {d} but got no edge attributes"),
+        }),
+    }
+}

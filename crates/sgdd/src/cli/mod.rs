@@ -1,0 +1,53 @@
+//! The `sgdd` command line.
+
+pub mod data;
+pub mod eval;
+pub mod repro;
+pub mod train;
+
+use clap::{Parser, Subcommand};
+
+/// Learning long-horizon physical dynamics by spectral-guided distillation.
+#[derive(Debug, Parser)]
+#[command(name = "sgdd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Datasets: generate N-body systems.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Train a model (or evaluate the constant-velocity baseline) from a TOML config.
+    Train(train::TrainArgs),
+    /// Score a checkpoint on a split of its dataset (S2S, S2T, ADE, FDE in original units).
+    Eval(eval::EvalArgs),
+    /// Predict trajectories for a dataset file with a checkpoint; writes an `.npz` (key `x`).
+    Predict(eval::PredictArgs),
+    /// Where in the joint spectrum a model's error lies: error energy per joint-frequency band
+    /// of one or more checkpoints, as JSON and a PNG.
+    Spectrum(eval::SpectrumArgs),
+    /// Reproduce a paper table (N-body: EGNO vs SGDD-EGNO over seeds, with ablations).
+    #[command(subcommand)]
+    Repro(ReproCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReproCommand {
+    /// The three N-body systems.
+    Nbody(repro::ReproArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Data(cmd) => data::run(cmd),
+        Command::Train(args) => train::train(&args),
+        Command::Eval(args) => eval::eval(&args),
+        Command::Predict(args) => eval::predict(&args),
+        Command::Spectrum(args) => eval::spectrum(&args),
+        Command::Repro(ReproCommand::Nbody(args)) => repro::run(&args),
+    }
+}

@@ -1,0 +1,318 @@
+//! `sgdd repro nbody`: EGNO vs SGDD-EGNO on the three N-body systems with the same budget, over
+//! several seeds, plus the ablation of SGDD's parts on one system and the constant-velocity
+//! baseline — all scored by the same metric code. Writes `OUT/nbody.json` and `OUT/nbody.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use traj_data::nbody::{NBodySpec, System};
+
+use crate::config::{DataConfig, ModelConfig, ModelKind, RunConfig, TrainConfig};
+use crate::optim::AdamConfig;
+use crate::train::{self, RunOptions, RunResult};
+
+/// `sgdd repro nbody`.
+#[derive(Debug, Args)]
+pub struct ReproArgs {
+    /// The small budget (about ten minutes on two CPU cores) instead of the full one (a GPU).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where datasets are generated (or reused).
+    #[arg(long, default_value = "datasets/cache")]
+    pub data_root: PathBuf,
+    /// Where runs, `nbody.json` and `nbody.md` go.
+    #[arg(long, default_value = "target/repro")]
+    pub out: PathBuf,
+    /// Seeds per (system, model).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u64,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The budget of one setting.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Budget {
+    train: usize,
+    eval: usize,
+    epochs: usize,
+    batch_size: usize,
+    hidden: i64,
+    decoder_layers: i64,
+    z_dim: i64,
+}
+
+const QUICK: Budget = Budget {
+    train: 400,
+    eval: 200,
+    epochs: 12,
+    batch_size: 50,
+    hidden: 32,
+    decoder_layers: 3,
+    z_dim: 16,
+};
+const FULL: Budget = Budget {
+    train: 3000,
+    eval: 2000,
+    epochs: 400,
+    batch_size: 100,
+    hidden: 64,
+    decoder_layers: 4,
+    z_dim: 32,
+};
+
+/// One variant of the table.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    name: &'static str,
+    kind: ModelKind,
+    sge: bool,
+    align_rep: bool,
+    align_spec: bool,
+}
+
+const EGNO: Variant = Variant {
+    name: "EGNO",
+    kind: ModelKind::Egno,
+    sge: true,
+    align_rep: true,
+    align_spec: true,
+};
+const SGDD: Variant = Variant {
+    name: "SGDD-EGNO",
+    kind: ModelKind::Sgdd,
+    sge: true,
+    align_rep: true,
+    align_spec: true,
+};
+const CONST_VEL: Variant = Variant {
+    name: "constant velocity",
+    kind: ModelKind::ConstVel,
+    sge: true,
+    align_rep: true,
+    align_spec: true,
+};
+const ABLATIONS: [Variant; 3] = [
+    Variant {
+        name: "SGDD-EGNO w/o SGE",
+        kind: ModelKind::Sgdd,
+        sge: false,
+        align_rep: true,
+        align_spec: true,
+    },
+    Variant {
+        name: "SGDD-EGNO w/o spectral align",
+        kind: ModelKind::Sgdd,
+        sge: true,
+        align_rep: true,
+        align_spec: false,
+    },
+    Variant {
+        name: "SGDD-EGNO w/o representation align",
+        kind: ModelKind::Sgdd,
+        sge: true,
+        align_rep: false,
+        align_spec: true,
+    },
+];
+
+/// Mean ± std over seeds of one (system, variant).
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    system: String,
+    model: String,
+    seeds: usize,
+    s2s_mean: f64,
+    s2s_std: f64,
+    s2t_mean: f64,
+    s2t_std: f64,
+    train_seconds: f64,
+    runs: Vec<RunResult>,
+}
+
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 {
+        xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+fn ensure_dataset(root: &Path, system: System, budget: &Budget, quick: bool) -> Result<PathBuf> {
+    let dir = root.join(format!(
+        "nbody-{system}{}",
+        if quick { "-quick" } else { "" }
+    ));
+    if traj_data::Manifest::read(&dir)
+        .and_then(|m| m.verify_all(&dir))
+        .is_ok()
+    {
+        return Ok(dir);
+    }
+    let mut spec = NBodySpec::new(system);
+    spec.n_train = budget.train;
+    spec.n_val = budget.eval;
+    spec.n_test = budget.eval;
+    spec.seed = 42;
+    eprintln!(
+        "repro: generating {} ({} / {} / {} trajectories)",
+        dir.display(),
+        spec.n_train,
+        spec.n_val,
+        spec.n_test
+    );
+    traj_data::nbody::generate_dataset_dir(&spec, &dir, &|_, _| {})
+        .with_context(|| format!("generating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn config(dir: &Path, v: Variant, b: &Budget, seed: u64, device: &str) -> RunConfig {
+    RunConfig {
+        data: DataConfig {
+            dir: dir.to_owned(),
+            start_frame: 30,
+            delta_frame: 10,
+            num_targets: 5,
+            max_train: None,
+            max_eval: None,
+        },
+        model: ModelConfig {
+            kind: v.kind,
+            hidden: b.hidden,
+            decoder_layers: b.decoder_layers,
+            z_dim: b.z_dim,
+            sge: v.sge,
+            align_rep: v.align_rep,
+            align_spec: v.align_spec,
+            ..ModelConfig::default()
+        },
+        train: TrainConfig {
+            epochs: b.epochs,
+            batch_size: b.batch_size,
+            adam: AdamConfig::default(),
+            seed,
+            eval_every: (b.epochs / 4).max(1),
+            device: device.to_owned(),
+            threads: 0,
+        },
+    }
+}
+
+pub fn run(args: &ReproArgs) -> Result<()> {
+    let budget = if args.quick { QUICK } else { FULL };
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut plan: Vec<(System, Variant)> = Vec::new();
+    for system in System::ALL {
+        plan.push((system, CONST_VEL));
+        plan.push((system, EGNO));
+        plan.push((system, SGDD));
+    }
+    plan.extend(ABLATIONS.iter().map(|&v| (System::Charged, v)));
+    for (system, v) in plan {
+        let dir = ensure_dataset(&args.data_root, system, &budget, args.quick)?;
+        let seeds = if v.kind == ModelKind::ConstVel {
+            1
+        } else {
+            args.seeds
+        };
+        let mut runs = Vec::new();
+        for seed in 0..seeds {
+            let cfg = config(&dir, v, &budget, seed, &args.device);
+            let slug = v.name.to_lowercase().replace([' ', '/'], "-");
+            let out = args
+                .out
+                .join("nbody")
+                .join(system.as_str())
+                .join(format!("{slug}-s{seed}"));
+            let t0 = Instant::now();
+            let r = train::run(
+                &cfg,
+                &out,
+                &RunOptions {
+                    resume: false,
+                    quiet: true,
+                    stop_after_epochs: None,
+                },
+            )
+            .with_context(|| format!("{system} / {} / seed {seed}", v.name))?;
+            eprintln!(
+                "repro: {system:<8} {:<36} seed {seed}: S2S {:.4} S2T {:.4} (×10⁻²) in {:.0?}",
+                v.name,
+                r.test.s2s * 100.0,
+                r.test.s2t * 100.0,
+                t0.elapsed()
+            );
+            runs.push(r);
+        }
+        let (s2s_mean, s2s_std) =
+            mean_std(&runs.iter().map(|r| r.test.s2s * 100.0).collect::<Vec<_>>());
+        let (s2t_mean, s2t_std) =
+            mean_std(&runs.iter().map(|r| r.test.s2t * 100.0).collect::<Vec<_>>());
+        rows.push(Row {
+            system: system.to_string(),
+            model: v.name.to_owned(),
+            seeds: runs.len(),
+            s2s_mean,
+            s2s_std,
+            s2t_mean,
+            s2t_std,
+            train_seconds: runs.iter().map(|r| r.train_seconds).sum(),
+            runs,
+        });
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let report = serde_json::json!({
+        "setting": "EGNO N-body: condition on frame 30, predict frames 32, 34, 36, 38, 40; metrics on the test split in original units, ×10⁻²",
+        "budget": budget,
+        "quick": args.quick,
+        "device": args.device,
+        "wall_seconds": started.elapsed().as_secs_f64(),
+        "rows": rows,
+    });
+    let json_path = args.out.join("nbody.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
+    let md = markdown(&rows, &budget, args.quick);
+    std::fs::write(args.out.join("nbody.md"), &md)?;
+    println!("{md}");
+    println!(
+        "wrote {} and {} in {:.0?}",
+        json_path.display(),
+        args.out.join("nbody.md").display(),
+        started.elapsed()
+    );
+    Ok(())
+}
+
+fn markdown(rows: &[Row], b: &Budget, quick: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "N-body, EGNO setting (frame 30 → 32…40, T = 5), test MSE ×10⁻² (mean ± std over seeds). \
+         Budget{}: {} train / {} test trajectories, {} epochs, batch {}, hidden {}.\n",
+        if quick { " (--quick)" } else { "" },
+        b.train,
+        b.eval,
+        b.epochs,
+        b.batch_size,
+        b.hidden
+    );
+    let _ = writeln!(s, "| system | model | S2S | S2T | seeds |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} | {} |",
+            r.system, r.model, r.s2s_mean, r.s2s_std, r.s2t_mean, r.s2t_std, r.seeds
+        );
+    }
+    s
+}

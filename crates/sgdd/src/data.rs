@@ -1,0 +1,275 @@
+//! From a dataset directory to model-ready tensors: windows cut as the config says, node and
+//! edge features, per-sample transforms back to original units, and batches.
+//!
+//! N-body systems (`charged`, `springs`, `gravity`) use the complete graph, as EGNO does; an edge
+//! carries the product of its ends' first node feature (charges, or masses) and, when the dataset
+//! has an edge list (springs), that edge's attribute (0 for pairs without a spring). Other
+//! datasets use their own edge list with its attributes.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail, ensure};
+use graph_nets::GraphBatch;
+use tch::{Device, Kind, Tensor};
+use traj_data::{Dataset, Split, WindowSpec};
+
+use crate::config::DataConfig;
+
+/// All windows of one split, as tensors (on the CPU until batched).
+#[derive(Debug)]
+pub struct Prepared {
+    /// Samples S.
+    pub samples: i64,
+    /// Nodes per sample N.
+    pub n: i64,
+    /// Predicted frames T.
+    pub t: i64,
+    /// `[S, N, 3]` positions at the condition frame.
+    pub x0: Tensor,
+    /// `[S, N, 3]` velocities at the condition frame.
+    pub v0: Tensor,
+    /// `[S, N, F]` invariant node features.
+    pub h: Tensor,
+    /// `[S, T, N, 3]` target positions.
+    pub y: Tensor,
+    /// `[S, T, N, 3]` target velocities (the teacher reads them).
+    pub vy: Tensor,
+    /// `[S, E, A]` edge attributes, in the order of [`Prepared::edges`].
+    pub edge_attr: Tensor,
+    /// Directed edges `(receiver, sender)` of each sample's graph.
+    pub edges: Vec<(i64, i64)>,
+    /// Undirected edges of the spatial graph (for the Laplacian).
+    pub undirected: Vec<(usize, usize)>,
+    /// `[S, 3]` centres and `[S]` scales: original = normalised · scale + centre.
+    pub center: Tensor,
+    /// See `center`.
+    pub scale: Tensor,
+    /// Time from the condition frame to each target, in the dataset's time unit, `[T]`.
+    pub target_times: Vec<f64>,
+}
+
+/// One batch on a device.
+#[derive(Debug)]
+pub struct Batch {
+    /// Samples B.
+    pub b: i64,
+    /// `[B·N, 3]`.
+    pub x0: Tensor,
+    /// `[B·N, 3]`.
+    pub v0: Tensor,
+    /// `[B·N, F]`.
+    pub h: Tensor,
+    /// `[T, B·N, 3]`.
+    pub y: Tensor,
+    /// `[T, B·N, 3]`.
+    pub vy: Tensor,
+    /// `[B·E, A]`.
+    pub edge_attr: Tensor,
+    /// The block-diagonal graph of the B samples.
+    pub graph: GraphBatch,
+    /// `[B, 3]`, `[B]`.
+    pub center: Tensor,
+    /// See `center`.
+    pub scale: Tensor,
+}
+
+fn is_nbody(ds: &Dataset) -> bool {
+    matches!(ds.meta().system.as_str(), "charged" | "springs" | "gravity")
+}
+
+/// Loads a split (checksum verified) and cuts its windows.
+pub fn load(cfg: &DataConfig, split: Split, limit: Option<usize>) -> Result<(Dataset, Prepared)> {
+    let ds = traj_data::load_split(&cfg.dir, split)
+        .with_context(|| format!("loading the {split:?} split of {}", cfg.dir.display()))?;
+    let ds = match limit {
+        Some(n) if n < ds.len() => ds.select(&(0..n).collect::<Vec<_>>())?,
+        _ => ds,
+    };
+    let prepared = prepare(&ds, cfg)?;
+    Ok((ds, prepared))
+}
+
+/// Cuts the EGNO-style windows of a dataset into tensors.
+pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
+    ensure!(!ds.is_empty(), "the dataset is empty");
+    let spec = WindowSpec::egno(cfg.start_frame, cfg.delta_frame, cfg.num_targets).check()?;
+    let windows = spec.windows(ds)?;
+    ensure!(
+        !windows.is_empty(),
+        "no window fits: trajectories are too short for start {} + delta {}",
+        cfg.start_frame,
+        cfg.delta_frame
+    );
+    let n = ds.num_nodes();
+    let nbody = is_nbody(ds);
+    let undirected: Vec<(usize, usize)> = if nbody {
+        (0..n)
+            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+            .collect()
+    } else {
+        match ds.trajectories()[0].edges() {
+            Some(e) => e.pairs().iter().map(|p| (p[0], p[1])).collect(),
+            None => bail!(
+                "dataset `{}` has no edge list and is not an N-body system",
+                ds.meta().name
+            ),
+        }
+    };
+    let edges: Vec<(i64, i64)> = undirected
+        .iter()
+        .flat_map(|&(a, b)| [(a as i64, b as i64), (b as i64, a as i64)])
+        .collect();
+
+    let (mut x0, mut v0, mut h, mut y, mut vy, mut ea) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut center, mut scale) = (vec![], vec![]);
+    let mut target_times = vec![];
+    let mut feat_dim = 0;
+    let mut attr_dim = 0;
+    for s in windows.iter() {
+        let c = s.condition_frames.len();
+        let last = (c - 1) * n * 3;
+        x0.extend_from_slice(&s.condition_positions[last..last + n * 3]);
+        let vel = s
+            .condition_velocities
+            .as_ref()
+            .context("the dataset has no velocities (the decoder needs v_0)")?;
+        v0.extend_from_slice(&vel[last..last + n * 3]);
+        y.extend_from_slice(&s.target_positions);
+        vy.extend_from_slice(
+            s.target_velocities
+                .as_ref()
+                .context("no target velocities")?,
+        );
+        let feats = s.node_features.clone().unwrap_or_else(|| vec![1.0; n]);
+        feat_dim = if s.node_features.is_some() {
+            s.num_node_features
+        } else {
+            1
+        };
+        h.extend_from_slice(&feats);
+        // edge attributes
+        let lookup: HashMap<(usize, usize), Vec<f64>> = s
+            .edges
+            .as_ref()
+            .map(|e| {
+                e.pairs()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| ((p[0], p[1]), e.attribute(k).to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n_attr = s.edges.as_ref().map_or(0, |e| e.num_attributes());
+        attr_dim = usize::from(nbody) + n_attr;
+        for &(r, snd) in &edges {
+            let (r, snd) = (r as usize, snd as usize);
+            if nbody {
+                ea.push(feats[r * feat_dim] * feats[snd * feat_dim]);
+            }
+            if n_attr > 0 {
+                let key = (r.min(snd), r.max(snd));
+                match lookup.get(&key) {
+                    Some(a) => ea.extend_from_slice(a),
+                    None => ea.extend(std::iter::repeat_n(0.0, n_attr)),
+                }
+            }
+        }
+        center.extend_from_slice(&s.transform.center);
+        scale.push(s.transform.scale);
+        if target_times.is_empty() {
+            target_times = s
+                .target_offsets()
+                .iter()
+                .map(|&o| o as f64 * s.dt)
+                .collect();
+        }
+    }
+    let samples = windows.len() as i64;
+    let (n, t) = (n as i64, cfg.num_targets as i64);
+    let e = edges.len() as i64;
+    let f32s = |v: &[f64], shape: &[i64]| Tensor::from_slice(v).to_kind(Kind::Float).reshape(shape);
+    Ok(Prepared {
+        samples,
+        n,
+        t,
+        x0: f32s(&x0, &[samples, n, 3]),
+        v0: f32s(&v0, &[samples, n, 3]),
+        h: f32s(&h, &[samples, n, feat_dim as i64]),
+        y: f32s(&y, &[samples, t, n, 3]),
+        vy: f32s(&vy, &[samples, t, n, 3]),
+        edge_attr: f32s(&ea, &[samples, e, attr_dim as i64]),
+        edges,
+        undirected,
+        center: Tensor::from_slice(&center).reshape([samples, 3]),
+        scale: Tensor::from_slice(&scale),
+        target_times,
+    })
+}
+
+impl Prepared {
+    /// Node feature width F.
+    pub fn node_dim(&self) -> i64 {
+        self.h.size()[2]
+    }
+
+    /// Edge attribute width A.
+    pub fn edge_dim(&self) -> i64 {
+        self.edge_attr.size()[2]
+    }
+
+    /// The samples at `idx` on `device`, with the batched graph (cached per batch size).
+    pub fn batch(&self, idx: &[i64], device: Device, graphs: &mut GraphCache) -> Result<Batch> {
+        let b = idx.len() as i64;
+        let sel = Tensor::from_slice(idx);
+        let take = |t: &Tensor| t.index_select(0, &sel).to_device(device);
+        let nodes = |t: &Tensor| take(t).reshape([b * self.n, -1]);
+        let frames = |t: &Tensor| {
+            take(t)
+                .permute([1, 0, 2, 3])
+                .reshape([self.t, b * self.n, 3])
+        };
+        Ok(Batch {
+            b,
+            x0: nodes(&self.x0),
+            v0: nodes(&self.v0),
+            h: nodes(&self.h),
+            y: frames(&self.y),
+            vy: frames(&self.vy),
+            edge_attr: take(&self.edge_attr).reshape([-1, self.edge_dim()]),
+            graph: graphs.get(self, b, device)?,
+            center: take(&self.center),
+            scale: take(&self.scale),
+        })
+    }
+}
+
+/// Batched graphs by batch size (all samples share one graph).
+#[derive(Debug, Default)]
+pub struct GraphCache {
+    by_size: HashMap<i64, GraphBatch>,
+}
+
+impl GraphCache {
+    fn get(&mut self, p: &Prepared, b: i64, device: Device) -> Result<GraphBatch> {
+        if let Some(g) = self.by_size.get(&b) {
+            return Ok(g.clone());
+        }
+        let one = GraphBatch::from_edges(p.n, &p.edges, device)?;
+        let g = GraphBatch::batch(&vec![one; b as usize])?;
+        self.by_size.insert(b, g.clone());
+        Ok(g)
+    }
+}
+
+/// `[T, B·N, 3]` normalised positions → `[B, T, N, 3]` in original units.
+pub fn to_original(x: &Tensor, batch: &Batch, n: i64) -> Tensor {
+    let t = x.size()[0];
+    let x = x
+        .to_kind(Kind::Double)
+        .reshape([t, batch.b, n, 3])
+        .permute([1, 0, 2, 3]);
+    let scale = batch.scale.to_device(x.device()).view([batch.b, 1, 1, 1]);
+    let center = batch.center.to_device(x.device()).view([batch.b, 1, 1, 3]);
+    x * scale + center
+}

@@ -1,0 +1,162 @@
+//! Trajectory metrics, in the dataset's original units (SPEC §4.4): **S2S** — MSE of the final
+//! predicted frame; **S2T** — MSE averaged over all predicted frames; **ADE** / **FDE** — mean
+//! Euclidean displacement over all frames / at the final frame. MSE is the mean over nodes and
+//! the three coordinates (as EGNO reports it); the papers quote S2S and S2T ×10⁻².
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Sums over a set of samples, reduced to means by [`MetricSums::finish`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MetricSums {
+    samples: f64,
+    s2s: f64,
+    s2t: f64,
+    ade: f64,
+    fde: f64,
+}
+
+/// Mean metrics over a dataset split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Number of samples evaluated.
+    pub samples: usize,
+    /// Final-frame MSE.
+    pub s2s: f64,
+    /// MSE averaged over predicted frames.
+    pub s2t: f64,
+    /// Average displacement error.
+    pub ade: f64,
+    /// Final displacement error.
+    pub fde: f64,
+}
+
+impl MetricSums {
+    /// Adds a batch.
+    ///
+    /// # Shapes
+    /// `pred`, `target`: `[B, T, N, 3]`, in original units (normalisation already inverted).
+    ///
+    /// # Panics
+    /// When the shapes differ or are not `[B, T, N, 3]` with `T ≥ 1`.
+    #[track_caller]
+    pub fn add(&mut self, pred: &Tensor, target: &Tensor) {
+        let size = pred.size();
+        assert_eq!(size, target.size(), "prediction and target shapes differ");
+        assert!(
+            size.len() == 4 && size[3] == 3 && size[1] >= 1,
+            "expected [B, T, N, 3], got {size:?}"
+        );
+        let diff = (pred - target).to_kind(Kind::Double);
+        let sq = diff.square(); // [B, T, N, 3]
+        let per_frame_mse = sq.mean_dim(&[2i64, 3][..], false, Kind::Double); // [B, T]
+        let dist = sq.sum_dim_intlist(&[3i64][..], false, Kind::Double).sqrt(); // [B, T, N]
+        let per_frame_de = dist.mean_dim(&[2i64][..], false, Kind::Double); // [B, T]
+        self.samples += size[0] as f64;
+        self.s2s += per_frame_mse
+            .select(1, -1)
+            .sum(Kind::Double)
+            .double_value(&[]);
+        self.s2t += per_frame_mse
+            .mean_dim(&[1i64][..], false, Kind::Double)
+            .sum(Kind::Double)
+            .double_value(&[]);
+        self.ade += per_frame_de
+            .mean_dim(&[1i64][..], false, Kind::Double)
+            .sum(Kind::Double)
+            .double_value(&[]);
+        self.fde += per_frame_de
+            .select(1, -1)
+            .sum(Kind::Double)
+            .double_value(&[]);
+    }
+
+    /// Means over the samples added.
+    pub fn finish(&self) -> Metrics {
+        let n = self.samples.max(1.0);
+        Metrics {
+            samples: self.samples as usize,
+            s2s: self.s2s / n,
+            s2t: self.s2t / n,
+            ade: self.ade / n,
+            fde: self.fde / n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// The slow obvious definition, on plain arrays.
+    fn reference(pred: &[f64], target: &[f64], b: usize, t: usize, n: usize) -> [f64; 4] {
+        let idx = |bi: usize, ti: usize, ni: usize, c: usize| ((bi * t + ti) * n + ni) * 3 + c;
+        let (mut s2s, mut s2t, mut ade, mut fde) = (0.0, 0.0, 0.0, 0.0);
+        for bi in 0..b {
+            for ti in 0..t {
+                let (mut mse, mut de) = (0.0, 0.0);
+                for ni in 0..n {
+                    let mut d2 = 0.0;
+                    for c in 0..3 {
+                        let d = pred[idx(bi, ti, ni, c)] - target[idx(bi, ti, ni, c)];
+                        d2 += d * d;
+                    }
+                    mse += d2 / (3 * n) as f64;
+                    de += d2.sqrt() / n as f64;
+                }
+                s2t += mse / t as f64;
+                ade += de / t as f64;
+                if ti == t - 1 {
+                    s2s += mse;
+                    fde += de;
+                }
+            }
+        }
+        [s2s, s2t, ade, fde].map(|x| x / b as f64)
+    }
+
+    #[test]
+    fn matches_the_definitions() {
+        let (b, t, n) = (3, 4, 5);
+        tch::manual_seed(3);
+        let pred = Tensor::randn([b, t, n, 3], (Kind::Double, Device::Cpu));
+        let target = Tensor::randn([b, t, n, 3], (Kind::Double, Device::Cpu));
+        let mut sums = MetricSums::default();
+        // two batches give the same as one
+        sums.add(&pred.narrow(0, 0, 1), &target.narrow(0, 0, 1));
+        sums.add(&pred.narrow(0, 1, 2), &target.narrow(0, 1, 2));
+        let m = sums.finish();
+        let flat = |x: &Tensor| Vec::<f64>::try_from(x.flatten(0, -1)).unwrap();
+        let r = reference(
+            &flat(&pred),
+            &flat(&target),
+            b as usize,
+            t as usize,
+            n as usize,
+        );
+        for (got, want) in [m.s2s, m.s2t, m.ade, m.fde].into_iter().zip(r) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        assert_eq!(m.samples, 3);
+    }
+
+    #[test]
+    fn perfect_prediction_scores_zero_and_s2s_reads_the_last_frame() {
+        let target = Tensor::randn([2, 3, 4, 3], (Kind::Float, Device::Cpu));
+        let mut sums = MetricSums::default();
+        sums.add(&target, &target);
+        assert_eq!(sums.finish().s2t, 0.0);
+        // error only in the last frame: S2S = 1, S2T = 1/3
+        let pred = target.copy();
+        let _ = pred.narrow(1, 2, 1).g_add_scalar_(1.0);
+        let mut sums = MetricSums::default();
+        sums.add(&pred, &target);
+        let m = sums.finish();
+        assert!(
+            (m.s2s - 1.0).abs() < 1e-6 && (m.s2t - 1.0 / 3.0).abs() < 1e-6,
+            "{m:?}"
+        );
+        assert!((m.fde - 3f64.sqrt()).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,297 @@
+//! The models a run trains, from one config: plain EGNO, SGDD-EGNO (and its ablations), and the
+//! constant-velocity extrapolation. SPEC §4.4.
+
+use anyhow::{Context, Result};
+use distill_kd::{
+    DecoderInput, JointBasisSplitter, PiAlignConfig, PiAlignment, TeacherForcingConfig,
+    TeacherForcingSchedule,
+};
+use graph_nets::{
+    Egno, EgnoConfig, InitEncoder, InitEncoderConfig, InitialState, Stsgnn, StsgnnConfig,
+    Trajectory,
+};
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::config::{ModelConfig, ModelKind};
+use crate::data::{Batch, Prepared};
+use crate::sge::{Sge, joint_basis};
+
+/// Shapes of the problem a model is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemDims {
+    /// Nodes per sample.
+    pub n: i64,
+    /// Predicted frames.
+    pub t: i64,
+    /// Node feature width.
+    pub node_dim: i64,
+    /// Edge attribute width.
+    pub edge_dim: i64,
+}
+
+impl ProblemDims {
+    /// The dimensions of a prepared split.
+    pub fn of(p: &Prepared) -> Self {
+        Self {
+            n: p.n,
+            t: p.t,
+            node_dim: p.node_dim(),
+            edge_dim: p.edge_dim(),
+        }
+    }
+}
+
+/// The SGDD parts: teacher, student, SGE over the dataset graph's joint basis, alignment.
+#[derive(Debug)]
+struct Distill {
+    teacher: Stsgnn,
+    student: InitEncoder,
+    sge: Sge,
+    apply_sge: bool,
+    basis: JointBasisSplitter,
+    align: PiAlignment,
+}
+
+/// A trainable model (or the constant-velocity baseline).
+#[derive(Debug)]
+pub struct Model {
+    kind: ModelKind,
+    dims: ProblemDims,
+    decoder: Option<Egno>,
+    distill: Option<Distill>,
+    target_times: Vec<f64>,
+}
+
+/// The loss of one training step and its parts (for logging).
+#[derive(Debug)]
+pub struct StepLoss {
+    /// `L_pred + λ L_align`.
+    pub total: Tensor,
+    /// `L_pred`.
+    pub pred: f64,
+    /// `L_rep` (0 without SGDD).
+    pub rep: f64,
+    /// `L_spec` (0 without SGDD).
+    pub spec: f64,
+    /// Whether the decoder read the teacher's representation.
+    pub teacher_forced: bool,
+}
+
+impl Model {
+    /// Builds the model's variables under `vs`'s root. `undirected` is the spatial graph of every
+    /// sample (for the joint basis); `target_times` the time of each predicted frame.
+    pub fn build(
+        vs: &nn::VarStore,
+        cfg: &ModelConfig,
+        dims: ProblemDims,
+        undirected: &[(usize, usize)],
+        target_times: Vec<f64>,
+    ) -> Result<Self> {
+        let root = vs.root();
+        let device = vs.device();
+        let decoder = match cfg.kind {
+            ModelKind::ConstVel => None,
+            ModelKind::Egno | ModelKind::Sgdd => Some(
+                EgnoConfig {
+                    node_in: dims.node_dim,
+                    edge_dim: dims.edge_dim,
+                    hidden: cfg.hidden,
+                    layers: cfg.decoder_layers,
+                    horizon: dims.t,
+                    num_modes: cfg.num_modes.min(dims.t / 2 + 1),
+                    cond_dim: if cfg.kind == ModelKind::Sgdd {
+                        cfg.z_dim
+                    } else {
+                        0
+                    },
+                    ..Default::default()
+                }
+                .build(&root / "decoder")?,
+            ),
+        };
+        let distill = if cfg.kind == ModelKind::Sgdd {
+            let teacher = StsgnnConfig {
+                node_in: dims.node_dim,
+                edge_dim: dims.edge_dim,
+                hidden: cfg.hidden,
+                layers: cfg.teacher_layers,
+                out_dim: cfg.z_dim,
+                horizon: dims.t,
+                ..Default::default()
+            }
+            .build(&root / "teacher")?;
+            let student = InitEncoderConfig {
+                node_in: dims.node_dim,
+                edge_dim: dims.edge_dim,
+                hidden: cfg.hidden,
+                heads: cfg.heads,
+                layers: cfg.student_layers,
+                out_dim: cfg.z_dim,
+                horizon: dims.t,
+                ..Default::default()
+            }
+            .build(&root / "student")?;
+            let (_, basis) = joint_basis(
+                dims.n as usize,
+                undirected,
+                dims.t as usize,
+                cfg.k,
+                Kind::Float,
+                device,
+            )?;
+            let sge = Sge::new(&(&root / "sge"), basis.k());
+            let align = PiAlignConfig {
+                lambda: cfg.lambda,
+                rep_weight: if cfg.align_rep { 1.0 } else { 0.0 },
+                spec_weight: if cfg.align_spec { 1.0 } else { 0.0 },
+                ..Default::default()
+            }
+            .check()?;
+            Some(Distill {
+                teacher,
+                student,
+                sge,
+                apply_sge: cfg.sge,
+                basis,
+                align,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            kind: cfg.kind,
+            dims,
+            decoder,
+            distill,
+            target_times,
+        })
+    }
+
+    /// Whether there is anything to train.
+    pub fn trainable(&self) -> bool {
+        self.decoder.is_some()
+    }
+
+    /// SGE over a batch: `z` `[T, B·N, d]` → (`z^sg` `[T, B·N, d]`, `ã` `[B, K, d]`).
+    fn sge(&self, d: &Distill, z: &Tensor, b: i64) -> Result<(Tensor, Tensor)> {
+        let (t, n) = (self.dims.t, self.dims.n);
+        let zb = z.reshape([t, b, n, -1]).permute([1, 0, 2, 3]);
+        let (z_sg, a) = if d.apply_sge {
+            d.sge.forward(&d.basis, &zb)?
+        } else {
+            (zb.shallow_clone(), d.basis.coefficients(&zb)?)
+        };
+        Ok((z_sg.permute([1, 0, 2, 3]).reshape([t, b * n, -1]), a))
+    }
+
+    fn state<'a>(batch: &'a Batch) -> InitialState<'a> {
+        InitialState {
+            x: &batch.x0,
+            v: Some(&batch.v0),
+            h: &batch.h,
+            graph: &batch.graph,
+            edge_attr: Some(&batch.edge_attr),
+        }
+    }
+
+    /// Predicted positions `[T, B·N, 3]` (normalised units) from the initial state only: the
+    /// teacher is not run and the batch's future frames are not read.
+    pub fn predict(&self, batch: &Batch) -> Result<Tensor> {
+        let Some(decoder) = &self.decoder else {
+            // x_0 + v_0 · t (time from the condition frame to each target)
+            let times = Tensor::from_slice(&self.target_times)
+                .to_kind(batch.x0.kind())
+                .to_device(batch.x0.device())
+                .view([-1, 1, 1]);
+            return Ok(batch.x0.unsqueeze(0) + batch.v0.unsqueeze(0) * times);
+        };
+        let state = Self::state(batch);
+        let cond = match &self.distill {
+            Some(d) => Some(self.sge(d, &d.student.f_forward(&state)?, batch.b)?.0),
+            None => None,
+        };
+        Ok(decoder.f_forward(&state, cond.as_ref())?.x)
+    }
+
+    /// The training loss of a batch at `iteration` (the schedule decides teacher forcing).
+    pub fn loss(
+        &self,
+        batch: &Batch,
+        iteration: u64,
+        schedule: &TeacherForcingSchedule,
+    ) -> Result<StepLoss> {
+        let decoder = self
+            .decoder
+            .as_ref()
+            .context("the constant-velocity baseline has nothing to train")?;
+        let state = Self::state(batch);
+        let Some(d) = &self.distill else {
+            let pred = decoder.f_forward(&state, None)?.x;
+            let l = pred.mse_loss(&batch.y, tch::Reduction::Mean);
+            let v = l.double_value(&[]);
+            return Ok(StepLoss {
+                total: l,
+                pred: v,
+                rep: 0.0,
+                spec: 0.0,
+                teacher_forced: false,
+            });
+        };
+        // Teacher: frames 0..=T (G_0 and the privileged future).
+        let x = Tensor::cat(&[batch.x0.unsqueeze(0), batch.y.shallow_clone()], 0);
+        let v = Tensor::cat(&[batch.v0.unsqueeze(0), batch.vy.shallow_clone()], 0);
+        let traj = Trajectory {
+            x: &x,
+            v: Some(&v),
+            h: &batch.h,
+            graph: &batch.graph,
+            edge_attr: Some(&batch.edge_attr),
+        };
+        let z_dyn = d.teacher.f_forward(&traj)?;
+        let z_init = d.student.f_forward(&state)?;
+        let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch.b)?;
+        let (zsg_init, a_init) = self.sge(d, &z_init, batch.b)?;
+        let teacher_forced = schedule.decoder_input(iteration) == DecoderInput::Teacher;
+        let cond = if teacher_forced { &zsg_dyn } else { &zsg_init };
+        let pred = decoder.f_forward(&state, Some(cond))?.x;
+        let l_pred = pred.mse_loss(&batch.y, tch::Reduction::Mean);
+        let align = d.align.forward(&zsg_init, &zsg_dyn, &a_init, &a_dyn)?;
+        let total = &l_pred + &align.total;
+        Ok(StepLoss {
+            pred: l_pred.double_value(&[]),
+            rep: align.rep.double_value(&[]),
+            spec: align.spec.double_value(&[]),
+            total,
+            teacher_forced,
+        })
+    }
+
+    /// The schedule for a run of `iterations` steps.
+    pub fn schedule(
+        cfg: &ModelConfig,
+        seed: u64,
+        iterations: u64,
+    ) -> Result<TeacherForcingSchedule> {
+        Ok(TeacherForcingConfig {
+            stage1_fraction: cfg.stage1_fraction,
+            stage2_ratio: cfg.stage2_ratio,
+            seed,
+            ..Default::default()
+        }
+        .check(iterations.max(1))?)
+    }
+
+    /// The kind of model.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// The learned spectral weights `w` (SGDD with SGE), for reports.
+    pub fn spectral_weights(&self) -> Option<Vec<f64>> {
+        let d = self.distill.as_ref()?;
+        d.apply_sge.then(|| {
+            Vec::<f64>::try_from(d.sge.w.to_kind(Kind::Double).to_device(Device::Cpu))
+                .unwrap_or_default()
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! Spectral-Guided Enhancement (SGE, SPEC §4.3) as a tch layer.
+//!
+//! For a representation `z ∈ R^{T×N×d}` of one graph and its truncated joint basis
+//! `B_K = [u_t,j ⊗ u_s,i]_{(j,i) ∈ S}` (|S| = K), the layer computes `a = B_Kᵀ z ∈ R^{K×d}`,
+//! `ã = diag(w) a`, and `z^sg = z + B_K((w − 1) ⊙ a)`, with learnable `w ∈ R^K` initialised to 1
+//! (so the layer starts as the identity). Gradients reach `w` and `z` through tch's autograd.
+//!
+//! `B_K` is never materialised: the projection and reconstruction are the factored tch kernels of
+//! [`distill_kd::JointBasisSplitter`] (`C = U_tᵀ Z U_s` over the leading columns the selection
+//! touches), built from [`spectral_core::JointBasis`] (whose f64 `sge_forward`/`sge_backward` are
+//! the reference the tests compare against).
+
+use anyhow::Result;
+use distill_kd::JointBasisSplitter;
+use spectral_core::{Graph, JointBasis, JointBasisConfig};
+use tch::{Device, Kind, Tensor, nn};
+
+/// The joint basis of a spatial graph over `frames` frames (normalised Laplacians, the
+/// `K = min(k, N·T)` smallest joint eigenvalues) as a factored tch splitter on `device`.
+pub fn joint_basis(
+    n: usize,
+    undirected: &[(usize, usize)],
+    frames: usize,
+    k: usize,
+    kind: Kind,
+    device: Device,
+) -> Result<(JointBasis, JointBasisSplitter)> {
+    let graph = Graph::from_edges(n, undirected)?;
+    let basis = JointBasis::from_graph(&graph, frames, &JointBasisConfig::new(k.min(n * frames)))?;
+    let splitter = splitter(&basis, kind, device)?;
+    Ok((basis, splitter))
+}
+
+/// The tch form of a spectral-core basis.
+pub fn splitter(basis: &JointBasis, kind: Kind, device: Device) -> Result<JointBasisSplitter> {
+    let (t, n) = (basis.n_frames() as i64, basis.n_nodes() as i64);
+    let u_t = Tensor::from_slice(&basis.temporal_modes_row_major::<f64>()).reshape([t, -1]);
+    let u_s = Tensor::from_slice(&basis.spatial_modes_row_major::<f64>()).reshape([n, -1]);
+    let pairs: Vec<(usize, usize)> = basis
+        .pairs()
+        .iter()
+        .map(|p| (p.temporal, p.spatial))
+        .collect();
+    Ok(JointBasisSplitter::new(&u_t.to_kind(kind), &u_s.to_kind(kind), &pairs)?.to_device(device))
+}
+
+/// The SGE layer: learnable spectral weights `w ∈ R^K` (initialised to 1).
+#[derive(Debug)]
+pub struct Sge {
+    /// The weights `w`, `[K]`.
+    pub w: Tensor,
+}
+
+impl Sge {
+    /// A layer over `k` basis vectors, its weight at `path / "w"`.
+    pub fn new(path: &nn::Path<'_>, k: usize) -> Self {
+        Self {
+            w: path.var("w", &[k as i64], nn::Init::Const(1.0)),
+        }
+    }
+
+    /// `(z^sg, ã)` for a batch of signals on one graph.
+    ///
+    /// # Shapes
+    /// `z`: `[B, T, N, d]` → `z^sg`: `[B, T, N, d]`, `ã`: `[B, K, d]`.
+    ///
+    /// # Errors
+    /// When `z` is not `[.., T, N, d]` for this basis or the basis has another K than `w`.
+    pub fn forward(&self, basis: &JointBasisSplitter, z: &Tensor) -> Result<(Tensor, Tensor)> {
+        anyhow::ensure!(
+            basis.k() as i64 == self.w.size()[0],
+            "SGE: the basis has K = {}, the layer {}",
+            basis.k(),
+            self.w.size()[0]
+        );
+        let a = basis.coefficients(z)?;
+        let w = self.w.to_kind(a.kind()).view([-1, 1]);
+        let a_tilde = &a * &w;
+        let z_sg = z + basis.reconstruct(&(&a * (&w - 1.0)))?;
+        Ok((z_sg, a_tilde))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_with_chord(n: usize) -> Vec<(usize, usize)> {
+        let mut e: Vec<_> = (0..n).map(|i| (i, (i + 1) % n)).collect();
+        e.push((0, n / 2));
+        e
+    }
+
+    fn to_vec(t: &Tensor) -> Vec<f64> {
+        Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
+    }
+
+    /// Forward values and the gradients w.r.t. `z` and `w` agree with spectral-core's f64
+    /// kernels (its `sge_forward` and adjoint `sge_backward`), in f64 to 1e-10 and in f32 to 1e-4 (relative to the largest entry;
+    /// `∂L/∂w` to 1e-6 in f64, as `w` is an f32 variable).
+    #[test]
+    fn agrees_with_spectral_core_forward_and_adjoint() {
+        let (b, t, n, d, k) = (2usize, 4usize, 6usize, 3usize, 9usize);
+        for (kind, tol) in [(Kind::Double, 1e-10), (Kind::Float, 1e-4)] {
+            let (basis, split) =
+                joint_basis(n, &ring_with_chord(n), t, k, kind, Device::Cpu).unwrap();
+            let vs = nn::VarStore::new(Device::Cpu);
+            let sge = Sge::new(&vs.root(), basis.k());
+            tch::manual_seed(4);
+            tch::no_grad(|| {
+                sge.w
+                    .shallow_clone()
+                    .copy_(&(Tensor::rand([k as i64], (Kind::Float, Device::Cpu)) + 0.5))
+            });
+            let z = Tensor::randn(
+                [b as i64, t as i64, n as i64, d as i64],
+                (Kind::Double, Device::Cpu),
+            );
+            let zk = z.to_kind(kind).set_requires_grad(true);
+            let (z_sg, a_t) = sge.forward(&split, &zk).unwrap();
+            // upstream gradients
+            let g = Tensor::randn(z_sg.size(), (Kind::Double, Device::Cpu));
+            let h = Tensor::randn(a_t.size(), (Kind::Double, Device::Cpu));
+            ((&z_sg * g.to_kind(kind)).sum(kind) + (&a_t * h.to_kind(kind)).sum(kind)).backward();
+
+            let w = to_vec(&sge.w);
+            let reference = basis.sge_forward(&to_vec(&z), &w, b, d);
+            // relative to the largest reference entry
+            let close = |x: &[f64], y: &[f64], what: &str, tol: f64| {
+                let err = x
+                    .iter()
+                    .zip(y)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                let scale = y.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                assert!(
+                    err < tol * scale,
+                    "{what} ({kind:?}): max error {err} (scale {scale})"
+                );
+            };
+            close(&to_vec(&z_sg), &reference.z_sg, "z_sg", tol);
+            close(&to_vec(&a_t), &reference.a_tilde, "a_tilde", tol);
+            let grads = basis.sge_backward(&reference.a, &w, &to_vec(&g), &to_vec(&h), b, d);
+            close(&to_vec(&zk.grad()), &grads.z, "dL/dz", tol);
+            // w is an f32 variable, so its gradient is held in f32 whatever the kind of z
+            close(&to_vec(&sge.w.grad()), &grads.w, "dL/dw", tol.max(1e-6));
+        }
+    }
+
+    #[test]
+    fn unit_weights_are_the_identity() {
+        let (_, split) =
+            joint_basis(5, &ring_with_chord(5), 3, 7, Kind::Float, Device::Cpu).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let sge = Sge::new(&vs.root(), 7);
+        let z = Tensor::randn([2, 3, 5, 4], (Kind::Float, Device::Cpu));
+        let (z_sg, a_t) = sge.forward(&split, &z).unwrap();
+        assert!(z_sg.allclose(&z, 1e-6, 1e-6, false));
+        assert_eq!(a_t.size(), [2, 7, 4]);
+    }
+
+    #[test]
+    fn wrong_k_is_an_error() {
+        let (_, split) =
+            joint_basis(5, &ring_with_chord(5), 3, 7, Kind::Float, Device::Cpu).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let sge = Sge::new(&vs.root(), 6);
+        let z = Tensor::randn([1, 3, 5, 2], (Kind::Float, Device::Cpu));
+        assert!(
+            sge.forward(&split, &z)
+                .unwrap_err()
+                .to_string()
+                .contains("K = 7")
+        );
+    }
+}
