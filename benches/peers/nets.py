@@ -117,6 +117,12 @@ def main():
     for r in report["rows"]:
         target = f"≥{r['target']}×" if r["target"] else ""
         print(f"{r['what']:<58} {fmt(r['baseline_s']):>12} {fmt(r['ours_s']):>12} {r['ratio']:>8.2f}× {target:>8}")
+    for side, xs in (("PyTorch", samples), ("ours", rust["samples_s"])):
+        if max(xs) > 1.5 * min(xs):
+            hint = (" (with several threads, libtorch's OpenMP barriers stall badly when a core is taken: "
+                    "rerun with SGDD_BENCH_THREADS=1)") if threads > 1 else ""
+            print(f"warning: {side} samples spread {min(xs) * 1e3:.0f}–{max(xs) * 1e3:.0f} ms: other load on the "
+                  f"machine; compare the fastest-sample row{hint}", file=sys.stderr)
     print(f"threads {threads}; first loss rust {rust['initial_loss']:.6g} / pytorch {first:.6g}; wrote {out / 'nets.json'}")
 
 

@@ -213,6 +213,31 @@ impl Model {
         Ok(decoder.f_forward(&state, cond.as_ref())?.x)
     }
 
+    /// Diagnostic only: the decoder conditioned on the *teacher's* representation, which reads
+    /// the batch's future frames — an oracle bounding what distillation can transfer. `None`
+    /// for models without a teacher.
+    pub fn predict_with_teacher(&self, batch: &Batch) -> Result<Option<Tensor>> {
+        let (Some(decoder), Some(d)) = (&self.decoder, &self.distill) else {
+            return Ok(None);
+        };
+        let (cond, _) = self.sge(d, &Self::teacher_z(d, batch)?, batch.b)?;
+        Ok(Some(decoder.f_forward(&Self::state(batch), Some(&cond))?.x))
+    }
+
+    /// The teacher's `z_dyn` `[T, B·N, d]`, from frames `0..=T` (`G_0` and the privileged future).
+    fn teacher_z(d: &Distill, batch: &Batch) -> Result<Tensor> {
+        let x = Tensor::cat(&[batch.x0.unsqueeze(0), batch.y.shallow_clone()], 0);
+        let v = Tensor::cat(&[batch.v0.unsqueeze(0), batch.vy.shallow_clone()], 0);
+        let traj = Trajectory {
+            x: &x,
+            v: Some(&v),
+            h: &batch.h,
+            graph: &batch.graph,
+            edge_attr: Some(&batch.edge_attr),
+        };
+        Ok(d.teacher.f_forward(&traj)?)
+    }
+
     /// The training loss of a batch at `iteration` (the schedule decides teacher forcing).
     pub fn loss(
         &self,
@@ -237,17 +262,7 @@ impl Model {
                 teacher_forced: false,
             });
         };
-        // Teacher: frames 0..=T (G_0 and the privileged future).
-        let x = Tensor::cat(&[batch.x0.unsqueeze(0), batch.y.shallow_clone()], 0);
-        let v = Tensor::cat(&[batch.v0.unsqueeze(0), batch.vy.shallow_clone()], 0);
-        let traj = Trajectory {
-            x: &x,
-            v: Some(&v),
-            h: &batch.h,
-            graph: &batch.graph,
-            edge_attr: Some(&batch.edge_attr),
-        };
-        let z_dyn = d.teacher.f_forward(&traj)?;
+        let z_dyn = Self::teacher_z(d, batch)?;
         let z_init = d.student.f_forward(&state)?;
         let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch.b)?;
         let (zsg_init, a_init) = self.sge(d, &z_init, batch.b)?;

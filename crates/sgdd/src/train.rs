@@ -48,6 +48,9 @@ pub struct RunResult {
     pub train_seconds: f64,
     /// Learned spectral weights `w` (SGDD with SGE).
     pub spectral_weights: Option<Vec<f64>>,
+    /// SGDD only, a diagnostic: test metrics of the decoder conditioned on the teacher, which
+    /// reads the future (what the student would reach with perfect distillation).
+    pub teacher_oracle_test: Option<Metrics>,
 }
 
 /// One line of `metrics.jsonl`.
@@ -112,13 +115,41 @@ pub fn build_model(cfg: &RunConfig, p: &Prepared, device: Device) -> Result<(Var
 
 /// Mean metrics of `model` on a prepared split (original units).
 pub fn evaluate(model: &Model, p: &Prepared, batch_size: usize, device: Device) -> Result<Metrics> {
+    evaluate_with(p, batch_size, device, |b| model.predict(b))
+}
+
+/// Metrics of the decoder conditioned on the teacher (an oracle that reads the future: a
+/// diagnostic of the distillation gap), for models with a teacher.
+pub fn evaluate_teacher(
+    model: &Model,
+    p: &Prepared,
+    batch_size: usize,
+    device: Device,
+) -> Result<Option<Metrics>> {
+    if model.kind() != crate::ModelKind::Sgdd {
+        return Ok(None);
+    }
+    let m = evaluate_with(p, batch_size, device, |b| {
+        model
+            .predict_with_teacher(b)?
+            .context("the model has no teacher")
+    })?;
+    Ok(Some(m))
+}
+
+fn evaluate_with(
+    p: &Prepared,
+    batch_size: usize,
+    device: Device,
+    predict: impl Fn(&crate::Batch) -> Result<tch::Tensor>,
+) -> Result<Metrics> {
     let _guard = tch::no_grad_guard();
     let mut sums = MetricSums::default();
     let mut graphs = GraphCache::default();
     let idx: Vec<i64> = (0..p.samples).collect();
     for chunk in idx.chunks(batch_size) {
         let batch = p.batch(chunk, device, &mut graphs)?;
-        let pred = model.predict(&batch)?;
+        let pred = predict(&batch)?;
         ensure!(
             pred.isfinite().all().int64_value(&[]) == 1,
             "the model predicted NaN or Inf"
@@ -164,6 +195,7 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<RunResult> 
             steps: 0,
             train_seconds: 0.0,
             spectral_weights: None,
+            teacher_oracle_test: None,
         };
         write_json(&out.join("result.json"), &result)?;
         draw_trajectory(&model, &splits.test, device, out)?;
@@ -306,21 +338,11 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<RunResult> 
             cfg.train.epochs
         );
     };
-    if history.len() < cfg.train.epochs {
-        // interrupted on purpose (stop_after_epochs): report the current state
-        return Ok(RunResult {
-            model: kind,
-            dataset: cfg.data.dir.clone(),
-            seed: cfg.train.seed,
-            best_epoch,
-            val,
-            test: evaluate(&model, &splits.test, bs, device)?,
-            steps: opt.steps(),
-            train_seconds,
-            spectral_weights: model.spectral_weights(),
-        });
+    // interrupted on purpose (stop_after_epochs): report the current weights, write no result
+    let finished = history.len() == cfg.train.epochs;
+    if finished {
+        checkpoint::restore(&best_path, &mut vs, None)?;
     }
-    checkpoint::restore(&best_path, &mut vs, None)?;
     let result = RunResult {
         model: kind.clone(),
         dataset: cfg.data.dir.clone(),
@@ -331,7 +353,11 @@ pub fn run(cfg: &RunConfig, out: &Path, opts: &RunOptions) -> Result<RunResult> 
         steps: opt.steps(),
         train_seconds,
         spectral_weights: model.spectral_weights(),
+        teacher_oracle_test: evaluate_teacher(&model, &splits.test, bs, device)?,
     };
+    if !finished {
+        return Ok(result);
+    }
     write_json(&out.join("result.json"), &result)?;
     let series = [
         plots::Series {
