@@ -31,7 +31,7 @@ fn config(kind: &str, epochs: usize) -> RunConfig {
     let text = format!(
         "[data]\ndir = {:?}\n[model]\nkind = \"{kind}\"\nhidden = 8\ndecoder_layers = 1\nz_dim = 4\n\
          teacher_layers = 1\nstudent_layers = 1\nheads = 2\nk = 6\n[train]\nepochs = {epochs}\n\
-         batch_size = 5\neval_every = 1\ndevice = \"cpu\"\n",
+         batch_size = 5\neval_every = 1\ndevice = \"cpu\"\nthreads = 1\n",
         dataset()
     );
     RunConfig::from_toml(&text, &[]).unwrap()
