@@ -89,13 +89,39 @@
 //! # Ok::<(), traj_data::Error>(())
 //! ```
 
+//! # Real data
+//!
+//! Readers for foreign formats live in [`formats`] ([`formats::dcd`], [`formats::psf`],
+//! [`formats::npz`], [`formats::md17`], [`formats::asf_amc`]); each returns an [`ImportError`]
+//! naming the file and the problem, never panics on arbitrary bytes (proptested in
+//! `tests/robustness.rs`, fuzzed by the cargo-fuzz targets in `fuzz/`). Converters turn them into
+//! datasets in the papers' settings:
+//! - [`protein`]: DCD + PSF → backbone trajectories with contact edges (EGNO's ADK setting);
+//! - [`molecule`]: MD17/rMD17 → the GeoTDM or the EGNO setting;
+//! - [`mocap`]: CMU motion capture (EGNO's published joint coordinates, or ASF + AMC by forward
+//!   kinematics) → bones + 2-hop graphs;
+//! - [`convert`]: the pieces they share (contact graphs, 2-hop edges, finite-difference velocities,
+//!   and [`convert::write_split_dir`], the one writer of a train/val/test directory with its
+//!   manifest).
+//!
+//! [`sources`] reads `datasets/manifest.toml` (where each external file comes from, its size and
+//! sha256), downloads resumably with HTTP `Range`, verifies before placing atomically, and
+//! extracts single members of `.tar.gz` archives.
+
+pub mod convert;
 mod dataset;
 mod error;
 mod format;
+pub mod formats;
 mod fsutil;
+mod import_error;
 mod manifest;
+pub mod mocap;
+pub mod molecule;
 pub mod nbody;
 mod normalize;
+pub mod protein;
+pub mod sources;
 mod split;
 mod trajectory;
 mod window;
@@ -104,6 +130,7 @@ pub use dataset::{Dataset, DatasetLayout, DatasetMeta};
 pub use error::{Element, Error, Result};
 pub use format::{FORMAT_NAME, FORMAT_VERSION, HEADER_KEY, read_dataset, write_dataset};
 pub use fsutil::{atomic_write, sha256_file};
+pub use import_error::{ImportError, ImportResult};
 pub use manifest::{
     MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, ManifestEntry, load_split,
 };

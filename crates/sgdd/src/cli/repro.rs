@@ -22,7 +22,7 @@ pub struct ReproArgs {
     #[arg(long)]
     pub quick: bool,
     /// Where datasets are generated (or reused).
-    #[arg(long, default_value = "datasets/cache")]
+    #[arg(long, default_value = "target/data")]
     pub data_root: PathBuf,
     /// Where runs, `nbody.json` and `nbody.md` go.
     #[arg(long, default_value = "target/repro")]

@@ -1,0 +1,307 @@
+//! MD17-format molecular dynamics → datasets, in the two settings of the papers.
+//!
+//! - **GeoTDM / LaM-SLidE** ([`GeoTdmMd17Spec`]): all atoms; velocities from consecutive frames
+//!   before downsampling by 10; one trajectory cut chronologically 60/20/20 by frame; positions
+//!   centred on each part's first-frame centroid and divided by the training RMS scale (one scale
+//!   per molecule); windows of 10 conditioning + 20 predicted frames ([`geotdm_windows`]).
+//! - **EGNO / SGDD** ([`EgnoMd17Spec`]): heavy atoms only; edges = bonds (heavy-atom pairs closer
+//!   than 1.6 Å in the first frame, type 1) plus 2-hop neighbours (type 2); `delta_frame = 3000`
+//!   raw frames, `T = 8`; 500 / 2000 / 2000 windows at distinct seeded-random start frames. Each
+//!   window is stored as a short trajectory of the start frame and its `T` targets (frames
+//!   `start + k·Δ/T`, `k = 0..=T`), so [`egno_windows`] (condition on frame 0, targets 1..=T)
+//!   reads them.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::convert::{bones_and_two_hop, contact_edges};
+use crate::dataset::{Dataset, DatasetMeta};
+use crate::error::Error;
+use crate::formats::md17::Md17;
+use crate::import_error::{ImportError, ImportResult};
+use crate::normalize::NormalizationSpec;
+use crate::split::{Split, SplitMethod, SplitSpec};
+use crate::trajectory::{MetadataMap, Trajectory};
+use crate::window::{TargetFrames, WindowSpec};
+
+/// The GeoTDM / LaM-SLidE MD17 setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoTdmMd17Spec {
+    /// Time between raw frames in fs (MD17: 0.5 fs).
+    pub timestep_fs: f64,
+    /// Keep every this many frames, after computing velocities (GeoTDM: 10).
+    pub downsample: usize,
+    /// Train/val/test fractions of the frames, chronologically (60/20/20).
+    pub fractions: [f64; 3],
+    /// Normalisation fitted on the training part.
+    pub normalization: NormalizationSpec,
+}
+
+impl Default for GeoTdmMd17Spec {
+    fn default() -> Self {
+        Self {
+            timestep_fs: 0.5,
+            downsample: 10,
+            fractions: [0.6, 0.2, 0.2],
+            normalization: NormalizationSpec::default(),
+        }
+    }
+}
+
+/// GeoTDM's windows: 10 conditioning frames, the next 20 predicted, sliding by one frame.
+pub fn geotdm_windows() -> WindowSpec {
+    WindowSpec::geotdm(10, 20, 1)
+}
+
+/// The EGNO / SGDD MD17 setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgnoMd17Spec {
+    /// Time between raw frames in fs (MD17: 0.5 fs).
+    pub timestep_fs: f64,
+    /// Keep only atoms with atomic number > 1.
+    pub heavy_atoms_only: bool,
+    /// Bond cutoff in Å (first frame).
+    pub bond_cutoff: f64,
+    /// Horizon in raw frames (3000).
+    pub delta_frame: usize,
+    /// Number of targets (8); must divide `delta_frame`.
+    pub num_targets: usize,
+    /// Windows in train, val, test (500, 2000, 2000).
+    pub counts: [usize; 3],
+    /// Seed of the start-frame draw.
+    pub seed: u64,
+}
+
+impl Default for EgnoMd17Spec {
+    fn default() -> Self {
+        Self {
+            timestep_fs: 0.5,
+            heavy_atoms_only: true,
+            bond_cutoff: 1.6,
+            delta_frame: 3000,
+            num_targets: 8,
+            counts: [500, 2000, 2000],
+            seed: 42,
+        }
+    }
+}
+
+/// EGNO's windows over the stored per-window trajectories: condition on frame 0, targets 1..=T.
+pub fn egno_windows(num_targets: usize) -> WindowSpec {
+    WindowSpec::egno(0, num_targets, num_targets).targets(TargetFrames::Consecutive)
+}
+
+/// Velocity of atom coordinates at raw frame `t` from consecutive frames: `(x[t+1] − x[t]) / dt`
+/// (backward at the last frame).
+fn velocity_at(md: &Md17, t: usize, dt: f64) -> Vec<f64> {
+    let n3 = 3 * md.num_atoms();
+    let (a, b) = if t + 1 < md.num_frames {
+        (t, t + 1)
+    } else {
+        (t.saturating_sub(1), t)
+    };
+    if a == b {
+        return vec![0.0; n3];
+    }
+    (0..n3)
+        .map(|k| (md.positions[b * n3 + k] - md.positions[a * n3 + k]) / dt)
+        .collect()
+}
+
+fn check_timestep(dt: f64, path: &Path) -> ImportResult<()> {
+    if dt.is_finite() && dt > 0.0 {
+        Ok(())
+    } else {
+        Err(ImportError::unusable(
+            path,
+            format!("time step {dt} fs is not positive"),
+        ))
+    }
+}
+
+fn md17_meta(name: &str, md: &Md17, dt_fs: f64, generator: serde_json::Value) -> DatasetMeta {
+    DatasetMeta {
+        length_unit: "angstrom".into(),
+        time_unit: "fs".into(),
+        generator: serde_json::json!({
+            "setting": generator,
+            "molecule": md.name,
+            "theory": md.theory,
+            "atomic_numbers": md.atomic_numbers,
+        }),
+        ..DatasetMeta::new(name, "md17", dt_fs)
+    }
+}
+
+/// The GeoTDM setting (see the module docs): normalised train, val, test datasets of one
+/// trajectory each.
+///
+/// # Errors
+/// [`ImportError::Unusable`] when the trajectory is too short to split, spec errors, data errors.
+pub fn md17_geotdm(
+    md: &Md17,
+    name: &str,
+    spec: &GeoTdmMd17Spec,
+    path: &Path,
+) -> ImportResult<[Dataset; 3]> {
+    check_timestep(spec.timestep_fs, path)?;
+    if spec.downsample == 0 {
+        return Err(Error::spec("GeoTDM MD17 spec", "downsample must be >= 1").into());
+    }
+    let n = md.num_atoms();
+    let kept: Vec<usize> = (0..md.num_frames).step_by(spec.downsample).collect();
+    let mut positions = Vec::with_capacity(kept.len() * n * 3);
+    let mut velocities = Vec::with_capacity(kept.len() * n * 3);
+    for &t in &kept {
+        positions.extend_from_slice(&md.positions[t * n * 3..(t + 1) * n * 3]);
+        velocities.extend(velocity_at(md, t, spec.timestep_fs));
+    }
+    let types: Vec<i64> = md.atomic_numbers.iter().map(|&z| i64::from(z)).collect();
+    let dt = spec.timestep_fs * spec.downsample as f64;
+    let build = || -> crate::Result<[Dataset; 3]> {
+        let traj = Trajectory::new(kept.len(), n, positions)?
+            .with_velocities(velocities)?
+            .with_node_types(types)?;
+        let meta = md17_meta(name, md, dt, serde_json::to_value(spec).unwrap_or_default());
+        let ds = Dataset::new(meta, vec![traj])?;
+        let [a, b, c] = spec.fractions;
+        let split = SplitSpec::new(SplitMethod::FrameChronological)
+            .fractions(a, b, c)
+            .check()?;
+        let splits = ds.split(&split)?;
+        if splits.train.is_empty() {
+            return Err(Error::spec(
+                "GeoTDM MD17 spec",
+                format!("{} frames leave no training frames", kept.len()),
+            ));
+        }
+        let norm = spec.normalization.fit(&splits.train)?;
+        Ok([
+            norm.apply(&splits.train)?,
+            norm.apply(&splits.val)?,
+            norm.apply(&splits.test)?,
+        ])
+    };
+    build().map_err(|e| ImportError::in_file(path, e))
+}
+
+/// The EGNO / SGDD setting (see the module docs): train, val, test datasets whose trajectories are
+/// the windows.
+///
+/// # Errors
+/// [`ImportError::Unusable`] when the trajectory is too short for the requested number of
+/// distinct start frames, `T` does not divide `delta_frame`, or no heavy atom is left; data errors.
+pub fn md17_egno(
+    md: &Md17,
+    name: &str,
+    spec: &EgnoMd17Spec,
+    path: &Path,
+) -> ImportResult<[Dataset; 3]> {
+    check_timestep(spec.timestep_fs, path)?;
+    let (delta, t_targets) = (spec.delta_frame, spec.num_targets);
+    if t_targets == 0 || delta == 0 || delta % t_targets != 0 {
+        return Err(ImportError::unusable(
+            path,
+            format!("num_targets {t_targets} must divide delta_frame {delta} (both >= 1)"),
+        ));
+    }
+    let stride = delta / t_targets;
+    let atoms: Vec<usize> = (0..md.num_atoms())
+        .filter(|&i| !spec.heavy_atoms_only || md.atomic_numbers[i] > 1)
+        .collect();
+    if atoms.is_empty() {
+        return Err(ImportError::unusable(path, "no heavy atoms"));
+    }
+    let total: usize = spec.counts.iter().sum();
+    let available = md.num_frames.saturating_sub(delta);
+    if available < total {
+        return Err(ImportError::unusable(
+            path,
+            format!(
+                "{} frames give {available} start frames for a horizon of {delta}; {total} distinct windows were asked for",
+                md.num_frames
+            ),
+        ));
+    }
+    let mut starts: Vec<usize> = (0..available).collect();
+    starts.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed));
+    let n = atoms.len();
+    let n_all = md.num_atoms();
+    let frame_of = |t: usize| -> Vec<f64> {
+        atoms
+            .iter()
+            .flat_map(|&i| {
+                md.positions[(t * n_all + i) * 3..(t * n_all + i) * 3 + 3]
+                    .iter()
+                    .copied()
+            })
+            .collect()
+    };
+    // bonds in the first frame between the kept atoms
+    let first = frame_of(0);
+    let bonds = contact_edges(&first, spec.bond_cutoff);
+    let edges = bones_and_two_hop(&bonds, n).map_err(|e| ImportError::in_file(path, e))?;
+    let types: Vec<i64> = atoms
+        .iter()
+        .map(|&i| i64::from(md.atomic_numbers[i]))
+        .collect();
+    let dt = spec.timestep_fs * stride as f64;
+    let mut out = Vec::with_capacity(3);
+    let mut offset = 0;
+    for (s, &count) in Split::ALL.iter().zip(&spec.counts) {
+        let mut chosen = starts[offset..offset + count].to_vec();
+        offset += count;
+        chosen.sort_unstable();
+        let mut trajectories = Vec::with_capacity(count);
+        for &start in &chosen {
+            let frames: Vec<usize> = (0..=t_targets).map(|k| start + k * stride).collect();
+            let positions: Vec<f64> = frames.iter().flat_map(|&t| frame_of(t)).collect();
+            let velocities: Vec<f64> = frames
+                .iter()
+                .flat_map(|&t| {
+                    let v = velocity_at(md, t, spec.timestep_fs);
+                    atoms
+                        .iter()
+                        .flat_map(move |&i| [v[3 * i], v[3 * i + 1], v[3 * i + 2]])
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let mut meta = MetadataMap::new();
+            meta.insert("start_frame".into(), start.into());
+            let traj = (|| -> crate::Result<Trajectory> {
+                Ok(Trajectory::new(frames.len(), n, positions)?
+                    .with_velocities(velocities)?
+                    .with_node_types(types.clone())?
+                    .with_edges(edges.clone())?
+                    .with_metadata(meta))
+            })()
+            .map_err(|e| ImportError::in_file(path, e))?;
+            trajectories.push(traj);
+        }
+        let mut meta = md17_meta(name, md, dt, serde_json::to_value(spec).unwrap_or_default());
+        meta.edge_attribute_names = vec!["edge_type".into()];
+        meta.split = Some(*s);
+        if trajectories.is_empty() {
+            let layout = crate::dataset::DatasetLayout {
+                num_nodes: n,
+                num_node_features: 0,
+                has_velocities: true,
+                has_node_types: true,
+                has_edges: true,
+                num_edge_attributes: 1,
+            };
+            out.push(
+                Dataset::with_layout(meta, layout, trajectories)
+                    .map_err(|e| ImportError::in_file(path, e))?,
+            );
+        } else {
+            out.push(Dataset::new(meta, trajectories).map_err(|e| ImportError::in_file(path, e))?);
+        }
+    }
+    Ok(out.try_into().expect("three splits"))
+}
