@@ -37,6 +37,18 @@ pub struct DataConfig {
     /// Predicted frames T, evenly spaced up to the horizon (N-body: 5).
     #[serde(default = "default_targets")]
     pub num_targets: usize,
+    /// Which frames up to the horizon are targets: `strided` (EGNO N-body, protein) or
+    /// `consecutive` (EGNO motion capture).
+    #[serde(default = "default_targets_kind")]
+    pub targets: TargetsKind,
+    /// Where windows start: `fixed` (at `start_frame` in every trajectory), `sliding` (every
+    /// `stride` frames) or `metadata` (each trajectory's `start_frames`, as the mocap import
+    /// records EGNO's split).
+    #[serde(default = "default_starts_kind")]
+    pub starts: StartsKind,
+    /// Step between sliding windows.
+    #[serde(default = "default_stride")]
+    pub stride: usize,
     /// Use at most this many training trajectories (all when absent).
     #[serde(default)]
     pub max_train: Option<usize>,
@@ -45,6 +57,37 @@ pub struct DataConfig {
     pub max_eval: Option<usize>,
 }
 
+/// See [`DataConfig::targets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetsKind {
+    /// `T` frames evenly spaced up to the horizon.
+    Strided,
+    /// The last `T` frames up to the horizon.
+    Consecutive,
+}
+
+/// See [`DataConfig::starts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartsKind {
+    /// `start_frame` in every trajectory.
+    Fixed,
+    /// Every `stride` frames.
+    Sliding,
+    /// Each trajectory's metadata `start_frames`.
+    Metadata,
+}
+
+fn default_targets_kind() -> TargetsKind {
+    TargetsKind::Strided
+}
+fn default_starts_kind() -> StartsKind {
+    StartsKind::Fixed
+}
+fn default_stride() -> usize {
+    1
+}
 fn default_start() -> usize {
     30
 }
@@ -195,6 +238,7 @@ impl RunConfig {
             "data.delta_frame must be ≥ data.num_targets ≥ 1"
         );
         ensure!(t.batch_size >= 1, "train.batch_size must be ≥ 1");
+        ensure!(d.stride >= 1, "data.stride must be ≥ 1");
         ensure!(t.eval_every >= 1, "train.eval_every must be ≥ 1");
         ensure!(
             t.adam.lr > 0.0 && t.adam.lr.is_finite(),

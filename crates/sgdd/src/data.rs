@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail, ensure};
 use graph_nets::GraphBatch;
 use tch::{Device, Kind, Tensor};
-use traj_data::{Dataset, Split, WindowSpec};
+use traj_data::{Dataset, Split, TargetFrames, WindowIndex, WindowSpec};
 
-use crate::config::DataConfig;
+use crate::config::{DataConfig, StartsKind, TargetsKind};
 
 /// All windows of one split, as tensors (on the CPU until batched).
 #[derive(Debug)]
@@ -92,14 +92,29 @@ pub fn load(cfg: &DataConfig, split: Split, limit: Option<usize>) -> Result<(Dat
 /// Cuts the EGNO-style windows of a dataset into tensors.
 pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
     ensure!(!ds.is_empty(), "the dataset is empty");
-    let spec = WindowSpec::egno(cfg.start_frame, cfg.delta_frame, cfg.num_targets).check()?;
-    let windows = spec.windows(ds)?;
+    let mut spec = WindowSpec::egno(cfg.start_frame, cfg.delta_frame, cfg.num_targets).targets(
+        match cfg.targets {
+            TargetsKind::Strided => TargetFrames::Strided,
+            TargetsKind::Consecutive => TargetFrames::Consecutive,
+        },
+    );
+    if cfg.starts == StartsKind::Sliding {
+        spec = spec.sliding(cfg.stride);
+    }
+    let spec = spec.check()?;
+    let index: Vec<WindowIndex> = match cfg.starts {
+        StartsKind::Fixed | StartsKind::Sliding => spec.index(ds)?,
+        StartsKind::Metadata => metadata_starts(ds)?,
+    };
     ensure!(
-        !windows.is_empty(),
-        "no window fits: trajectories are too short for start {} + delta {}",
-        cfg.start_frame,
+        !index.is_empty(),
+        "no window fits: trajectories are too short for the horizon (delta_frame {})",
         cfg.delta_frame
     );
+    let windows = index
+        .iter()
+        .map(|&w| spec.sample(ds, w))
+        .collect::<traj_data::Result<Vec<_>>>()?;
     let n = ds.num_nodes();
     let nbody = is_nbody(ds);
     let undirected: Vec<(usize, usize)> = if nbody {
@@ -126,7 +141,7 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
     let mut target_times = vec![];
     let mut feat_dim = 0;
     let mut attr_dim = 0;
-    for s in windows.iter() {
+    for s in &windows {
         let c = s.condition_frames.len();
         let last = (c - 1) * n * 3;
         x0.extend_from_slice(&s.condition_positions[last..last + n * 3]);
@@ -205,6 +220,32 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
         scale: Tensor::from_slice(&scale),
         target_times,
     })
+}
+
+/// The windows a trajectory's metadata `start_frames` lists (EGNO's motion-capture split).
+fn metadata_starts(ds: &Dataset) -> Result<Vec<WindowIndex>> {
+    let mut out = Vec::new();
+    for (i, t) in ds.trajectories().iter().enumerate() {
+        let starts = t
+            .metadata()
+            .get("start_frames")
+            .and_then(|v| v.as_array())
+            .with_context(|| {
+                format!(
+                    "trajectory {i} has no metadata `start_frames` (data.starts = \"metadata\")"
+                )
+            })?;
+        for s in starts {
+            let anchor = s
+                .as_u64()
+                .with_context(|| format!("trajectory {i}: start frame {s} is not an integer"))?;
+            out.push(WindowIndex {
+                trajectory: i,
+                anchor: anchor as usize,
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl Prepared {

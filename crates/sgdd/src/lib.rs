@@ -21,7 +21,9 @@ pub mod train;
 pub use checkpoint::{
     CheckpointMeta, load as load_checkpoint, restore as restore_checkpoint, save as save_checkpoint,
 };
-pub use config::{DataConfig, ModelConfig, ModelKind, RunConfig, TrainConfig};
+pub use config::{
+    DataConfig, ModelConfig, ModelKind, RunConfig, StartsKind, TargetsKind, TrainConfig,
+};
 pub use data::{Batch, GraphCache, Prepared, prepare};
 pub use device::DeviceChoice;
 pub use metrics::{MetricSums, Metrics};

@@ -278,3 +278,38 @@ fn predictions_are_deterministic_for_a_seed() {
     assert!(run(()).equal(&run(())));
     let _ = Model::schedule(&cfg.model, 0, 10).unwrap();
 }
+
+#[test]
+fn sliding_and_metadata_windows() {
+    let mut cfg = config("egno", 1);
+    let ds = traj_data::load_split(&cfg.data.dir, traj_data::Split::Val).unwrap();
+    // 50 frames, horizon 10: sliding anchors 0, 5, …, 35 → 8 per trajectory
+    cfg.data.starts = sgdd::StartsKind::Sliding;
+    cfg.data.stride = 5;
+    let p = sgdd::prepare(&ds, &cfg.data).unwrap();
+    assert_eq!(p.samples, 8 * ds.len() as i64);
+    // per-trajectory start frames from metadata, consecutive targets
+    cfg.data.starts = sgdd::StartsKind::Metadata;
+    cfg.data.targets = sgdd::TargetsKind::Consecutive;
+    let (meta, _, trajs) = ds.clone().into_parts();
+    let trajs: Vec<_> = trajs
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut m = t.metadata().clone();
+            m.insert(
+                "start_frames".into(),
+                serde_json::json!((0..=i).collect::<Vec<_>>()),
+            );
+            t.with_metadata(m)
+        })
+        .collect();
+    let with_starts = traj_data::Dataset::new(meta, trajs).unwrap();
+    let p = sgdd::prepare(&with_starts, &cfg.data).unwrap();
+    let n = ds.len() as i64;
+    assert_eq!(p.samples, n * (n + 1) / 2);
+    // consecutive targets: the last T frames up to the horizon
+    assert_eq!(p.target_times.len(), 5);
+    let err = sgdd::prepare(&ds, &cfg.data).unwrap_err();
+    assert!(format!("{err:#}").contains("start_frames"), "{err:#}");
+}

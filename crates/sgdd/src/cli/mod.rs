@@ -36,8 +36,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ReproCommand {
-    /// The three N-body systems.
+    /// The three N-body systems (generated), with the ablation on charged particles.
     Nbody(repro::ReproArgs),
+    /// Real CMU motion capture, subject 09 "run" (after `sgdd data import mocap-run`).
+    MocapRun(repro::ReproArgs),
+    /// Real protein MD, ADK (after `sgdd data fetch adk`).
+    Adk(repro::ReproArgs),
 }
 
 /// Runs the parsed command line.
@@ -49,5 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => eval::predict(&args),
         Command::Spectrum(args) => eval::spectrum(&args),
         Command::Repro(ReproCommand::Nbody(args)) => repro::run(&args),
+        Command::Repro(ReproCommand::MocapRun(args)) => repro::run_mocap(&args),
+        Command::Repro(ReproCommand::Adk(args)) => repro::run_adk(&args),
     }
 }

@@ -11,7 +11,9 @@ use clap::Args;
 use serde::Serialize;
 use traj_data::nbody::{NBodySpec, System};
 
-use crate::config::{DataConfig, ModelConfig, ModelKind, RunConfig, TrainConfig};
+use crate::config::{
+    DataConfig, ModelConfig, ModelKind, RunConfig, StartsKind, TargetsKind, TrainConfig,
+};
 use crate::optim::AdamConfig;
 use crate::train::{self, RunOptions, RunResult};
 
@@ -52,6 +54,24 @@ const QUICK: Budget = Budget {
     eval: 200,
     epochs: 30,
     batch_size: 50,
+    hidden: 32,
+    decoder_layers: 3,
+    z_dim: 16,
+};
+const QUICK_REAL: Budget = Budget {
+    train: 0,
+    eval: 0,
+    epochs: 30,
+    batch_size: 50,
+    hidden: 32,
+    decoder_layers: 3,
+    z_dim: 16,
+};
+const QUICK_ADK: Budget = Budget {
+    train: 0,
+    eval: 0,
+    epochs: 15,
+    batch_size: 4,
     hidden: 32,
     decoder_layers: 3,
     z_dim: 16,
@@ -176,16 +196,23 @@ fn ensure_dataset(root: &Path, system: System, budget: &Budget, quick: bool) -> 
     Ok(dir)
 }
 
-fn config(dir: &Path, v: Variant, b: &Budget, seed: u64, device: &str) -> RunConfig {
+fn nbody_data(dir: &Path) -> DataConfig {
+    DataConfig {
+        dir: dir.to_owned(),
+        start_frame: 30,
+        delta_frame: 10,
+        num_targets: 5,
+        targets: TargetsKind::Strided,
+        starts: StartsKind::Fixed,
+        stride: 1,
+        max_train: None,
+        max_eval: None,
+    }
+}
+
+fn config(data: &DataConfig, v: Variant, b: &Budget, seed: u64, device: &str) -> RunConfig {
     RunConfig {
-        data: DataConfig {
-            dir: dir.to_owned(),
-            start_frame: 30,
-            delta_frame: 10,
-            num_targets: 5,
-            max_train: None,
-            max_eval: None,
-        },
+        data: data.clone(),
         model: ModelConfig {
             kind: v.kind,
             hidden: b.hidden,
@@ -211,19 +238,119 @@ fn config(dir: &Path, v: Variant, b: &Budget, seed: u64, device: &str) -> RunCon
     }
 }
 
+/// One table: named settings (dataset + windows) × variants, over seeds.
+struct Table<'a> {
+    /// File stem of the outputs (`OUT/<name>.json`, `.md`) and run directory.
+    name: &'a str,
+    /// What the windows are, for the report.
+    setting: &'a str,
+    /// (label, data config) of each dataset.
+    data: Vec<(String, DataConfig)>,
+    /// (dataset label, variant) in table order.
+    plan: Vec<(String, Variant)>,
+}
+
 pub fn run(args: &ReproArgs) -> Result<()> {
     let budget = if args.quick { QUICK } else { FULL };
+    let mut data = Vec::new();
+    let mut plan = Vec::new();
+    for system in System::ALL {
+        let dir = ensure_dataset(&args.data_root, system, &budget, args.quick)?;
+        data.push((system.to_string(), nbody_data(&dir)));
+        for v in [CONST_VEL, EGNO, SGDD] {
+            plan.push((system.to_string(), v));
+        }
+    }
+    plan.extend(ABLATIONS.iter().map(|&v| (System::Charged.to_string(), v)));
+    let table = Table {
+        name: "nbody",
+        setting: "EGNO N-body: condition on frame 30, predict frames 32, 34, 36, 38, 40",
+        data,
+        plan,
+    };
+    run_table(args, &table, &budget)
+}
+
+/// `sgdd repro mocap-run`: EGNO's CMU subject 09 "run" setting (start frames of EGNO's split,
+/// targets start+26 … start+30), data from `sgdd data import mocap-run`.
+pub fn run_mocap(args: &ReproArgs) -> Result<()> {
+    let dir = args.data_root.join("mocap-run");
+    ensure_imported(
+        &dir,
+        "cargo xtask data import mocap-run --from <the cmu-mocap-09-run folder>",
+    )?;
+    let data = DataConfig {
+        dir,
+        start_frame: 0,
+        delta_frame: 30,
+        num_targets: 5,
+        targets: TargetsKind::Consecutive,
+        starts: StartsKind::Metadata,
+        stride: 1,
+        max_train: None,
+        max_eval: None,
+    };
+    let budget = if args.quick { QUICK_REAL } else { FULL };
+    let table = Table {
+        name: "mocap-run",
+        setting: "EGNO CMU mocap run: start frames of EGNO's split, targets start+26 … start+30",
+        data: vec![("mocap-run".into(), data)],
+        plan: [CONST_VEL, EGNO, SGDD]
+            .into_iter()
+            .map(|v| ("mocap-run".to_owned(), v))
+            .collect(),
+    };
+    run_table(args, &table, &budget)
+}
+
+/// `sgdd repro adk`: EGNO's protein setting on the real ADK trajectory (`adk-dims`), sliding
+/// windows, targets +3, +7, +11, +15; data from `sgdd data fetch adk`.
+pub fn run_adk(args: &ReproArgs) -> Result<()> {
+    let dir = args.data_root.join("adk-dims");
+    ensure_imported(&dir, "cargo xtask data fetch adk")?;
+    let data = DataConfig {
+        dir,
+        start_frame: 0,
+        delta_frame: 15,
+        num_targets: 4,
+        targets: TargetsKind::Strided,
+        starts: StartsKind::Sliding,
+        stride: 1,
+        max_train: None,
+        max_eval: None,
+    };
+    let budget = if args.quick { QUICK_ADK } else { FULL };
+    let table = Table {
+        name: "adk",
+        setting: "EGNO protein (ADK, 855 backbone atoms, 8 Å contacts): targets +3, +7, +11, +15 frames",
+        data: vec![("adk-dims".into(), data)],
+        plan: [CONST_VEL, EGNO, SGDD]
+            .into_iter()
+            .map(|v| ("adk-dims".to_owned(), v))
+            .collect(),
+    };
+    run_table(args, &table, &budget)
+}
+
+fn ensure_imported(dir: &Path, how: &str) -> Result<()> {
+    anyhow::ensure!(
+        dir.join(traj_data::MANIFEST_FILE).exists(),
+        "no dataset at {}: make it first with `{how}`",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn run_table(args: &ReproArgs, table: &Table<'_>, budget: &Budget) -> Result<()> {
     let started = Instant::now();
     let mut rows = Vec::new();
-    let mut plan: Vec<(System, Variant)> = Vec::new();
-    for system in System::ALL {
-        plan.push((system, CONST_VEL));
-        plan.push((system, EGNO));
-        plan.push((system, SGDD));
-    }
-    plan.extend(ABLATIONS.iter().map(|&v| (System::Charged, v)));
-    for (system, v) in plan {
-        let dir = ensure_dataset(&args.data_root, system, &budget, args.quick)?;
+    for (label, v) in &table.plan {
+        let data = &table
+            .data
+            .iter()
+            .find(|(l, _)| l == label)
+            .context("dataset of the plan")?
+            .1;
         let seeds = if v.kind == ModelKind::ConstVel {
             1
         } else {
@@ -231,12 +358,12 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         };
         let mut runs = Vec::new();
         for seed in 0..seeds {
-            let cfg = config(&dir, v, &budget, seed, &args.device);
+            let cfg = config(data, *v, budget, seed, &args.device);
             let slug = v.name.to_lowercase().replace([' ', '/'], "-");
             let out = args
                 .out
-                .join("nbody")
-                .join(system.as_str())
+                .join(table.name)
+                .join(label)
                 .join(format!("{slug}-s{seed}"));
             let t0 = Instant::now();
             let r = train::run(
@@ -248,9 +375,9 @@ pub fn run(args: &ReproArgs) -> Result<()> {
                     stop_after_epochs: None,
                 },
             )
-            .with_context(|| format!("{system} / {} / seed {seed}", v.name))?;
+            .with_context(|| format!("{label} / {} / seed {seed}", v.name))?;
             eprintln!(
-                "repro: {system:<8} {:<36} seed {seed}: S2S {:.4} S2T {:.4} (×10⁻²) in {:.0?}",
+                "repro: {label:<9} {:<36} seed {seed}: S2S {:.4} S2T {:.4} (×10⁻²) in {:.0?}",
                 v.name,
                 r.test.s2s * 100.0,
                 r.test.s2t * 100.0,
@@ -269,7 +396,7 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         let teacher_oracle_s2s_mean = (!oracle.is_empty()).then(|| mean_std(&oracle).0);
         rows.push(Row {
             teacher_oracle_s2s_mean,
-            system: system.to_string(),
+            system: label.clone(),
             model: v.name.to_owned(),
             seeds: runs.len(),
             s2s_mean,
@@ -282,38 +409,44 @@ pub fn run(args: &ReproArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let report = serde_json::json!({
-        "setting": "EGNO N-body: condition on frame 30, predict frames 32, 34, 36, 38, 40; metrics on the test split in original units, ×10⁻²",
+        "setting": format!("{}; metrics on the test split in original units, ×10⁻²", table.setting),
         "budget": budget,
         "quick": args.quick,
         "device": args.device,
         "wall_seconds": started.elapsed().as_secs_f64(),
         "rows": rows,
     });
-    let json_path = args.out.join("nbody.json");
+    let json_path = args.out.join(format!("{}.json", table.name));
+    let md_path = args.out.join(format!("{}.md", table.name));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
-    let md = markdown(&rows, &budget, args.quick);
-    std::fs::write(args.out.join("nbody.md"), &md)?;
+    let md = markdown(table.setting, &rows, budget, args.quick);
+    std::fs::write(&md_path, &md)?;
     println!("{md}");
     println!(
         "wrote {} and {} in {:.0?}",
         json_path.display(),
-        args.out.join("nbody.md").display(),
+        md_path.display(),
         started.elapsed()
     );
     Ok(())
 }
 
-fn markdown(rows: &[Row], b: &Budget, quick: bool) -> String {
+fn markdown(setting: &str, rows: &[Row], b: &Budget, quick: bool) -> String {
     let mut s = String::new();
+    let data = if b.train > 0 {
+        format!(
+            "{} train / {} val / {} test trajectories, ",
+            b.train, b.eval, b.eval
+        )
+    } else {
+        "all windows of the dataset, ".to_owned()
+    };
     let _ = writeln!(
         s,
-        "N-body, EGNO setting (frame 30 → 32…40, T = 5), test MSE ×10⁻² (mean ± std over seeds). \
-         Budget{}: {} train / {} test trajectories, {} epochs, batch {}, hidden {}. The last \
-         column is a diagnostic, not a result: SGDD's decoder conditioned on the teacher, which \
-         reads the future frames.\n",
+        "{setting}; test MSE ×10⁻² (mean ± std over seeds). Budget{}: {data}{} epochs, batch {}, \
+         hidden {}. The last column is a diagnostic, not a result: SGDD's decoder conditioned on \
+         the teacher, which reads the future frames.\n",
         if quick { " (--quick)" } else { "" },
-        b.train,
-        b.eval,
         b.epochs,
         b.batch_size,
         b.hidden
