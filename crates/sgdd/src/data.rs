@@ -277,7 +277,8 @@ impl Prepared {
             h: nodes(&self.h),
             y: frames(&self.y),
             vy: frames(&self.vy),
-            edge_attr: take(&self.edge_attr).reshape([-1, self.edge_dim()]),
+            edge_attr: take(&self.edge_attr)
+                .reshape([b * self.edges.len() as i64, self.edge_dim()]),
             graph: graphs.get(self, b, device)?,
             center: take(&self.center),
             scale: take(&self.scale),

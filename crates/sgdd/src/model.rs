@@ -190,7 +190,7 @@ impl Model {
             v: Some(&batch.v0),
             h: &batch.h,
             graph: &batch.graph,
-            edge_attr: Some(&batch.edge_attr),
+            edge_attr: (batch.edge_attr.size()[1] > 0).then_some(&batch.edge_attr),
         }
     }
 
@@ -233,7 +233,7 @@ impl Model {
             v: Some(&v),
             h: &batch.h,
             graph: &batch.graph,
-            edge_attr: Some(&batch.edge_attr),
+            edge_attr: (batch.edge_attr.size()[1] > 0).then_some(&batch.edge_attr),
         };
         Ok(d.teacher.f_forward(&traj)?)
     }

@@ -197,6 +197,96 @@ pub fn self_adjoint_eigen(a: MatRef<'_, f64>, par: Par) -> Result<EigenPairs> {
     Ok(EigenPairs { values, vectors: u })
 }
 
+/// The `k` smallest eigenpairs of the symmetric matrix `a` (both triangles filled), ascending,
+/// with canonical eigenvectors, without computing the other `n − k` eigenvectors.
+///
+/// Householder tridiagonalisation (faer), then the `k` smallest eigenvalues of the tridiagonal
+/// by bisection on Sturm counts and their eigenvectors by inverse iteration (reorthogonalised
+/// within clusters of relative gap `1e-3`), and only those `k` vectors are transformed back —
+/// LAPACK's `dstebz` + `dstein` route. It saves the tridiagonal divide and conquer and most of
+/// the back-transformation, about a third of a full decomposition (≈ 80 vs 125 ms for the 855-node
+/// ADK Laplacian and k = 128 on the 2-core bench machine). The result is checked (residuals and
+/// orthogonality to `O(√n ε ‖A‖)`); if inverse iteration misbehaves, or when `k` is most of
+/// `n` or `n ≤ 64`, it falls back to [`self_adjoint_eigen`] and keeps the leading `k`.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`], [`Error::NonFiniteInput`], [`Error::InvalidParameter`] for `k > n`,
+/// [`Error::DenseNoConvergence`] (fallback path).
+pub fn self_adjoint_eigen_leading(a: MatRef<'_, f64>, k: usize, par: Par) -> Result<EigenPairs> {
+    let n = a.nrows();
+    if a.ncols() != n {
+        return Err(Error::ShapeMismatch {
+            op: "self_adjoint_eigen_leading",
+            expected: "a square matrix".into(),
+            got: format!("{}×{}", a.nrows(), a.ncols()),
+        });
+    }
+    if k > n {
+        return Err(crate::error::invalid("k", k, format!("≤ n = {n}")));
+    }
+    check_finite("matrix", a)?;
+    if k == 0 {
+        return Ok(EigenPairs {
+            values: Vec::new(),
+            vectors: Mat::zeros(n, 0),
+        });
+    }
+    if n <= 64 || 4 * k >= 3 * n {
+        return Ok(self_adjoint_eigen(a, par)?.leading(k));
+    }
+    match leading_fast(a, k, par) {
+        Some(pairs) => Ok(pairs),
+        None => Ok(self_adjoint_eigen(a, par)?.leading(k)),
+    }
+}
+
+/// The tridiagonal route of [`self_adjoint_eigen_leading`]; `None` when inverse iteration fails
+/// or the result does not pass the residual/orthogonality check.
+fn leading_fast(a: MatRef<'_, f64>, k: usize, par: Par) -> Option<EigenPairs> {
+    let n = a.nrows();
+    let mut trid = a.to_owned();
+    let bs = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
+    let mut householder = Mat::<f64>::zeros(bs, n - 1);
+    let scratch =
+        evd::self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::Yes, par, Default::default());
+    let mut mem = faer::dyn_stack::MemBuffer::new(scratch);
+    let stack = faer::dyn_stack::MemStack::new(&mut mem);
+    evd::tridiag::tridiag_in_place(
+        trid.as_mut(),
+        householder.as_mut(),
+        par,
+        stack,
+        Default::default(),
+    );
+    let d: Vec<f64> = (0..n).map(|i| trid[(i, i)]).collect();
+    let e: Vec<f64> = (0..n - 1).map(|i| trid[(i + 1, i)]).collect();
+    let lead = (crate::tridiagonal::Tridiagonal { d: &d, e: &e }).leading(k)?;
+    let mut u = Mat::<f64>::from_fn(n, k, |i, c| lead.vectors[c][i]);
+    faer::linalg::householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+        trid.as_ref().submatrix(1, 0, n - 1, n - 1),
+        householder.as_ref(),
+        faer::Conj::No,
+        u.as_mut().subrows_mut(1, n - 1),
+        par,
+        stack,
+    );
+    let values = lead.values;
+    canonicalize_eigenvectors(&values, u.as_mut());
+    // Verify before trusting: residuals and orthogonality.
+    let norm = (0..n)
+        .map(|i| (0..n).map(|j| a[(i, j)].abs()).sum::<f64>())
+        .fold(1.0f64, f64::max);
+    let tol = 1e3 * (n as f64).sqrt() * f64::EPSILON;
+    let au = a * u.as_ref();
+    let res_ok = column_residuals(u.as_ref(), au.as_ref(), &values)
+        .iter()
+        .all(|&r| r <= tol * norm);
+    let gram = u.transpose() * u.as_ref();
+    let orth_ok = (0..k)
+        .all(|i| (0..k).all(|j| (gram[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs() <= tol));
+    (res_ok && orth_ok).then_some(EigenPairs { values, vectors: u })
+}
+
 impl Laplacian {
     /// All eigenpairs, densely (`O(n³)`; see [`partial_eigen`](Self::partial_eigen) for the `k`
     /// smallest of a large sparse graph). Uses faer's global parallelism.
@@ -205,6 +295,15 @@ impl Laplacian {
     /// [`Error::DenseNoConvergence`].
     pub fn eigen(&self) -> Result<EigenPairs> {
         self_adjoint_eigen(self.to_dense().as_ref(), faer::get_global_parallelism())
+    }
+
+    /// The `k` smallest eigenpairs, densely but without computing the rest
+    /// ([`self_adjoint_eigen_leading`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for `k > n`, [`Error::DenseNoConvergence`].
+    pub fn eigen_leading(&self, k: usize) -> Result<EigenPairs> {
+        self_adjoint_eigen_leading(self.to_dense().as_ref(), k, faer::get_global_parallelism())
     }
 }
 
@@ -347,6 +446,48 @@ mod tests {
         }
         for i in 3..5 {
             assert!(v0[(i, 1)] > 0.0 && v0[(i, 0)].abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn leading_takes_the_tridiagonal_route_and_matches_the_full_decomposition() {
+        // Connected ring with chords, a disconnected union (repeated zeros), and a complete graph
+        // (one eigenvalue of multiplicity n − 1): the fast path must succeed on all of them.
+        let ring: Vec<(usize, usize)> = (0..120)
+            .flat_map(|i| [(i, (i + 1) % 120), (i, (i + 7) % 120)])
+            .collect();
+        let mut union: Vec<(usize, usize)> = Vec::new();
+        for c in 0..4 {
+            union.extend((0..29).map(|i| (30 * c + i, 30 * c + i + 1)));
+        }
+        for g in [
+            Graph::from_edges(120, &ring).unwrap(),
+            Graph::from_edges(121, &union).unwrap(),
+            Graph::complete(90),
+        ] {
+            for kind in [
+                crate::LaplacianKind::Normalized,
+                crate::LaplacianKind::Combinatorial,
+            ] {
+                let a = Laplacian::new(&g, kind).to_dense();
+                let k = 12;
+                let fast = leading_fast(a.as_ref(), k, Par::Seq).expect("fast path");
+                let full = self_adjoint_eigen(a.as_ref(), Par::Seq).unwrap();
+                let scale = full.values().last().unwrap().max(1.0);
+                for c in 0..k {
+                    assert!((fast.values()[c] - full.values()[c]).abs() < 1e-12 * scale);
+                }
+                // Same k-dimensional subspace when λ_k is separated from λ_{k+1}.
+                if full.values()[k] - full.values()[k - 1] > 1e-6 {
+                    let p = fast.vectors() * fast.vectors().transpose()
+                        - full.vectors().subcols(0, k) * full.vectors().subcols(0, k).transpose();
+                    let err = (0..p.nrows())
+                        .flat_map(|i| (0..p.ncols()).map(move |j| (i, j)))
+                        .map(|(i, j)| p[(i, j)].abs())
+                        .fold(0.0, f64::max);
+                    assert!(err < 1e-9, "{kind:?}: projector differs by {err}");
+                }
+            }
         }
     }
 

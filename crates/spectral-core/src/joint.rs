@@ -25,7 +25,7 @@ pub struct ModePair {
 /// How the spatial eigenpairs are computed by [`JointBasis::from_laplacians`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum SpatialSolver {
-    /// All `N` eigenpairs, densely.
+    /// The `min(K, N)` smallest, densely ([`Laplacian::eigen_leading`]).
     Dense,
     /// The `min(K, N)` smallest, by [`Laplacian::partial_eigen`].
     Partial(PartialEigenConfig),
@@ -272,7 +272,8 @@ impl JointBasis {
         }
     }
 
-    /// Eigen-decomposes `L_s` (per `solver`) and `L_t` (densely: `T` is small) and selects `K`.
+    /// Eigen-decomposes `L_s` (its `min(K, N)` smallest pairs, per `solver`) and `L_t` (densely:
+    /// `T` is small) and selects `K`.
     ///
     /// # Errors
     /// Those of the eigensolvers and of [`new`](Self::new).
@@ -290,7 +291,7 @@ impl JointBasis {
             SpatialSolver::Auto => n <= 2048 || 4 * need > n,
         };
         let spatial_pairs = if use_dense {
-            spatial.eigen()?
+            spatial.eigen_leading(need)?
         } else {
             let cfg = match solver {
                 SpatialSolver::Partial(cfg) => cfg,

@@ -29,7 +29,9 @@
 //! reproducible run to run and solver to solver.
 //!
 //! * Dense: [`Laplacian::eigen`] / [`self_adjoint_eigen`] (faer's tridiagonal divide and
-//!   conquer), `O(N³)`.
+//!   conquer), `O(N³)`; [`Laplacian::eigen_leading`] / [`self_adjoint_eigen_leading`] for only
+//!   the `k` smallest (tridiagonalisation, bisection, inverse iteration, back-transformation of
+//!   `k` vectors), about half the cost.
 //! * Partial: [`Laplacian::partial_eigen`] returns the `k` smallest pairs of a large sparse `L`
 //!   by Chebyshev-filtered block subspace iteration — only sparse × block products, never a
 //!   dense `N×N` — with residuals `‖Lv − λv‖` and a typed error when it does not converge. The
@@ -107,11 +109,13 @@ mod kernels;
 mod laplacian;
 mod partial;
 mod reference;
+mod tridiagonal;
 
 pub use band::{BandEnergy, KSuggestion, band_energy, mode_energy, suggest_k, uniform_band_edges};
 pub use cache::BasisCache;
 pub use eigen::{
     CLUSTER_TOLERANCE, EigenPairs, TIE_TOLERANCE, canonicalize_eigenvectors, self_adjoint_eigen,
+    self_adjoint_eigen_leading,
 };
 pub use error::{Error, Result};
 pub use float::Float;

@@ -131,7 +131,7 @@ impl Laplacian {
         }
         let m = (k + config.guard.unwrap_or((k / 2).max(8))).min(n);
         if 2 * m > n {
-            let pairs = self.eigen()?.leading(k);
+            let pairs = self.eigen_leading(k)?;
             let residuals = pairs.residuals(self);
             return Ok(PartialEigen {
                 pairs,
