@@ -45,6 +45,11 @@ fn ensure_font() -> Result<()> {
     .map_err(|e| anyhow!(e))
 }
 
+/// `(min, max)` of some values.
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)))
+}
+
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
@@ -72,8 +77,8 @@ pub fn loss_curve(path: &Path, title: &str, x_label: &str, series: &[Series<'_>]
         "nothing to plot in {}",
         path.display()
     );
-    let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (y0, y1) = pts().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (x0, x1) = range(pts().map(|p| p.0));
+    let (y0, y1) = range(pts().map(|p| p.1));
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
@@ -139,8 +144,8 @@ pub fn trajectories(
             .chain(truth.iter().flatten())
             .chain(pred.iter().flatten())
     };
-    let (xa, xb) = all().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p[0]), b.max(p[0])));
-    let (ya, yb) = all().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p[1]), b.max(p[1])));
+    let (xa, xb) = range(all().map(|p| p[0]));
+    let (ya, yb) = range(all().map(|p| p[1]));
     let pad = 0.05 * (xb - xa).max(yb - ya).max(1e-9);
     let root = BitMapBackend::new(path, (760, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
