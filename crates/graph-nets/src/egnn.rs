@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
 use crate::batch::GraphBatch;
-use crate::error::{Error, Result, check_shape, ensure_config};
+use crate::error::{Error, Result, check_shape, ensure_at_least, ensure_config};
 use crate::mlp::{Activation, Mlp, xavier_uniform};
 
 /// Settings of an [`EgnnLayer`].
@@ -44,12 +44,8 @@ impl EgnnLayerConfig {
     /// A non-positive `hidden`, a negative `edge_dim` or a non-positive `coord_clamp`.
     pub fn check(&self) -> Result<()> {
         const C: &str = "EgnnLayerConfig";
-        ensure_config(self.hidden > 0, C, "hidden", || {
-            format!("must be ≥ 1, got {}", self.hidden)
-        })?;
-        ensure_config(self.edge_dim >= 0, C, "edge_dim", || {
-            format!("must be ≥ 0, got {}", self.edge_dim)
-        })?;
+        ensure_at_least(C, "hidden", self.hidden, 1)?;
+        ensure_at_least(C, "edge_dim", self.edge_dim, 0)?;
         ensure_config(
             self.coord_clamp.is_none_or(|c| c > 0.0),
             C,

@@ -7,7 +7,7 @@ use tch::{Kind, Tensor, nn};
 
 use crate::batch::GraphBatch;
 use crate::egnn::{EgnnLayer, EgnnLayerConfig, check_edge_attr};
-use crate::error::{Error, Result, check_kind, check_shape, ensure_config};
+use crate::error::{Error, Result, check_kind, check_shape, ensure_at_least};
 use crate::fourier::{
     EquivariantTimeConv, EquivariantTimeConvConfig, SpectralTimeConv, SpectralTimeConvConfig,
 };
@@ -169,27 +169,13 @@ impl EgnoConfig {
     /// A non-positive size, `time_emb_dim < 4`, or an invalid `coord_clamp`.
     pub fn check(&self) -> Result<()> {
         const C: &str = "EgnoConfig";
-        ensure_config(self.node_in >= 0, C, "node_in", || {
-            format!("must be ≥ 0, got {}", self.node_in)
-        })?;
-        ensure_config(self.hidden > 0, C, "hidden", || {
-            format!("must be ≥ 1, got {}", self.hidden)
-        })?;
-        ensure_config(self.layers > 0, C, "layers", || {
-            format!("must be ≥ 1, got {}", self.layers)
-        })?;
-        ensure_config(self.horizon > 0, C, "horizon", || {
-            format!("must be ≥ 1, got {}", self.horizon)
-        })?;
-        ensure_config(self.num_modes > 0, C, "num_modes", || {
-            format!("must be ≥ 1, got {}", self.num_modes)
-        })?;
-        ensure_config(self.time_emb_dim >= 4, C, "time_emb_dim", || {
-            format!("must be ≥ 4, got {}", self.time_emb_dim)
-        })?;
-        ensure_config(self.cond_dim >= 0, C, "cond_dim", || {
-            format!("must be ≥ 0, got {}", self.cond_dim)
-        })?;
+        ensure_at_least(C, "node_in", self.node_in, 0)?;
+        ensure_at_least(C, "hidden", self.hidden, 1)?;
+        ensure_at_least(C, "layers", self.layers, 1)?;
+        ensure_at_least(C, "horizon", self.horizon, 1)?;
+        ensure_at_least(C, "num_modes", self.num_modes, 1)?;
+        ensure_at_least(C, "time_emb_dim", self.time_emb_dim, 4)?;
+        ensure_at_least(C, "cond_dim", self.cond_dim, 0)?;
         self.egnn().check()
     }
 

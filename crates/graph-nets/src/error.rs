@@ -122,6 +122,18 @@ pub(crate) fn render_shape(shape: &[Option<i64>]) -> String {
 }
 
 /// A config check: `Err(Error::Config { .. })` unless `ok`.
+/// `value ≥ min`, else [`Error::Config`] saying "must be ≥ min, got value".
+pub(crate) fn ensure_at_least(
+    config: &'static str,
+    field: &'static str,
+    value: i64,
+    min: i64,
+) -> Result<()> {
+    ensure_config(value >= min, config, field, || {
+        format!("must be ≥ {min}, got {value}")
+    })
+}
+
 pub(crate) fn ensure_config(
     ok: bool,
     config: &'static str,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Tensor, nn};
 
-use crate::error::{Result, check_shape, ensure_config};
+use crate::error::{Result, check_shape, ensure_at_least};
 use crate::mlp::Activation;
 
 /// `irfft_T( W · rfft_T(u)[:modes] )`: a channel mixing `W ∈ ℂ^{C_in × C_out × modes}` applied
@@ -50,12 +50,8 @@ impl SpectralTimeConvConfig {
     /// Non-positive `channels` or `num_modes`.
     pub fn check(&self) -> Result<()> {
         const C: &str = "SpectralTimeConvConfig";
-        ensure_config(self.channels > 0, C, "channels", || {
-            format!("must be ≥ 1, got {}", self.channels)
-        })?;
-        ensure_config(self.num_modes > 0, C, "num_modes", || {
-            format!("must be ≥ 1, got {}", self.num_modes)
-        })
+        ensure_at_least(C, "channels", self.channels, 1)?;
+        ensure_at_least(C, "num_modes", self.num_modes, 1)
     }
 
     /// Creates `weight_re`, `weight_im` (`[C, C, modes]`, uniform in `[0, 1/C²)` as in FNO).
@@ -154,12 +150,8 @@ impl EquivariantTimeConvConfig {
     /// Non-positive `vectors` or `num_modes`.
     pub fn check(&self) -> Result<()> {
         const C: &str = "EquivariantTimeConvConfig";
-        ensure_config(self.vectors > 0, C, "vectors", || {
-            format!("must be ≥ 1, got {}", self.vectors)
-        })?;
-        ensure_config(self.num_modes > 0, C, "num_modes", || {
-            format!("must be ≥ 1, got {}", self.num_modes)
-        })
+        ensure_at_least(C, "vectors", self.vectors, 1)?;
+        ensure_at_least(C, "num_modes", self.num_modes, 1)
     }
 
     /// Creates `weight_re`, `weight_im` (`[K, K, modes]`, uniform in `[0, 0.1)` as in EGNO).

@@ -6,7 +6,7 @@ use tch::{Kind, Tensor, nn, nn::Module};
 
 use crate::batch::{GraphBatch, segment_softmax};
 use crate::egno::InitialState;
-use crate::error::{Result, check_kind, check_shape, ensure_config};
+use crate::error::{Result, check_kind, check_shape, ensure_at_least, ensure_config};
 use crate::mlp::{Activation, linear};
 
 /// Settings of a [`Gat`] stack.
@@ -56,15 +56,9 @@ impl GatConfig {
     /// A non-positive width, `hidden` not a multiple of `heads`, or a negative slope or size.
     pub fn check(&self) -> Result<()> {
         const C: &str = "GatConfig";
-        ensure_config(self.node_in >= 0, C, "node_in", || {
-            format!("must be ≥ 0, got {}", self.node_in)
-        })?;
-        ensure_config(self.edge_dim >= 0, C, "edge_dim", || {
-            format!("must be ≥ 0, got {}", self.edge_dim)
-        })?;
-        ensure_config(self.heads > 0, C, "heads", || {
-            format!("must be ≥ 1, got {}", self.heads)
-        })?;
+        ensure_at_least(C, "node_in", self.node_in, 0)?;
+        ensure_at_least(C, "edge_dim", self.edge_dim, 0)?;
+        ensure_at_least(C, "heads", self.heads, 1)?;
         ensure_config(
             self.hidden > 0 && self.hidden % self.heads == 0,
             C,
@@ -76,12 +70,8 @@ impl GatConfig {
                 )
             },
         )?;
-        ensure_config(self.layers >= 0, C, "layers", || {
-            format!("must be ≥ 0, got {}", self.layers)
-        })?;
-        ensure_config(self.out_dim > 0, C, "out_dim", || {
-            format!("must be ≥ 1, got {}", self.out_dim)
-        })?;
+        ensure_at_least(C, "layers", self.layers, 0)?;
+        ensure_at_least(C, "out_dim", self.out_dim, 1)?;
         ensure_config(self.negative_slope >= 0.0, C, "negative_slope", || {
             format!("must be ≥ 0, got {}", self.negative_slope)
         })
@@ -275,15 +265,9 @@ impl TemporalLiftConfig {
     /// A non-positive size.
     pub fn check(&self) -> Result<()> {
         const C: &str = "TemporalLiftConfig";
-        ensure_config(self.dim_in > 0, C, "dim_in", || {
-            format!("must be ≥ 1, got {}", self.dim_in)
-        })?;
-        ensure_config(self.dim_out > 0, C, "dim_out", || {
-            format!("must be ≥ 1, got {}", self.dim_out)
-        })?;
-        ensure_config(self.horizon > 0, C, "horizon", || {
-            format!("must be ≥ 1, got {}", self.horizon)
-        })
+        ensure_at_least(C, "dim_in", self.dim_in, 1)?;
+        ensure_at_least(C, "dim_out", self.dim_out, 1)?;
+        ensure_at_least(C, "horizon", self.horizon, 1)
     }
 
     /// Creates `lin` (`dim_in → T·dim_out`) under `p`.
@@ -399,12 +383,8 @@ impl InitEncoderConfig {
     /// # Errors
     /// Invalid settings (see [`GatConfig::check`], [`TemporalLiftConfig::check`]).
     pub fn build(&self, p: nn::Path<'_>) -> Result<InitEncoder> {
-        ensure_config(self.node_in >= 0, "InitEncoderConfig", "node_in", || {
-            format!("must be ≥ 0, got {}", self.node_in)
-        })?;
-        ensure_config(self.edge_dim >= 0, "InitEncoderConfig", "edge_dim", || {
-            format!("must be ≥ 0, got {}", self.edge_dim)
-        })?;
+        ensure_at_least("InitEncoderConfig", "node_in", self.node_in, 0)?;
+        ensure_at_least("InitEncoderConfig", "edge_dim", self.edge_dim, 0)?;
         let gat = self.gat().build(&p / "gat")?;
         let lift = TemporalLiftConfig {
             dim_in: self.out_dim,

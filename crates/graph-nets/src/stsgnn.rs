@@ -7,7 +7,7 @@ use tch::{Tensor, nn, nn::Module};
 use crate::batch::GraphBatch;
 use crate::egnn::check_edge_attr;
 use crate::egno::check_velocity;
-use crate::error::{Error, Result, check_kind, check_shape, ensure_config};
+use crate::error::{Error, Result, check_kind, check_shape, ensure_at_least};
 use crate::gat::norm;
 use crate::mlp::{Activation, Mlp, linear};
 
@@ -71,24 +71,12 @@ impl StsgnnConfig {
     /// A non-positive width, layer count or horizon, or a negative input width.
     pub fn check(&self) -> Result<()> {
         const C: &str = "StsgnnConfig";
-        ensure_config(self.node_in >= 0, C, "node_in", || {
-            format!("must be ≥ 0, got {}", self.node_in)
-        })?;
-        ensure_config(self.edge_dim >= 0, C, "edge_dim", || {
-            format!("must be ≥ 0, got {}", self.edge_dim)
-        })?;
-        ensure_config(self.hidden > 0, C, "hidden", || {
-            format!("must be ≥ 1, got {}", self.hidden)
-        })?;
-        ensure_config(self.layers > 0, C, "layers", || {
-            format!("must be ≥ 1, got {}", self.layers)
-        })?;
-        ensure_config(self.out_dim > 0, C, "out_dim", || {
-            format!("must be ≥ 1, got {}", self.out_dim)
-        })?;
-        ensure_config(self.horizon > 0, C, "horizon", || {
-            format!("must be ≥ 1, got {}", self.horizon)
-        })
+        ensure_at_least(C, "node_in", self.node_in, 0)?;
+        ensure_at_least(C, "edge_dim", self.edge_dim, 0)?;
+        ensure_at_least(C, "hidden", self.hidden, 1)?;
+        ensure_at_least(C, "layers", self.layers, 1)?;
+        ensure_at_least(C, "out_dim", self.out_dim, 1)?;
+        ensure_at_least(C, "horizon", self.horizon, 1)
     }
 
     /// Creates `embed`, per layer `layers.i.{phi_e, phi_h, norm_s, mix, lin_t, norm_t}`, and `out`.

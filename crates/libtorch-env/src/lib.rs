@@ -3,13 +3,11 @@
 //! libtorch comes from the PyPI wheel `torch==2.13.0` in the project venv `.venv/`
 //! (`cargo xtask setup`, SPEC §3). `torch-sys` finds it through that venv's python and publishes
 //! the directory as `DEP_TCH_LIBTORCH_LIB` to the crates that depend on it directly. Every crate
-//! that links libtorch depends on `torch-sys` and calls [`emit_link_args`] from its build script:
+//! that links libtorch depends on `torch-sys` and calls [`emit_link_args`] from the `main` of its
+//! build script (`build.rs`):
 //!
 //! ```no_run
-//! // build.rs
-//! fn main() {
-//!     libtorch_env::emit_link_args();
-//! }
+//! libtorch_env::emit_link_args();
 //! ```
 //!
 //! so that its binaries, tests, benches and examples find libtorch at run time (an rpath), and use
