@@ -30,4 +30,4 @@ pub use metrics::{MetricSums, Metrics};
 pub use model::{Model, ProblemDims, StepLoss};
 pub use optim::{Adam, AdamConfig};
 pub use plots::{Bars, Series, grouped_bars, loss_curve, trajectories};
-pub use sge::{Sge, joint_basis, splitter};
+pub use sge::{BasisCache, Sge, joint_basis, splitter};

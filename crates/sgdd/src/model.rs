@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::config::{ModelConfig, ModelKind};
 use crate::data::{Batch, Prepared};
-use crate::sge::{Sge, joint_basis};
+use crate::sge::{BasisCache, Sge, joint_basis};
 
 /// Shapes of the problem a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,8 @@ struct Distill {
     sge: Sge,
     apply_sge: bool,
     basis: JointBasisSplitter,
+    /// Bases of other graphs, for batches that mix graph sizes.
+    other_bases: BasisCache,
     align: PiAlignment,
 }
 
@@ -147,12 +149,14 @@ impl Model {
                 ..Default::default()
             }
             .check()?;
+            let other_bases = BasisCache::new(dims.t as usize, basis.k(), Kind::Float, device);
             Some(Distill {
                 teacher,
                 student,
                 sge,
                 apply_sge: cfg.sge,
                 basis,
+                other_bases,
                 align,
             })
         } else {
@@ -173,7 +177,14 @@ impl Model {
     }
 
     /// SGE over a batch: `z` `[T, B·N, d]` → (`z^sg` `[T, B·N, d]`, `ã` `[B, K, d]`).
-    fn sge(&self, d: &Distill, z: &Tensor, b: i64) -> Result<(Tensor, Tensor)> {
+    fn sge(&self, d: &Distill, z: &Tensor, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let b = batch.b;
+        if batch.graph.graph_sizes().iter().any(|&n| n != self.dims.n) {
+            // graphs of different sizes: a basis per distinct graph
+            return d
+                .sge
+                .forward_graphs(&d.other_bases, z, &batch.graph, d.apply_sge);
+        }
         let (t, n) = (self.dims.t, self.dims.n);
         let zb = z.reshape([t, b, n, -1]).permute([1, 0, 2, 3]);
         let (z_sg, a) = if d.apply_sge {
@@ -207,7 +218,7 @@ impl Model {
         };
         let state = Self::state(batch);
         let cond = match &self.distill {
-            Some(d) => Some(self.sge(d, &d.student.f_forward(&state)?, batch.b)?.0),
+            Some(d) => Some(self.sge(d, &d.student.f_forward(&state)?, batch)?.0),
             None => None,
         };
         Ok(decoder.f_forward(&state, cond.as_ref())?.x)
@@ -220,7 +231,7 @@ impl Model {
         let (Some(decoder), Some(d)) = (&self.decoder, &self.distill) else {
             return Ok(None);
         };
-        let (cond, _) = self.sge(d, &Self::teacher_z(d, batch)?, batch.b)?;
+        let (cond, _) = self.sge(d, &Self::teacher_z(d, batch)?, batch)?;
         Ok(Some(decoder.f_forward(&Self::state(batch), Some(&cond))?.x))
     }
 
@@ -264,8 +275,8 @@ impl Model {
         };
         let z_dyn = Self::teacher_z(d, batch)?;
         let z_init = d.student.f_forward(&state)?;
-        let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch.b)?;
-        let (zsg_init, a_init) = self.sge(d, &z_init, batch.b)?;
+        let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch)?;
+        let (zsg_init, a_init) = self.sge(d, &z_init, batch)?;
         let teacher_forced = schedule.decoder_input(iteration) == DecoderInput::Teacher;
         let cond = if teacher_forced { &zsg_dyn } else { &zsg_init };
         let pred = decoder.f_forward(&state, Some(cond))?.x;

@@ -10,8 +10,12 @@
 //! touches), built from [`spectral_core::JointBasis`] (whose f64 `sge_forward`/`sge_backward` are
 //! the reference the tests compare against).
 
-use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Result, ensure};
 use distill_kd::JointBasisSplitter;
+use graph_nets::GraphBatch;
 use spectral_core::{Graph, JointBasis, JointBasisConfig};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -42,6 +46,81 @@ pub fn splitter(basis: &JointBasis, kind: Kind, device: Device) -> Result<JointB
         .map(|p| (p.temporal, p.spatial))
         .collect();
     Ok(JointBasisSplitter::new(&u_t.to_kind(kind), &u_s.to_kind(kind), &pairs)?.to_device(device))
+}
+
+/// Joint bases per distinct spatial graph (same node count and edge set), built on first use and
+/// shared afterwards — for batches that mix graphs of different sizes.
+#[derive(Debug)]
+pub struct BasisCache {
+    frames: usize,
+    k: usize,
+    kind: Kind,
+    device: Device,
+    bases: Mutex<HashMap<(usize, Vec<(usize, usize)>), Arc<JointBasisSplitter>>>,
+}
+
+impl BasisCache {
+    /// Bases over `frames` frames with (at most) `k` joint modes, as `kind` tensors on `device`.
+    pub fn new(frames: usize, k: usize, kind: Kind, device: Device) -> Self {
+        Self {
+            frames,
+            k,
+            kind,
+            device,
+            bases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The basis of the graph with `n` nodes and these undirected edges (`K = min(k, n·T)`).
+    pub fn get(
+        &self,
+        n: usize,
+        undirected: Vec<(usize, usize)>,
+    ) -> Result<Arc<JointBasisSplitter>> {
+        let key = (n, undirected);
+        if let Some(b) = self.bases.lock().expect("basis cache poisoned").get(&key) {
+            return Ok(b.clone());
+        }
+        let (_, split) = joint_basis(n, &key.1, self.frames, self.k, self.kind, self.device)?;
+        let split = Arc::new(split);
+        self.bases
+            .lock()
+            .expect("basis cache poisoned")
+            .insert(key, split.clone());
+        Ok(split)
+    }
+
+    /// Number of distinct graphs seen.
+    pub fn len(&self) -> usize {
+        self.bases.lock().expect("basis cache poisoned").len()
+    }
+
+    /// Whether no basis was built yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The undirected edges `(i, j)`, `i < j`, local to each graph of a batch.
+fn local_edges(graph: &GraphBatch) -> Result<Vec<Vec<(usize, usize)>>> {
+    let recv = Vec::<i64>::try_from(graph.receivers().to_device(Device::Cpu))?;
+    let send = Vec::<i64>::try_from(graph.senders().to_device(Device::Cpu))?;
+    let offsets = graph.node_offsets();
+    let mut out = Vec::with_capacity(offsets.len());
+    let mut e0 = 0usize;
+    for (g, &count) in graph.edge_counts().iter().enumerate() {
+        let off = offsets[g];
+        let mut edges: Vec<(usize, usize)> = (e0..e0 + count as usize)
+            .map(|e| (recv[e] - off, send[e] - off))
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| (a as usize, b as usize))
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        out.push(edges);
+        e0 += count as usize;
+    }
+    Ok(out)
 }
 
 /// The SGE layer: learnable spectral weights `w ∈ R^K` (initialised to 1).
@@ -78,6 +157,59 @@ impl Sge {
         let a_tilde = &a * &w;
         let z_sg = z + basis.reconstruct(&(&a * (&w - 1.0)))?;
         Ok((z_sg, a_tilde))
+    }
+}
+
+impl Sge {
+    /// `(z^sg, ã)` for a batch of graphs of any sizes: each graph uses its own joint basis
+    /// (from `bases`, built once per distinct graph) and the leading `K_g = min(K, N_g·T)`
+    /// weights; `ã` rows beyond `K_g` are zero. With `weighted = false` the weights are taken
+    /// as 1 (`z^sg = z`, `ã = a`: the "without SGE" ablation, which still aligns spectral
+    /// coefficients).
+    ///
+    /// # Shapes
+    /// `z`: `[T, N_total, d]` (graphs side by side along the nodes) → `z^sg`: `[T, N_total, d]`,
+    /// `ã`: `[G, K, d]`.
+    ///
+    /// # Errors
+    /// When `z` does not match the batch or the cache's frames.
+    pub fn forward_graphs(
+        &self,
+        bases: &BasisCache,
+        z: &Tensor,
+        graph: &GraphBatch,
+        weighted: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let size = z.size();
+        ensure!(
+            size.len() == 3 && size[0] == bases.frames as i64 && size[1] == graph.num_nodes(),
+            "SGE: z must be [T = {}, N_total = {}, d], got {size:?}",
+            bases.frames,
+            graph.num_nodes()
+        );
+        let k = self.w.size()[0];
+        let edges = local_edges(graph)?;
+        let (mut parts, mut coeffs) = (Vec::new(), Vec::new());
+        for ((&n, off), edges) in graph
+            .graph_sizes()
+            .iter()
+            .zip(graph.node_offsets())
+            .zip(edges)
+        {
+            let basis = bases.get(n as usize, edges)?;
+            let kg = basis.k() as i64;
+            let zg = z.narrow(1, off, n).unsqueeze(0); // [1, T, n, d]
+            let a = basis.coefficients(&zg)?;
+            let w = if weighted {
+                self.w.narrow(0, 0, kg).to_kind(a.kind()).view([-1, 1])
+            } else {
+                Tensor::ones([kg, 1], (a.kind(), a.device()))
+            };
+            let zsg = &zg + basis.reconstruct(&(&a * (&w - 1.0)))?;
+            parts.push(zsg.squeeze_dim(0));
+            coeffs.push((&a * &w).squeeze_dim(0).constant_pad_nd([0, 0, 0, k - kg]));
+        }
+        Ok((Tensor::cat(&parts, 1), Tensor::stack(&coeffs, 0)))
     }
 }
 
@@ -157,6 +289,70 @@ mod tests {
         let (z_sg, a_t) = sge.forward(&split, &z).unwrap();
         assert!(z_sg.allclose(&z, 1e-6, 1e-6, false));
         assert_eq!(a_t.size(), [2, 7, 4]);
+    }
+
+    /// A batch of a 6-node ring (K = 9) and a 2-node graph (K_g = min(9, 2·4) = 8) equals each
+    /// graph through spectral-core's f64 `sge_forward` with the leading `K_g` weights.
+    #[test]
+    fn graphs_of_different_sizes_use_their_own_bases() {
+        let (t, d, k) = (4usize, 3usize, 9usize);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let sge = Sge::new(&vs.root(), k);
+        tch::manual_seed(2);
+        tch::no_grad(|| {
+            sge.w
+                .shallow_clone()
+                .copy_(&(Tensor::rand([k as i64], (Kind::Float, Device::Cpu)) + 0.5))
+        });
+        let ring = ring_with_chord(6);
+        let pair = vec![(0, 1)];
+        let graph = GraphBatch::batch(&[
+            GraphBatch::from_undirected(
+                6,
+                &ring
+                    .iter()
+                    .map(|&(a, b)| (a as i64, b as i64))
+                    .collect::<Vec<_>>(),
+                Device::Cpu,
+            )
+            .unwrap(),
+            GraphBatch::from_undirected(2, &[(0, 1)], Device::Cpu).unwrap(),
+        ])
+        .unwrap();
+        let z = Tensor::randn([t as i64, 8, d as i64], (Kind::Double, Device::Cpu));
+        let cache = BasisCache::new(t, k, Kind::Double, Device::Cpu);
+        let (z_sg, a_t) = sge.forward_graphs(&cache, &z, &graph, true).unwrap();
+        assert_eq!(a_t.size(), [2, k as i64, d as i64]);
+        let w = to_vec(&sge.w);
+        for (g, (off, n, edges)) in [(0i64, 6usize, ring.clone()), (6, 2, pair)]
+            .into_iter()
+            .enumerate()
+        {
+            let (basis, _) = joint_basis(n, &edges, t, k, Kind::Double, Device::Cpu).unwrap();
+            let kg = basis.k();
+            let zg = to_vec(&z.narrow(1, off, n as i64));
+            let r = basis.sge_forward(&zg, &w[..kg], 1, d);
+            let got = to_vec(&z_sg.narrow(1, off, n as i64));
+            let err = got
+                .iter()
+                .zip(&r.z_sg)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(err < 1e-6, "graph {g}: z_sg error {err}");
+            let got_a = to_vec(&a_t.get(g as i64).narrow(0, 0, kg as i64));
+            let err = got_a
+                .iter()
+                .zip(&r.a_tilde)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(err < 1e-6, "graph {g}: ã error {err}");
+            let pad = a_t.get(g as i64).narrow(0, kg as i64, k as i64 - kg as i64);
+            assert_eq!(pad.abs().sum(Kind::Double).double_value(&[]), 0.0);
+        }
+        assert_eq!(cache.len(), 2);
+        // the same graphs again reuse the cached bases
+        sge.forward_graphs(&cache, &z, &graph, true).unwrap();
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

@@ -313,3 +313,51 @@ fn sliding_and_metadata_windows() {
     let err = sgdd::prepare(&ds, &cfg.data).unwrap_err();
     assert!(format!("{err:#}").contains("start_frames"), "{err:#}");
 }
+
+/// A batch that mixes a 5-node and a 3-node graph runs through SGDD (a joint basis per distinct
+/// graph), and the 5-node graph's prediction equals the one it gets in a batch of its own.
+#[test]
+fn sgdd_predicts_batches_of_graphs_of_different_sizes() {
+    let cfg = config("sgdd", 1);
+    let (_, test) = sgdd_load(&cfg);
+    let (_vs, model) = train::build_model(&cfg, &test, Device::Cpu).unwrap();
+    let alone = test
+        .batch(&[0], Device::Cpu, &mut GraphCache::default())
+        .unwrap();
+    let expected = tch::no_grad(|| model.predict(&alone)).unwrap();
+
+    // graph 0: sample 0 (5 nodes, complete); graph 1: its first 3 nodes, complete
+    let keep = tch::Tensor::from_slice(&[0i64, 1, 2]);
+    let three = |t: &tch::Tensor, dim: i64| t.index_select(dim, &keep);
+    let edges3: Vec<(i64, i64)> = (0..3)
+        .flat_map(|i| (0..3).filter(move |&j| j != i).map(move |j| (i, j)))
+        .collect();
+    let graph = graph_nets::GraphBatch::batch(&[
+        alone.graph.clone(),
+        graph_nets::GraphBatch::from_edges(3, &edges3, Device::Cpu).unwrap(),
+    ])
+    .unwrap();
+    let a = alone.edge_attr.size()[1];
+    let mixed = sgdd::Batch {
+        b: 2,
+        x0: tch::Tensor::cat(&[&alone.x0, &three(&alone.x0, 0)], 0),
+        v0: tch::Tensor::cat(&[&alone.v0, &three(&alone.v0, 0)], 0),
+        h: tch::Tensor::cat(&[&alone.h, &three(&alone.h, 0)], 0),
+        y: tch::Tensor::cat(&[&alone.y, &three(&alone.y, 1)], 1),
+        vy: tch::Tensor::cat(&[&alone.vy, &three(&alone.vy, 1)], 1),
+        edge_attr: tch::Tensor::cat(
+            &[
+                &alone.edge_attr,
+                &tch::Tensor::ones([6, a], (Kind::Float, Device::Cpu)),
+            ],
+            0,
+        ),
+        graph,
+        center: tch::Tensor::cat(&[&alone.center, &alone.center], 0),
+        scale: tch::Tensor::cat(&[&alone.scale, &alone.scale], 0),
+    };
+    let got = tch::no_grad(|| model.predict(&mixed)).unwrap();
+    assert_eq!(got.size(), [5, 8, 3]);
+    assert_eq!(got.isfinite().all().int64_value(&[]), 1);
+    assert!(got.narrow(1, 0, 5).allclose(&expected, 1e-4, 1e-5, false));
+}
