@@ -1,14 +1,13 @@
 //! `sgdd eval`, `sgdd predict` and `sgdd spectrum`: a trained checkpoint on data.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use clap::{Args, ValueEnum};
-use npyz::WriterBuilder;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 use traj_data::Split;
+use traj_data::formats::npz::{NpzArray, encode_npz};
 
 use crate::data::{self, GraphCache, Prepared};
 use crate::train;
@@ -110,29 +109,18 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         .with_context(|| format!("windows of {}", args.input.display()))?;
     let (cfg, _vs, model) = train::restore_model(&args.checkpoint, &p, device)?;
     let (pred, truth) = predictions(&model, &p, cfg.train.batch_size, device)?;
-    let mut buf = Cursor::new(Vec::new());
-    {
-        let mut npz = npyz::npz::NpzWriter::new(&mut buf);
-        for (name, t) in [("x", &pred), ("target", &truth)] {
-            let shape: Vec<u64> = t.size().iter().map(|&d| d as u64).collect();
-            let values = Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1))?;
-            let mut w = npz
-                .array::<f64>(name, zip::write::FileOptions::default())?
-                .default_dtype()
-                .shape(&shape)
-                .begin_nd()?;
-            w.extend(values)?;
-            w.finish()?;
-        }
-        let mut w = npz
-            .array::<f64>("times", zip::write::FileOptions::default())?
-            .default_dtype()
-            .shape(&[p.target_times.len() as u64])
-            .begin_nd()?;
-        w.extend(p.target_times.iter().copied())?;
-        w.finish()?;
-    }
-    traj_data::atomic_write(&args.out, buf.get_ref())?;
+    let shape = |t: &Tensor| t.size().iter().map(|&d| d as u64).collect::<Vec<_>>();
+    let values = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1));
+    let (x, target) = (values(&pred)?, values(&truth)?);
+    let bytes = encode_npz(
+        &[
+            NpzArray::F64("x", shape(&pred), &x),
+            NpzArray::F64("target", shape(&truth), &target),
+            NpzArray::F64("times", vec![p.target_times.len() as u64], &p.target_times),
+        ],
+        &args.out,
+    )?;
+    traj_data::atomic_write(&args.out, &bytes)?;
     println!("wrote {} (x: {:?})", args.out.display(), pred.size());
     Ok(())
 }
