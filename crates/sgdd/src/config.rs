@@ -104,6 +104,10 @@ fn default_targets() -> usize {
 pub enum ModelKind {
     /// Extrapolate `x_0 + v_0·t` (no training).
     ConstVel,
+    /// Predict the initial positions at every target time (no training): the baseline that
+    /// matters for vibrating molecules and proteins, whose instantaneous velocity says little
+    /// about where an atom is thousands of steps later.
+    Static,
     /// The plain EGNO decoder (no encoders).
     Egno,
     /// SGDD-EGNO: teacher STSGNN, student GAT, SGE, EGNO decoder, alignment.
@@ -114,7 +118,7 @@ pub enum ModelKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// `const-vel`, `egno` or `sgdd`.
+    /// `const-vel`, `static`, `egno` or `sgdd`.
     pub kind: ModelKind,
     /// Hidden width of every network.
     pub hidden: i64,

@@ -1,5 +1,5 @@
 //! The models a run trains, from one config: plain EGNO, SGDD-EGNO (and its ablations), and the
-//! constant-velocity extrapolation. SPEC §4.4.
+//! untrained baselines (constant-velocity extrapolation, static initial positions). SPEC §4.4.
 
 use anyhow::{Context, Result};
 use distill_kd::{
@@ -54,7 +54,7 @@ struct Distill {
     align: PiAlignment,
 }
 
-/// A trainable model (or the constant-velocity baseline).
+/// A trainable model (or the constant-velocity / static baseline).
 #[derive(Debug)]
 pub struct Model {
     kind: ModelKind,
@@ -92,7 +92,7 @@ impl Model {
         let root = vs.root();
         let device = vs.device();
         let decoder = match cfg.kind {
-            ModelKind::ConstVel => None,
+            ModelKind::ConstVel | ModelKind::Static => None,
             ModelKind::Egno | ModelKind::Sgdd => Some(
                 EgnoConfig {
                     node_in: dims.node_dim,
@@ -209,6 +209,10 @@ impl Model {
     /// teacher is not run and the batch's future frames are not read.
     pub fn predict(&self, batch: &Batch) -> Result<Tensor> {
         let Some(decoder) = &self.decoder else {
+            if self.kind == ModelKind::Static {
+                let t = self.target_times.len() as i64;
+                return Ok(batch.x0.unsqueeze(0).repeat([t, 1, 1]));
+            }
             // x_0 + v_0 · t (time from the condition frame to each target)
             let times = Tensor::from_slice(&self.target_times)
                 .to_kind(batch.x0.kind())
@@ -259,7 +263,7 @@ impl Model {
         let decoder = self
             .decoder
             .as_ref()
-            .context("the constant-velocity baseline has nothing to train")?;
+            .context("the constant-velocity and static baselines have nothing to train")?;
         let state = Self::state(batch);
         let Some(d) = &self.distill else {
             let pred = decoder.f_forward(&state, None)?.x;

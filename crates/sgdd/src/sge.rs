@@ -351,7 +351,7 @@ mod tests {
         }
         assert_eq!(cache.len(), 2);
         // the same graphs again reuse the cached bases
-        sge.forward_graphs(&cache, &z, &graph, true).unwrap();
+        let _ = sge.forward_graphs(&cache, &z, &graph, true).unwrap();
         assert_eq!(cache.len(), 2);
     }
 

@@ -30,7 +30,7 @@ use crate::{DeviceChoice, plots};
 /// What a finished run reports (`result.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
-    /// `const-vel`, `egno` or `sgdd`.
+    /// `const-vel`, `static`, `egno` or `sgdd`.
     pub model: String,
     /// Dataset directory.
     pub dataset: PathBuf,

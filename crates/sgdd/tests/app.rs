@@ -177,27 +177,60 @@ fn a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint() {
 #[test]
 fn baseline_and_egno_are_scored_by_the_same_code() {
     let tmp = tempfile::tempdir().unwrap();
-    let cv = train::run(
-        &config("const-vel", 1),
-        &tmp.path().join("cv"),
-        &RunOptions {
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let cv = run_quiet(&config("const-vel", 1), &tmp.path().join("cv"));
     assert_eq!(cv.steps, 0);
     assert!(cv.test.s2s > 0.0 && cv.test.s2t > 0.0 && cv.test.s2s.is_finite());
-    let eg = train::run(
-        &config("egno", 2),
-        &tmp.path().join("eg"),
+    let eg = run_quiet(&config("egno", 2), &tmp.path().join("eg"));
+    assert!(eg.test.s2t.is_finite() && eg.steps == 2 * 3);
+}
+
+/// The static baseline (initial positions held) scores exactly the mean squared displacement
+/// from the condition frame, computed here from the raw trajectories in original units.
+#[test]
+fn static_baseline_scores_the_displacement_from_the_condition_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("static", 1);
+    let r = run_quiet(&cfg, &tmp.path().join("static"));
+    assert_eq!(r.steps, 0);
+    let ds = traj_data::load_split(&cfg.data.dir, traj_data::Split::Test).unwrap();
+    // condition on frame 30, targets 32, 34, …, 40 (the default N-body windows)
+    let (start, last) = (
+        cfg.data.start_frame,
+        cfg.data.start_frame + cfg.data.delta_frame,
+    );
+    let msd = |a: &[f64], b: &[f64]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64
+    };
+    let s2s = ds
+        .trajectories()
+        .iter()
+        .map(|tr| msd(tr.frame_positions(start), tr.frame_positions(last)))
+        .sum::<f64>()
+        / ds.len() as f64;
+    assert!(s2s > 1e-3, "the windows do move: {s2s}");
+    assert!(
+        (r.test.s2s - s2s).abs() <= 1e-4 * s2s,
+        "static S2S {} vs direct {s2s}",
+        r.test.s2s
+    );
+    let cv = run_quiet(&config("const-vel", 1), &tmp.path().join("cv"));
+    assert!(
+        (cv.test.s2s - r.test.s2s).abs() > 1e-6,
+        "static and constant velocity must differ"
+    );
+}
+
+/// A full run without a progress bar.
+fn run_quiet(cfg: &RunConfig, out: &Path) -> train::RunResult {
+    train::run(
+        cfg,
+        out,
         &RunOptions {
             quiet: true,
             ..Default::default()
         },
     )
-    .unwrap();
-    assert!(eg.test.s2t.is_finite() && eg.steps == 2 * 3);
+    .unwrap()
 }
 
 fn sgdd_bin() -> Command {

@@ -50,10 +50,10 @@ pub struct Md17XtbArgs {
     /// Steps per chunk (a killed run loses at most one chunk).
     #[arg(long, default_value_t = 1000)]
     pub chunk: usize,
-    /// Work directory for the chunks [default: <project>/datasets/cache/md17-xtb-<molecule>-seed<S>].
+    /// Work directory for the chunks [default: ./datasets/cache/md17-xtb-<molecule>-seed<S>].
     #[arg(long)]
     pub work: Option<PathBuf>,
-    /// The npz to write [default: <project>/target/data/md17xtb_<molecule>.npz].
+    /// The npz to write [default: ./target/data/md17xtb_<molecule>.npz].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Python [default: the venv's `python` when VIRTUAL_ENV is set, else the project's `.venv`,
@@ -130,7 +130,7 @@ pub struct FetchMd17Args {
     pub revised: bool,
     #[command(flatten)]
     pub sources: SourceOptions,
-    /// Output directory [default: <project>/target/data/md17-<molecule>-<setting>].
+    /// Output directory [default: ./target/data/md17-<molecule>-<setting>].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -145,7 +145,7 @@ pub struct CmuMocapArgs {
     pub trials: String,
     #[command(flatten)]
     pub sources: SourceOptions,
-    /// Output directory [default: <project>/target/data/cmu-<subject>-<trials>].
+    /// Output directory [default: ./target/data/cmu-<subject>-<trials>].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -181,10 +181,10 @@ pub struct NBodyArgs {
 /// Where the external sources live.
 #[derive(Debug, Args)]
 pub struct SourceOptions {
-    /// The sources manifest [default: <project>/datasets/manifest.toml].
+    /// The sources manifest [default: the one built in, `datasets/manifest.toml` of this version].
     #[arg(long)]
     pub manifest: Option<PathBuf>,
-    /// Download and extraction cache [default: <project>/datasets/cache].
+    /// Download and extraction cache [default: ./datasets/cache].
     #[arg(long)]
     pub cache: Option<PathBuf>,
 }
@@ -194,7 +194,7 @@ pub struct AdkArgs {
     #[command(flatten)]
     pub sources: SourceOptions,
     /// Output directory; one dataset directory per trajectory is made inside
-    /// [default: <project>/target/data].
+    /// [default: ./target/data].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Python with pip [default: the venv's `python` when VIRTUAL_ENV is set, else the
@@ -217,7 +217,7 @@ pub struct MocapRunArgs {
     /// The folder with `motion_run.npz` and `split_run.json`.
     #[arg(long)]
     pub from: PathBuf,
-    /// Output directory [default: <project>/target/data/mocap-run].
+    /// Output directory [default: ./target/data/mocap-run].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -242,27 +242,28 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     }
 }
 
-/// The repository root (two levels above this crate).
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap_or(Path::new("."))
-        .to_path_buf()
-}
+/// The sources manifest built into the binary (`datasets/manifest.toml` of this version); a
+/// copied binary needs no checkout. `--manifest` reads another.
+const BUILT_IN_MANIFEST: &str = include_str!("../../../../datasets/manifest.toml");
+/// The xTB driver `data generate md17-xtb` runs (`datasets/md17_xtb.py`), written into the work
+/// directory before each run.
+const MD17_XTB_SCRIPT: &str = include_str!("../../../../datasets/md17_xtb.py");
 
 fn load_sources(opts: &SourceOptions) -> Result<(Sources, PathBuf)> {
-    let manifest = opts
-        .manifest
-        .clone()
-        .unwrap_or_else(|| project_root().join("datasets/manifest.toml"));
+    let sources = match &opts.manifest {
+        Some(path) => Sources::read(path)?,
+        None => Sources::parse(
+            BUILT_IN_MANIFEST,
+            Path::new("datasets/manifest.toml (built in)"),
+        )?,
+    };
     let cache = opts
         .cache
         .clone()
-        .unwrap_or_else(|| project_root().join("datasets/cache"));
+        .unwrap_or_else(|| PathBuf::from("datasets/cache"));
     std::fs::create_dir_all(&cache)
         .with_context(|| format!("creating the cache {}", cache.display()))?;
-    Ok((Sources::read(&manifest)?, cache))
+    Ok((sources, cache))
 }
 
 fn python(explicit: Option<&Path>) -> PathBuf {
@@ -277,7 +278,7 @@ fn python(explicit: Option<&Path>) -> PathBuf {
             PathBuf::from("python")
         };
     }
-    let project = project_root().join(".venv/bin/python");
+    let project = PathBuf::from(".venv/bin/python");
     if project.exists() {
         project
     } else {
@@ -398,7 +399,7 @@ fn fetch_adk(args: &AdkArgs) -> Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| project_root().join("target/data"));
+        .unwrap_or_else(|| PathBuf::from("target/data"));
     let spec = ProteinSpec::default();
     let split = SplitSpec::new(SplitMethod::FrameChronological).check()?;
     let windows = traj_data::protein::egno_protein_windows().check()?;
@@ -440,7 +441,7 @@ fn fetch_adk(args: &AdkArgs) -> Result<()> {
     Ok(())
 }
 
-fn convert_md17(
+pub(crate) fn convert_md17(
     from: &Path,
     name: &str,
     setting: Md17Setting,
@@ -519,7 +520,7 @@ fn fetch_md17(args: &FetchMd17Args) -> Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| project_root().join(format!("target/data/{name}-{setting}")));
+        .unwrap_or_else(|| PathBuf::from(format!("target/data/{name}-{setting}")));
     convert_md17(&path, &name, args.setting, 42, &out)
 }
 
@@ -560,7 +561,7 @@ fn fetch_cmu(args: &CmuMocapArgs) -> Result<()> {
         [c.train, c.val, c.test]
     };
     let out = args.out.clone().unwrap_or_else(|| {
-        project_root().join(format!(
+        PathBuf::from(format!(
             "target/data/cmu-{}-{}",
             args.subject,
             args.trials.replace(',', "-")
@@ -588,7 +589,7 @@ fn import_mocap_run(args: &MocapRunArgs) -> Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| project_root().join("target/data/mocap-run"));
+        .unwrap_or_else(|| PathBuf::from("target/data/mocap-run"));
     let manifest = traj_data::mocap::import_mocap_run(&args.from, &out)?;
     for e in &manifest.files {
         println!(
@@ -601,7 +602,7 @@ fn import_mocap_run(args: &MocapRunArgs) -> Result<()> {
 }
 
 /// The xTB molecules (MD17's eight).
-const MD17_MOLECULES: [&str; 8] = [
+pub(crate) const MD17_MOLECULES: [&str; 8] = [
     "aspirin",
     "benzene",
     "ethanol",
@@ -661,19 +662,23 @@ fn generate_md17_xtb(args: &Md17XtbArgs) -> Result<()> {
         }
     }
     let work = args.work.clone().unwrap_or_else(|| {
-        project_root().join(format!(
+        PathBuf::from(format!(
             "datasets/cache/md17-xtb-{}-seed{}",
             args.molecule, args.seed
         ))
     });
-    let out = args.out.clone().unwrap_or_else(|| {
-        project_root().join(format!("target/data/md17xtb_{}.npz", args.molecule))
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("target/data/md17xtb_{}.npz", args.molecule)));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let script = work.join("md17_xtb.py");
+    traj_data::atomic_write(&script, MD17_XTB_SCRIPT.as_bytes())?;
     let started = std::time::Instant::now();
     // one thread per process: xTB on a 9–21-atom molecule does not gain from OpenMP, and
     // single-threaded runs are reproducible
     let status = Command::new(&py)
-        .arg(project_root().join("datasets/md17_xtb.py"))
+        .arg(&script)
         .args(["--molecule", &args.molecule])
         .args(["--steps", &args.steps.to_string()])
         .args(["--seed", &args.seed.to_string()])
@@ -768,6 +773,19 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
+
+    #[test]
+    fn the_built_in_manifest_parses_and_pins_the_adk_archive() {
+        let s = Sources::parse(BUILT_IN_MANIFEST, Path::new("built-in")).unwrap();
+        let adk = s.get("mdanalysistests-2.11.0").unwrap();
+        assert_eq!(adk.expected.bytes, Some(59_555_441));
+        assert!(adk.expected.sha256.is_some());
+        assert_eq!(adk.members.len(), 5);
+        for m in MD17_MOLECULES {
+            assert!(s.get(&format!("md17-{m}")).is_some(), "md17-{m}");
+        }
+        assert!(MD17_XTB_SCRIPT.contains("GFN2-xTB"));
+    }
 
     fn parse(args: &[&str]) -> DataCommand {
         let cli = Cli::try_parse_from(std::iter::once("sgdd").chain(args.iter().copied())).unwrap();

@@ -20,7 +20,8 @@ pub enum Command {
     /// Datasets: generate N-body systems.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// Train a model (or evaluate the constant-velocity baseline) from a TOML config.
+    /// Train a model (or evaluate an untrained baseline: constant velocity, static) from a TOML
+    /// config.
     Train(train::TrainArgs),
     /// Score a checkpoint on a split of its dataset (S2S, S2T, ADE, FDE in original units).
     Eval(eval::EvalArgs),
@@ -42,6 +43,9 @@ pub enum ReproCommand {
     MocapRun(repro::ReproArgs),
     /// Real protein MD, ADK (after `sgdd data fetch adk`).
     Adk(repro::ReproArgs),
+    /// MD17-format molecular dynamics by GFN2-xTB, EGNO's setting (after
+    /// `sgdd data generate md17-xtb --molecule M --steps 60000`).
+    Md17Xtb(repro::Md17ReproArgs),
 }
 
 /// Runs the parsed command line.
@@ -55,5 +59,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repro(ReproCommand::Nbody(args)) => repro::run(&args),
         Command::Repro(ReproCommand::MocapRun(args)) => repro::run_mocap(&args),
         Command::Repro(ReproCommand::Adk(args)) => repro::run_adk(&args),
+        Command::Repro(ReproCommand::Md17Xtb(args)) => repro::run_md17_xtb(&args),
     }
 }

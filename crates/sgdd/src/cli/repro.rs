@@ -1,6 +1,7 @@
-//! `sgdd repro nbody`: EGNO vs SGDD-EGNO on the three N-body systems with the same budget, over
-//! several seeds, plus the ablation of SGDD's parts on one system and the constant-velocity
-//! baseline — all scored by the same metric code. Writes `OUT/nbody.json` and `OUT/nbody.md`.
+//! `sgdd repro …`: EGNO vs SGDD-EGNO with the same budget over several seeds, beside untrained
+//! baselines, all scored by the same metric code. `nbody`: the three N-body systems plus the
+//! ablation of SGDD's parts on one of them; `mocap-run`, `adk`, `md17-xtb`: the real-data
+//! settings. Each writes `OUT/<name>.json` and `OUT/<name>.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,16 +18,16 @@ use crate::config::{
 use crate::optim::AdamConfig;
 use crate::train::{self, RunOptions, RunResult};
 
-/// `sgdd repro nbody`.
+/// The options every `sgdd repro` table takes.
 #[derive(Debug, Args)]
 pub struct ReproArgs {
     /// The small budget (about ten minutes on two CPU cores) instead of the full one (a GPU).
     #[arg(long)]
     pub quick: bool,
-    /// Where datasets are generated (or reused).
+    /// Where datasets are generated, imported or reused.
     #[arg(long, default_value = "target/data")]
     pub data_root: PathBuf,
-    /// Where runs, `nbody.json` and `nbody.md` go.
+    /// Where the runs and the table (`<name>.json`, `<name>.md`) go.
     #[arg(long, default_value = "target/repro")]
     pub out: PathBuf,
     /// Seeds per (system, model).
@@ -35,6 +36,16 @@ pub struct ReproArgs {
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+/// `sgdd repro md17-xtb`.
+#[derive(Debug, Args)]
+pub struct Md17ReproArgs {
+    /// aspirin, benzene, ethanol, malonaldehyde, naphthalene, salicylic_acid, toluene or uracil.
+    #[arg(long)]
+    pub molecule: String,
+    #[command(flatten)]
+    pub common: ReproArgs,
 }
 
 /// The budget of one setting.
@@ -113,6 +124,13 @@ const SGDD: Variant = Variant {
 const CONST_VEL: Variant = Variant {
     name: "constant velocity",
     kind: ModelKind::ConstVel,
+    sge: true,
+    align_rep: true,
+    align_spec: true,
+};
+const STATIC: Variant = Variant {
+    name: "static (initial positions)",
+    kind: ModelKind::Static,
     sge: true,
     align_rep: true,
     align_spec: true,
@@ -295,7 +313,7 @@ pub fn run_mocap(args: &ReproArgs) -> Result<()> {
         name: "mocap-run",
         setting: "EGNO CMU mocap run: start frames of EGNO's split, targets start+26 … start+30",
         data: vec![("mocap-run".into(), data)],
-        plan: [CONST_VEL, EGNO, SGDD]
+        plan: [STATIC, CONST_VEL, EGNO, SGDD]
             .into_iter()
             .map(|v| ("mocap-run".to_owned(), v))
             .collect(),
@@ -324,12 +342,74 @@ pub fn run_adk(args: &ReproArgs) -> Result<()> {
         name: "adk",
         setting: "EGNO protein (ADK, 855 backbone atoms, 8 Å contacts): targets +3, +7, +11, +15 frames",
         data: vec![("adk-dims".into(), data)],
-        plan: [CONST_VEL, EGNO, SGDD]
+        plan: [STATIC, CONST_VEL, EGNO, SGDD]
             .into_iter()
             .map(|v| ("adk-dims".to_owned(), v))
             .collect(),
     };
     run_table(args, &table, &budget)
+}
+
+/// `sgdd repro md17-xtb --molecule M`: EGNO's MD17 setting (heavy atoms, bonds + 2-hop edges,
+/// Δ = 3000 steps of 0.5 fs, T = 8, 500 / 2000 / 2000 windows) on the GFN2-xTB trajectory that
+/// `sgdd data generate md17-xtb` wrote to `DATA_ROOT/md17xtb_<M>.npz`, converted on first use.
+pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
+    let m = args.molecule.as_str();
+    anyhow::ensure!(
+        super::data::MD17_MOLECULES.contains(&m),
+        "unknown molecule {m:?} (one of: {})",
+        super::data::MD17_MOLECULES.join(", ")
+    );
+    let root = &args.common.data_root;
+    let dir = root.join(format!("md17xtb-{m}-egno"));
+    let verified = traj_data::Manifest::read(&dir)
+        .and_then(|man| man.verify_all(&dir))
+        .is_ok();
+    if !verified {
+        let npz = root.join(format!("md17xtb_{m}.npz"));
+        anyhow::ensure!(
+            npz.exists(),
+            "no {} : make it first with `cargo xtask data generate md17-xtb --molecule {m} --steps 60000 \
+             --out {}` (GFN2-xTB at 500 K; about 2 ms/step for ethanol, 10–15 ms/step for aspirin \
+             on two CPU cores; resumable)",
+            npz.display(),
+            npz.display()
+        );
+        eprintln!("repro: converting {} to {}", npz.display(), dir.display());
+        super::data::convert_md17(
+            &npz,
+            &format!("md17xtb_{m}"),
+            super::data::Md17Setting::Egno,
+            42,
+            &dir,
+        )?;
+    }
+    let data = DataConfig {
+        dir,
+        // each stored window is the start frame and its 8 targets, Δ/T = 375 steps apart
+        start_frame: 0,
+        delta_frame: 8,
+        num_targets: 8,
+        targets: TargetsKind::Strided,
+        starts: StartsKind::Fixed,
+        stride: 1,
+        max_train: None,
+        max_eval: None,
+    };
+    let budget = if args.common.quick { QUICK_REAL } else { FULL };
+    let label = m.to_owned();
+    let name = format!("md17-xtb-{m}");
+    let table = Table {
+        name: &name,
+        setting: "EGNO MD17 (GFN2-xTB dynamics at 500 K, 0.5 fs): heavy atoms, bonds < 1.6 Å + 2-hop, \
+                  condition on one frame, predict 8 frames over Δ = 3000 steps (1.5 ps)",
+        data: vec![(label.clone(), data)],
+        plan: [STATIC, CONST_VEL, EGNO, SGDD]
+            .into_iter()
+            .map(|v| (label.clone(), v))
+            .collect(),
+    };
+    run_table(&args.common, &table, &budget)
 }
 
 fn ensure_imported(dir: &Path, how: &str) -> Result<()> {
@@ -351,7 +431,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>, budget: &Budget) -> Result<()>
             .find(|(l, _)| l == label)
             .context("dataset of the plan")?
             .1;
-        let seeds = if v.kind == ModelKind::ConstVel {
+        let seeds = if matches!(v.kind, ModelKind::ConstVel | ModelKind::Static) {
             1
         } else {
             args.seeds

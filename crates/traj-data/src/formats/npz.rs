@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use npyz::npz::NpzArchive;
-use npyz::{DType, Order, TypeChar, WriterBuilder};
+use npyz::{DType, Order, TypeChar, WriteOptions, WriterBuilder};
+use zip::ZipArchive;
 
 use crate::fsutil::atomic_write;
 use crate::import_error::{ImportError, ImportResult};
@@ -27,7 +27,7 @@ pub struct Array<T> {
 
 /// An open `.npz` archive.
 pub struct Npz<R: Read + Seek> {
-    archive: NpzArchive<R>,
+    archive: ZipArchive<R>,
     path: PathBuf,
 }
 
@@ -113,7 +113,7 @@ impl Element for i64 {
 
 impl<R: Read + Seek> Npz<R> {
     fn new(reader: R, path: &Path) -> ImportResult<Self> {
-        let archive = NpzArchive::new(reader)
+        let archive = ZipArchive::new(reader)
             .map_err(|e| ImportError::malformed(path, FORMAT, format!("not a zip archive: {e}")))?;
         Ok(Self {
             archive,
@@ -128,7 +128,11 @@ impl<R: Read + Seek> Npz<R> {
 
     /// The names of the arrays.
     pub fn names(&self) -> Vec<String> {
-        self.archive.array_names().map(str::to_string).collect()
+        self.archive
+            .file_names()
+            .filter_map(npyz::npz::array_name_from_file_name)
+            .map(str::to_string)
+            .collect()
     }
 
     fn bad(&self, problem: String) -> ImportError {
@@ -136,20 +140,13 @@ impl<R: Read + Seek> Npz<R> {
     }
 
     fn read_array<T: Element>(&mut self, name: &str) -> ImportResult<Option<Array<T>>> {
-        let entry_size = {
-            let zip = self.archive.zip_archive();
-            match zip.by_name(&format!("{name}.npy")) {
-                Ok(f) => f.size(),
-                Err(_) => return Ok(None),
-            }
-        };
         let path = self.path.clone();
         let bad = |problem: String| ImportError::malformed(&path, FORMAT, problem);
-        let npy = match self.archive.by_name(name) {
-            Ok(Some(npy)) => npy,
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(bad(format!("array `{name}`: {e}"))),
+        let Ok(entry) = self.archive.by_name(&format!("{name}.npy")) else {
+            return Ok(None);
         };
+        let entry_size = entry.size();
+        let npy = npyz::NpyFile::new(entry).map_err(|e| bad(format!("array `{name}`: {e}")))?;
         if npy.order() == Order::Fortran && npy.shape().len() > 1 {
             return Err(bad(format!(
                 "array `{name}` is in Fortran order; save it in C order"
@@ -200,7 +197,8 @@ impl<R: Read + Seek> Npz<R> {
 
     /// Reads a string scalar or 1-element array (`|S`, `<U`), or `None` if absent or not a string.
     pub fn string(&mut self, name: &str) -> Option<String> {
-        let npy = self.archive.by_name(name).ok()??;
+        let entry = self.archive.by_name(&format!("{name}.npy")).ok()?;
+        let npy = npyz::NpyFile::new(entry).ok()?;
         let DType::Plain(t) = npy.dtype() else {
             return None;
         };
@@ -251,46 +249,48 @@ pub fn encode_npz(arrays: &[NpzArray<'_>], path: &Path) -> ImportResult<Vec<u8>>
     let io = |e: std::io::Error| ImportError::io(path, "encode npz", e);
     let mut buf = Cursor::new(Vec::new());
     {
-        let mut npz = npyz::npz::NpzWriter::new(&mut buf);
-        let opts = || {
-            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored)
-        };
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let opts =
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let zip_err = |e: zip::result::ZipError| io(std::io::Error::other(e.to_string()));
         for a in arrays {
+            let name = match a {
+                NpzArray::F64(name, ..) | NpzArray::I64(name, ..) | NpzArray::Str(name, _) => name,
+            };
+            zip.start_file(format!("{name}.npy"), opts)
+                .map_err(zip_err)?;
             match a {
-                NpzArray::F64(name, shape, data) => {
-                    let mut w = npz
-                        .array::<f64>(name, opts())
-                        .map_err(io)?
+                NpzArray::F64(_, shape, data) => {
+                    let mut w = WriteOptions::<f64>::new()
                         .default_dtype()
                         .shape(shape)
+                        .writer(&mut zip)
                         .begin_nd()
                         .map_err(io)?;
                     w.extend(data.iter().copied()).map_err(io)?;
                     w.finish().map_err(io)?;
                 }
-                NpzArray::I64(name, shape, data) => {
-                    let mut w = npz
-                        .array::<i64>(name, opts())
-                        .map_err(io)?
+                NpzArray::I64(_, shape, data) => {
+                    let mut w = WriteOptions::<i64>::new()
                         .default_dtype()
                         .shape(shape)
+                        .writer(&mut zip)
                         .begin_nd()
                         .map_err(io)?;
                     w.extend(data.iter().copied()).map_err(io)?;
                     w.finish().map_err(io)?;
                 }
-                NpzArray::Str(name, s) => {
+                NpzArray::Str(_, s) => {
                     let n = s.chars().count().max(1);
                     let dtype = DType::Plain(
                         format!("<U{n}")
                             .parse()
                             .map_err(|e| io(std::io::Error::other(format!("{e}"))))?,
                     );
-                    let mut w = npz
-                        .array::<str>(name, opts())
-                        .map_err(io)?
+                    let mut w = WriteOptions::<str>::new()
                         .dtype(dtype)
                         .shape(&[])
+                        .writer(&mut zip)
                         .begin_nd()
                         .map_err(io)?;
                     w.push(*s).map_err(io)?;
@@ -298,9 +298,7 @@ pub fn encode_npz(arrays: &[NpzArray<'_>], path: &Path) -> ImportResult<Vec<u8>>
                 }
             }
         }
-        npz.zip_writer()
-            .finish()
-            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        zip.finish().map_err(zip_err)?;
     }
     Ok(buf.into_inner())
 }
