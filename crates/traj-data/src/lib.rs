@@ -120,6 +120,7 @@ pub mod mocap;
 pub mod molecule;
 pub mod nbody;
 mod normalize;
+pub mod numpy_legacy;
 pub mod protein;
 pub mod sources;
 mod split;

@@ -6,15 +6,16 @@
 //!   per molecule); windows of 10 conditioning + 20 predicted frames ([`geotdm_windows`]).
 //! - **EGNO / SGDD** ([`EgnoMd17Spec`]): heavy atoms only; edges = bonds (heavy-atom pairs closer
 //!   than 1.6 Å in the first frame, type 1) plus 2-hop neighbours (type 2); `delta_frame = 3000`
-//!   raw frames, `T = 8`; 500 / 2000 / 2000 windows at distinct seeded-random start frames. Each
-//!   window is stored as a short trajectory of the start frame and its `T` targets (frames
-//!   `start + k·Δ/T`, `k = 0..=T`), so [`egno_windows`] (condition on frame 0, targets 1..=T)
-//!   reads them.
+//!   raw frames, `T = 8`; 500 / 2000 / 2000 windows at EGNO's own start frames: numpy's legacy
+//!   generator seeded with 100 draws 10% / 5% / 5% of the frames between 10,000 frames from
+//!   either end without overlap (train first, then validation from the rest, then test), and the
+//!   first 500 / 2000 / 2000 of each draw are kept — the same windows as EGNO's code on the same
+//!   file ([`crate::numpy_legacy`]). Each window is stored as a short trajectory of the start
+//!   frame and its `T` targets (frames `start + k·Δ/T`, `k = 0..=T`), so [`egno_windows`]
+//!   (condition on frame 0, targets 1..=T) reads them.
 
 use std::path::Path;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::convert::{bones_and_two_hop, contact_edges};
@@ -71,10 +72,14 @@ pub struct EgnoMd17Spec {
     pub delta_frame: usize,
     /// Number of targets (8); must divide `delta_frame`.
     pub num_targets: usize,
-    /// Windows in train, val, test (500, 2000, 2000).
+    /// Windows kept in train, val, test (500, 2000, 2000): the first of each draw.
     pub counts: [usize; 3],
-    /// Seed of the start-frame draw.
-    pub seed: u64,
+    /// Frames left out at each end of the trajectory before drawing starts (10,000).
+    pub margin: usize,
+    /// Fractions of the remaining frames drawn for train, val, test (0.1, 0.05, 0.05).
+    pub fractions: [f64; 3],
+    /// `np.random.seed` of the draw (EGNO: 100).
+    pub seed: u32,
 }
 
 impl Default for EgnoMd17Spec {
@@ -86,7 +91,9 @@ impl Default for EgnoMd17Spec {
             delta_frame: 3000,
             num_targets: 8,
             counts: [500, 2000, 2000],
-            seed: 42,
+            margin: 10_000,
+            fractions: [0.1, 0.05, 0.05],
+            seed: 100,
         }
     }
 }
@@ -190,12 +197,71 @@ pub fn md17_geotdm(
     build().map_err(|e| ImportError::in_file(path, e))
 }
 
+/// EGNO's start frames of the train, val and test windows for a trajectory of `num_frames`
+/// frames, in the order EGNO draws them (see the module docs).
+///
+/// EGNO's code drops the last frame (its velocities are forward differences), leaving
+/// `L = num_frames − 1` frames; it draws from `M = L − 2·margin` frames, `⌊f·M⌋` per split,
+/// offsets them by `margin` and keeps the first `counts` of each.
+///
+/// # Errors
+/// A message when the trajectory is too short for the margins, the draws or the horizon.
+pub fn egno_start_frames(
+    num_frames: usize,
+    spec: &EgnoMd17Spec,
+) -> Result<[Vec<usize>; 3], String> {
+    let frames = num_frames.saturating_sub(1);
+    let m = frames
+        .checked_sub(2 * spec.margin)
+        .filter(|&m| m > 0)
+        .ok_or_else(|| {
+            format!(
+                "{num_frames} frames leave nothing between the margins of {} frames at each end",
+                spec.margin
+            )
+        })?;
+    if spec.fractions.iter().any(|f| !(0.0..=1.0).contains(f))
+        || spec.fractions.iter().sum::<f64>() > 1.0
+    {
+        return Err(format!(
+            "split fractions {:?} must lie in [0, 1] and sum to at most 1",
+            spec.fractions
+        ));
+    }
+    // `int(f * M)` in Python: the product in f64, truncated
+    let sizes = spec.fractions.map(|f| (f * m as f64) as usize);
+    let mut rng = crate::numpy_legacy::RandomState::new(spec.seed);
+    let mut taken = vec![false; m];
+    let mut out: [Vec<usize>; 3] = Default::default();
+    for (k, &size) in sizes.iter().enumerate() {
+        let rest: Vec<usize> = (0..m).filter(|&i| !taken[i]).collect();
+        let draw = rng
+            .choice_without_replacement(&rest, size)
+            .ok_or_else(|| format!("cannot draw {size} distinct frames from {}", rest.len()))?;
+        for &i in &draw {
+            taken[i] = true;
+        }
+        let keep = spec.counts[k].min(draw.len());
+        out[k] = draw[..keep].iter().map(|&i| i + spec.margin).collect();
+    }
+    if let Some(&last) = out.iter().flatten().max()
+        && last + spec.delta_frame >= frames
+    {
+        return Err(format!(
+            "start frame {last} plus the horizon {} passes the last usable frame {}",
+            spec.delta_frame,
+            frames - 1
+        ));
+    }
+    Ok(out)
+}
+
 /// The EGNO / SGDD setting (see the module docs): train, val, test datasets whose trajectories are
 /// the windows.
 ///
 /// # Errors
-/// [`ImportError::Unusable`] when the trajectory is too short for the requested number of
-/// distinct start frames, `T` does not divide `delta_frame`, or no heavy atom is left; data errors.
+/// [`ImportError::Unusable`] when the trajectory is too short for EGNO's margins and draws,
+/// `T` does not divide `delta_frame`, or no heavy atom is left; data errors.
 pub fn md17_egno(
     md: &Md17,
     name: &str,
@@ -217,19 +283,8 @@ pub fn md17_egno(
     if atoms.is_empty() {
         return Err(ImportError::unusable(path, "no heavy atoms"));
     }
-    let total: usize = spec.counts.iter().sum();
-    let available = md.num_frames.saturating_sub(delta);
-    if available < total {
-        return Err(ImportError::unusable(
-            path,
-            format!(
-                "{} frames give {available} start frames for a horizon of {delta}; {total} distinct windows were asked for",
-                md.num_frames
-            ),
-        ));
-    }
-    let mut starts: Vec<usize> = (0..available).collect();
-    starts.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed));
+    let split_starts = egno_start_frames(md.num_frames, spec)
+        .map_err(|problem| ImportError::unusable(path, problem))?;
     let n = atoms.len();
     let n_all = md.num_atoms();
     let frame_of = |t: usize| -> Vec<f64> {
@@ -252,13 +307,9 @@ pub fn md17_egno(
         .collect();
     let dt = spec.timestep_fs * stride as f64;
     let mut out = Vec::with_capacity(3);
-    let mut offset = 0;
-    for (s, &count) in Split::ALL.iter().zip(&spec.counts) {
-        let mut chosen = starts[offset..offset + count].to_vec();
-        offset += count;
-        chosen.sort_unstable();
-        let mut trajectories = Vec::with_capacity(count);
-        for &start in &chosen {
+    for (s, chosen) in Split::ALL.iter().zip(&split_starts) {
+        let mut trajectories = Vec::with_capacity(chosen.len());
+        for &start in chosen {
             let frames: Vec<usize> = (0..=t_targets).map(|k| start + k * stride).collect();
             let positions: Vec<f64> = frames.iter().flat_map(|&t| frame_of(t)).collect();
             let velocities: Vec<f64> = frames

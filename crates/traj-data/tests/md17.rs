@@ -6,7 +6,8 @@ use traj_data::convert::write_split_dir;
 use traj_data::formats::md17::{Md17, Md17Flavor, parse_md17, read_md17, write_md17};
 use traj_data::formats::npz::{NpzArray, encode_npz};
 use traj_data::molecule::{
-    EgnoMd17Spec, GeoTdmMd17Spec, egno_windows, geotdm_windows, md17_egno, md17_geotdm,
+    EgnoMd17Spec, GeoTdmMd17Spec, egno_start_frames, egno_windows, geotdm_windows, md17_egno,
+    md17_geotdm,
 };
 use traj_data::{Error, ImportError, Split, load_split};
 
@@ -238,9 +239,20 @@ fn egno_setting() {
         delta_frame: 80,
         num_targets: 8,
         counts: [5, 3, 2],
+        margin: 100,
         ..EgnoMd17Spec::default()
     };
     let splits = md17_egno(&md, "e", &spec, Path::new("e.npz")).unwrap();
+    // EGNO's draw order is kept: the first train window starts where numpy's first draw fell
+    let firsts: Vec<u64> = splits
+        .iter()
+        .map(|d| {
+            d.trajectories()[0].metadata()["start_frame"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(firsts, vec![321, 178, 315], "see egno_split_reference.json");
     assert_eq!(
         splits.iter().map(|d| d.len()).collect::<Vec<_>>(),
         vec![5, 3, 2]
@@ -288,16 +300,69 @@ fn egno_setting() {
     let dir = tempfile::tempdir().unwrap();
     write_split_dir("e", &splits, dir.path()).unwrap();
     assert_eq!(load_split(dir.path(), Split::Test).unwrap(), splits[2]);
-    // too short for the windows asked for
+    // too short for EGNO's margins
+    let msg = md17_egno(&md, "e", &EgnoMd17Spec::default(), Path::new("e.npz"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("e.npz: 500 frames leave nothing between the margins of 10000 frames"),
+        "{msg}"
+    );
+    // a horizon that runs past the end
     let spec = EgnoMd17Spec {
-        counts: [500, 2000, 2000],
+        delta_frame: 200,
+        num_targets: 8,
+        margin: 100,
         ..EgnoMd17Spec::default()
     };
     let msg = md17_egno(&md, "e", &spec, Path::new("e.npz"))
         .unwrap_err()
         .to_string();
-    assert!(
-        msg.contains("e.npz: 500 frames give 0 start frames for a horizon of 3000"),
-        "{msg}"
-    );
+    assert!(msg.contains("plus the horizon 200 passes"), "{msg}");
+}
+
+/// The start frames equal numpy's own draws of EGNO's procedure
+/// (`tests/fixtures/make_egno_split_fixture.py`), including at the lengths of the project's xTB
+/// trajectories and of MD17 aspirin.
+#[test]
+fn egno_start_frames_match_numpy() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/egno_split_reference.json"),
+    )
+    .unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    let as_vec = |v: &serde_json::Value| -> Vec<usize> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect()
+    };
+    for case in cases {
+        let counts = as_vec(&case["counts"]);
+        let spec = EgnoMd17Spec {
+            margin: case["margin"].as_u64().unwrap() as usize,
+            counts: [counts[0], counts[1], counts[2]],
+            delta_frame: 80,
+            ..EgnoMd17Spec::default()
+        };
+        let n = case["num_frames"].as_u64().unwrap() as usize;
+        let splits = egno_start_frames(n, &spec).unwrap();
+        for (k, split) in splits.iter().enumerate() {
+            let first = as_vec(&case["first"][k]);
+            assert_eq!(&split[..first.len()], &first[..], "{n} frames, split {k}");
+            assert_eq!(
+                split.len(),
+                as_vec(&case["lengths"])[k],
+                "{n} frames, split {k}"
+            );
+            assert_eq!(
+                split.iter().sum::<usize>(),
+                as_vec(&case["sums"])[k],
+                "{n} frames, split {k}"
+            );
+        }
+    }
 }

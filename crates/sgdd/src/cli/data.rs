@@ -109,9 +109,10 @@ pub struct Md17Args {
     /// Dataset name [default: the file stem].
     #[arg(long)]
     pub name: Option<String>,
-    /// Seed of the EGNO start frames.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// `np.random.seed` of the EGNO start-frame draw (EGNO's code uses 100: the same windows as
+    /// EGNO's on the same file).
+    #[arg(long, default_value_t = traj_data::molecule::EgnoMd17Spec::default().seed)]
+    pub seed: u32,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -445,7 +446,7 @@ pub(crate) fn convert_md17(
     from: &Path,
     name: &str,
     setting: Md17Setting,
-    seed: u64,
+    seed: u32,
     out: &Path,
 ) -> Result<()> {
     use traj_data::molecule::{EgnoMd17Spec, GeoTdmMd17Spec, md17_egno, md17_geotdm};
@@ -521,7 +522,13 @@ fn fetch_md17(args: &FetchMd17Args) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("target/data/{name}-{setting}")));
-    convert_md17(&path, &name, args.setting, 42, &out)
+    convert_md17(
+        &path,
+        &name,
+        args.setting,
+        traj_data::molecule::EgnoMd17Spec::default().seed,
+        &out,
+    )
 }
 
 fn fetch_cmu(args: &CmuMocapArgs) -> Result<()> {
@@ -962,11 +969,17 @@ mod tests {
             4,
             "60 frames / 10 → 6 → 4 train"
         );
-        // the EGNO setting asks for 4500 windows of a 3000-frame horizon: refused, naming the file
-        let err =
-            convert_md17(&npz, "tiny", Md17Setting::Egno, 0, &dir.path().join("egno")).unwrap_err();
+        // the EGNO setting leaves 10,000 frames at each end: refused, naming the file
+        let err = convert_md17(
+            &npz,
+            "tiny",
+            Md17Setting::Egno,
+            100,
+            &dir.path().join("egno"),
+        )
+        .unwrap_err();
         assert!(
-            format!("{err:#}").contains("tiny.npz: 60 frames give 0 start frames"),
+            format!("{err:#}").contains("tiny.npz: 60 frames leave nothing between the margins"),
             "{err:#}"
         );
     }

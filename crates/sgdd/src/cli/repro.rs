@@ -362,10 +362,12 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
     );
     let root = &args.common.data_root;
     let dir = root.join(format!("md17xtb-{m}-egno"));
-    let verified = traj_data::Manifest::read(&dir)
-        .and_then(|man| man.verify_all(&dir))
-        .is_ok();
-    if !verified {
+    // reuse a converted dataset only if it is intact and made with today's setting
+    let setting = serde_json::to_value(traj_data::molecule::EgnoMd17Spec::default())?;
+    let current = traj_data::Manifest::read(&dir)
+        .and_then(|man| man.verify_all(&dir).map(|()| man))
+        .is_ok_and(|man| man.generator.get("setting") == Some(&setting));
+    if !current {
         let npz = root.join(format!("md17xtb_{m}.npz"));
         anyhow::ensure!(
             npz.exists(),
@@ -380,7 +382,7 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
             &npz,
             &format!("md17xtb_{m}"),
             super::data::Md17Setting::Egno,
-            42,
+            traj_data::molecule::EgnoMd17Spec::default().seed,
             &dir,
         )?;
     }
