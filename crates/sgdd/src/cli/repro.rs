@@ -371,7 +371,7 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
         let npz = root.join(format!("md17xtb_{m}.npz"));
         anyhow::ensure!(
             npz.exists(),
-            "no {} : make it first with `cargo xtask data generate md17-xtb --molecule {m} --steps 60000 \
+            "no {}: make it first with `cargo xtask data generate md17-xtb --molecule {m} --steps 60000 \
              --out {}` (GFN2-xTB at 500 K; about 2 ms/step for ethanol, 10–15 ms/step for aspirin \
              on two CPU cores; resumable)",
             npz.display(),
