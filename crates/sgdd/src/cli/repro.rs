@@ -186,15 +186,19 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// The manifest of a dataset directory whose files all match their sha256, or `None`.
+fn intact_manifest(dir: &Path) -> Option<traj_data::Manifest> {
+    let man = traj_data::Manifest::read(dir).ok()?;
+    man.verify_all(dir).ok()?;
+    Some(man)
+}
+
 fn ensure_dataset(root: &Path, system: System, budget: &Budget, quick: bool) -> Result<PathBuf> {
     let dir = root.join(format!(
         "nbody-{system}{}",
         if quick { "-quick" } else { "" }
     ));
-    if traj_data::Manifest::read(&dir)
-        .and_then(|m| m.verify_all(&dir))
-        .is_ok()
-    {
+    if intact_manifest(&dir).is_some() {
         return Ok(dir);
     }
     let mut spec = NBodySpec::new(system);
@@ -364,9 +368,8 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
     let dir = root.join(format!("md17xtb-{m}-egno"));
     // reuse a converted dataset only if it is intact and made with today's setting
     let setting = serde_json::to_value(traj_data::molecule::EgnoMd17Spec::default())?;
-    let current = traj_data::Manifest::read(&dir)
-        .and_then(|man| man.verify_all(&dir).map(|()| man))
-        .is_ok_and(|man| man.generator.get("setting") == Some(&setting));
+    let current =
+        intact_manifest(&dir).is_some_and(|man| man.generator.get("setting") == Some(&setting));
     if !current {
         let npz = root.join(format!("md17xtb_{m}.npz"));
         anyhow::ensure!(
