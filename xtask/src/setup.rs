@@ -14,7 +14,8 @@ use crate::env::{self, project_root};
 /// The wheel `tch 0.26` is built against.
 pub const TORCH_VERSION: &str = "2.13.0";
 /// Python packages the project's scripts use beside torch (fixtures, peer benchmarks).
-const EXTRA_PACKAGES: &[&str] = &["numpy==2.3.5", "safetensors==0.7.0"];
+/// `tensorboard`: tests read the trainer's event files back with its own reader.
+const EXTRA_PACKAGES: &[&str] = &["numpy==2.3.5", "safetensors==0.7.0", "tensorboard==2.21.0"];
 const STAMP: &str = "sgdd-setup.stamp";
 
 /// The located libtorch.

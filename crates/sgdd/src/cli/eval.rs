@@ -2,16 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 use traj_data::Split;
 use traj_data::formats::npz::{NpzArray, encode_npz};
 
-use crate::data::{self, GraphCache, Prepared};
-use crate::train;
-use crate::{DeviceChoice, plots};
+use sgdd_train::{CheckedRunConfig, DeviceChoice, Prepared, predict_split};
+
+use crate::plots;
 
 /// Which split to read.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -43,21 +43,50 @@ pub struct EvalArgs {
     /// The split of the run's dataset to score.
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
+    /// Score another dataset directory than the one the checkpoint was trained on (its node
+    /// features and edge attributes must fit the model: the weights are checked shape by
+    /// shape). Without it, a dataset that changed since training is refused.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
 }
 
-fn split_of(checkpoint: &Path, split: Split) -> Result<Prepared> {
-    let cfg = train::checkpoint_config(checkpoint)?;
-    Ok(data::load(&cfg.data, split, cfg.data.max_eval)?.1)
+/// The checkpoint's config and a split of its dataset — verified to be the data it was trained
+/// on — or of `other`, checked to fit the model.
+fn split_of(
+    checkpoint: &Path,
+    split: Split,
+    other: Option<&Path>,
+) -> Result<(CheckedRunConfig, Prepared)> {
+    let (cfg, trained_on) = sgdd_train::checkpoint_config(checkpoint)?;
+    let mut data = cfg.data.clone();
+    match other {
+        Some(dir) => data.dir = dir.to_owned(),
+        None => {
+            let now = sgdd_train::dataset_fingerprint(&data.dir)?;
+            if let Some(was) = trained_on {
+                ensure!(
+                    was == now,
+                    "{} was trained on another version of {} (manifest sha256 {was}, now {now}); \
+                     the dataset was regenerated or changed. Pass --data {} to score it anyway",
+                    checkpoint.display(),
+                    data.dir.display(),
+                    data.dir.display()
+                );
+            }
+        }
+    }
+    let p = sgdd_train::load_split(&data, split, data.max_eval)?.1;
+    Ok((cfg, p))
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let device = args.device.resolve()?;
-    let p = split_of(&args.checkpoint, args.split.into())?;
-    let (cfg, _vs, model) = train::restore_model(&args.checkpoint, &p, device)?;
-    let metrics = train::evaluate(&model, &p, cfg.train.batch_size, device)?;
+    let (cfg, p) = split_of(&args.checkpoint, args.split.into(), args.data.as_deref())?;
+    let (_, _vs, model) = sgdd_train::restore_model(&args.checkpoint, &p, device)?;
+    let metrics = sgdd_train::evaluate(&model, &p, cfg.train.batch_size, device)?;
     println!("{}", serde_json::to_string(&metrics)?);
     Ok(())
 }
@@ -72,9 +101,10 @@ pub struct PredictArgs {
     /// the checkpoint's config says.
     #[arg(long)]
     pub input: PathBuf,
-    /// The `.npz` to write: key `x`, `samples × T × N × 3` predicted positions (original units),
-    /// plus `target` (the true positions) and `times` (time of each target after the condition
-    /// frame).
+    /// The `.npz` to write: `x` (`samples × T × N × 3` predicted positions, original units),
+    /// `target` (the true positions), `x0` (`samples × N × 3`, the condition frame), `times`
+    /// (time of each target after the condition frame), `sample` (window index), and per-sample
+    /// `s2s` / `s2t`.
     #[arg(long)]
     pub out: PathBuf,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
@@ -82,46 +112,69 @@ pub struct PredictArgs {
     pub device: DeviceChoice,
 }
 
-fn predictions(
-    model: &crate::Model,
-    p: &Prepared,
-    bs: usize,
-    device: Device,
-) -> Result<(Tensor, Tensor)> {
-    let _guard = tch::no_grad_guard();
-    let (mut preds, mut truths) = (vec![], vec![]);
-    let mut graphs = GraphCache::default();
-    let idx: Vec<i64> = (0..p.samples).collect();
-    for chunk in idx.chunks(bs) {
-        let batch = p.batch(chunk, device, &mut graphs)?;
-        let pred = model.predict(&batch)?;
-        preds.push(data::to_original(&pred, &batch, p.n).to_device(Device::Cpu));
-        truths.push(data::to_original(&batch.y, &batch, p.n).to_device(Device::Cpu));
+/// Verifies `file` against the manifest of its directory when one lists it (a flipped byte is
+/// an error); says so when none does (the user's own file).
+fn verify_input(file: &Path) -> Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} is not a file name", file.display()))?;
+    match traj_data::Manifest::read(dir) {
+        Ok(man) if man.entry(name).is_some() => {
+            man.verify(dir, name)?;
+        }
+        _ => eprintln!(
+            "note: no manifest.json beside {} lists it, so its checksum is not verified",
+            file.display()
+        ),
     }
-    Ok((Tensor::cat(&preds, 0), Tensor::cat(&truths, 0)))
+    Ok(())
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let device = args.device.resolve()?;
-    let cfg = train::checkpoint_config(&args.checkpoint)?;
+    let (cfg, _) = sgdd_train::checkpoint_config(&args.checkpoint)?;
+    verify_input(&args.input)?;
     let ds = traj_data::read_dataset(&args.input)?;
-    let p = data::prepare(&ds, &cfg.data)
+    let p = sgdd_train::prepare(&ds, &cfg.data)
         .with_context(|| format!("windows of {}", args.input.display()))?;
-    let (cfg, _vs, model) = train::restore_model(&args.checkpoint, &p, device)?;
-    let (pred, truth) = predictions(&model, &p, cfg.train.batch_size, device)?;
+    let (cfg, _vs, model) = sgdd_train::restore_model(&args.checkpoint, &p, device)?;
+    let preds = predict_split(&model, &p, cfg.train.batch_size, device)
+        .with_context(|| format!("predicting {}", args.input.display()))?;
     let shape = |t: &Tensor| t.size().iter().map(|&d| d as u64).collect::<Vec<_>>();
     let values = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1));
-    let (x, target) = (values(&pred)?, values(&truth)?);
+    let (x, target, start) = (
+        values(&preds.pred)?,
+        values(&preds.truth)?,
+        values(&preds.start)?,
+    );
+    let (s2s, s2t) = (
+        values(&preds.per_sample_s2s())?,
+        values(&preds.per_sample_s2t())?,
+    );
+    let samples = p.samples as u64;
+    let index: Vec<f64> = (0..p.samples).map(|i| i as f64).collect();
     let bytes = encode_npz(
         &[
-            NpzArray::F64("x", shape(&pred), &x),
-            NpzArray::F64("target", shape(&truth), &target),
+            NpzArray::F64("x", shape(&preds.pred), &x),
+            NpzArray::F64("target", shape(&preds.truth), &target),
+            NpzArray::F64("x0", shape(&preds.start), &start),
             NpzArray::F64("times", vec![p.target_times.len() as u64], &p.target_times),
+            NpzArray::F64("sample", vec![samples], &index),
+            NpzArray::F64("s2s", vec![samples], &s2s),
+            NpzArray::F64("s2t", vec![samples], &s2t),
         ],
         &args.out,
     )?;
     traj_data::atomic_write(&args.out, &bytes)?;
-    println!("wrote {} (x: {:?})", args.out.display(), pred.size());
+    println!(
+        "wrote {} (x: {:?}); S2S {:.4} S2T {:.4} (×10⁻²)",
+        args.out.display(),
+        preds.pred.size(),
+        preds.metrics.s2s * 100.0,
+        preds.metrics.s2t * 100.0
+    );
     Ok(())
 }
 
@@ -167,10 +220,28 @@ pub fn spectrum(args: &SpectrumArgs) -> Result<()> {
     let device = args.device.resolve()?;
     std::fs::create_dir_all(&args.out)?;
     let mut out = Vec::new();
+    let mut first: Option<(PathBuf, Option<String>)> = None;
     for (i, ck) in args.checkpoint.iter().enumerate() {
-        let p = split_of(ck, args.split.into())?;
-        let (cfg, _vs, model) = train::restore_model(ck, &p, device)?;
-        let (pred, truth) = predictions(&model, &p, cfg.train.batch_size, device)?;
+        let (ck_cfg, fingerprint) = sgdd_train::checkpoint_config(ck)?;
+        match &first {
+            None => first = Some((ck_cfg.data.dir.clone(), fingerprint.clone())),
+            Some((dir, fp)) => {
+                if *dir != ck_cfg.data.dir || *fp != fingerprint {
+                    bail!(
+                        "{} was trained on {} but {} on {}: one spectrum plot compares models on \
+                         the same data",
+                        ck.display(),
+                        ck_cfg.data.dir.display(),
+                        args.checkpoint[0].display(),
+                        dir.display()
+                    );
+                }
+            }
+        }
+        let (cfg, p) = split_of(ck, args.split.into(), None)?;
+        let (_, _vs, model) = sgdd_train::restore_model(ck, &p, device)?;
+        let preds = predict_split(&model, &p, cfg.train.batch_size, device)?;
+        let (pred, truth) = (preds.pred, preds.truth);
         // the full joint basis (K = N·T): every error component has a frequency
         let (n, t) = (p.n as usize, p.t as usize);
         let graph = spectral_core::Graph::from_edges(n, &p.undirected)?;
@@ -188,7 +259,7 @@ pub fn spectrum(args: &SpectrumArgs) -> Result<()> {
             .label
             .get(i)
             .cloned()
-            .unwrap_or_else(|| format!("{:?}", cfg.model.kind).to_lowercase());
+            .unwrap_or_else(|| cfg.model.kind.name().to_owned());
         out.push(ModelSpectrum {
             label,
             fraction: be.energy.iter().map(|e| e / total).collect(),

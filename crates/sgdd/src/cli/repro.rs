@@ -12,11 +12,9 @@ use clap::Args;
 use serde::Serialize;
 use traj_data::nbody::{NBodySpec, System};
 
-use crate::config::{
-    DataConfig, ModelConfig, ModelKind, RunConfig, StartsKind, TargetsKind, TrainConfig,
-};
-use crate::optim::AdamConfig;
-use crate::train::{self, RunOptions, RunResult};
+use sgdd_train::{CheckedRunConfig, RunConfig, RunMode, RunResult};
+
+use super::train as train_cmd;
 
 /// The options every `sgdd repro` table takes.
 #[derive(Debug, Args)]
@@ -36,6 +34,10 @@ pub struct ReproArgs {
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Retrain runs whose directories already hold a result (otherwise a finished run is
+    /// reused and an unfinished one resumed).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `sgdd repro md17-xtb`.
@@ -48,114 +50,62 @@ pub struct Md17ReproArgs {
     pub common: ReproArgs,
 }
 
-/// The budget of one setting.
-#[derive(Debug, Clone, Copy, Serialize)]
-struct Budget {
-    train: usize,
-    eval: usize,
-    epochs: usize,
-    batch_size: usize,
-    hidden: i64,
-    decoder_layers: i64,
-    z_dim: i64,
+/// The base run configs of the tables (`configs/repro/*.toml`, built into the binary), read by
+/// the one config loader: `(table, quick)` → TOML text.
+fn base_config(table: &str, quick: bool) -> Result<&'static str> {
+    Ok(match (table, quick) {
+        ("nbody", true) => include_str!("../../../../configs/repro/nbody-quick.toml"),
+        ("nbody", false) => include_str!("../../../../configs/repro/nbody.toml"),
+        ("mocap-run", true) => include_str!("../../../../configs/repro/mocap-run-quick.toml"),
+        ("mocap-run", false) => include_str!("../../../../configs/repro/mocap-run.toml"),
+        ("adk", true) => include_str!("../../../../configs/repro/adk-quick.toml"),
+        ("adk", false) => include_str!("../../../../configs/repro/adk.toml"),
+        ("md17-xtb", true) => include_str!("../../../../configs/repro/md17-xtb-quick.toml"),
+        ("md17-xtb", false) => include_str!("../../../../configs/repro/md17-xtb.toml"),
+        _ => anyhow::bail!("no repro config for {table:?}"),
+    })
 }
 
-const QUICK: Budget = Budget {
-    train: 400,
-    eval: 200,
-    epochs: 30,
-    batch_size: 50,
-    hidden: 32,
-    decoder_layers: 3,
-    z_dim: 16,
-};
-const QUICK_REAL: Budget = Budget {
-    train: 0,
-    eval: 0,
-    epochs: 30,
-    batch_size: 50,
-    hidden: 32,
-    decoder_layers: 3,
-    z_dim: 16,
-};
-const QUICK_ADK: Budget = Budget {
-    train: 0,
-    eval: 0,
-    epochs: 15,
-    batch_size: 4,
-    hidden: 32,
-    decoder_layers: 3,
-    z_dim: 16,
-};
-const FULL: Budget = Budget {
-    train: 3000,
-    eval: 2000,
-    epochs: 400,
-    batch_size: 100,
-    hidden: 64,
-    decoder_layers: 4,
-    z_dim: 32,
-};
+/// N-body trajectories generated per split: (train, val = test).
+fn nbody_sizes(quick: bool) -> (usize, usize) {
+    if quick { (400, 200) } else { (3000, 2000) }
+}
 
-/// One variant of the table.
+/// One row kind of a table: a name and the config keys it sets.
 #[derive(Debug, Clone, Copy)]
 struct Variant {
     name: &'static str,
-    kind: ModelKind,
-    sge: bool,
-    align_rep: bool,
-    align_spec: bool,
+    set: &'static [&'static str],
 }
 
 const EGNO: Variant = Variant {
     name: "EGNO",
-    kind: ModelKind::Egno,
-    sge: true,
-    align_rep: true,
-    align_spec: true,
+    set: &["model.kind=\"egno\""],
 };
 const SGDD: Variant = Variant {
     name: "SGDD-EGNO",
-    kind: ModelKind::Sgdd,
-    sge: true,
-    align_rep: true,
-    align_spec: true,
+    set: &["model.kind=\"sgdd\""],
 };
 const CONST_VEL: Variant = Variant {
     name: "constant velocity",
-    kind: ModelKind::ConstVel,
-    sge: true,
-    align_rep: true,
-    align_spec: true,
+    set: &["model.kind=\"const-vel\""],
 };
 const STATIC: Variant = Variant {
     name: "static (initial positions)",
-    kind: ModelKind::Static,
-    sge: true,
-    align_rep: true,
-    align_spec: true,
+    set: &["model.kind=\"static\""],
 };
 const ABLATIONS: [Variant; 3] = [
     Variant {
         name: "SGDD-EGNO w/o SGE",
-        kind: ModelKind::Sgdd,
-        sge: false,
-        align_rep: true,
-        align_spec: true,
+        set: &["model.kind=\"sgdd\"", "model.sge=false"],
     },
     Variant {
         name: "SGDD-EGNO w/o spectral align",
-        kind: ModelKind::Sgdd,
-        sge: true,
-        align_rep: true,
-        align_spec: false,
+        set: &["model.kind=\"sgdd\"", "model.align_spec=false"],
     },
     Variant {
         name: "SGDD-EGNO w/o representation align",
-        kind: ModelKind::Sgdd,
-        sge: true,
-        align_rep: false,
-        align_spec: true,
+        set: &["model.kind=\"sgdd\"", "model.align_rep=false"],
     },
 ];
 
@@ -193,7 +143,7 @@ fn intact_manifest(dir: &Path) -> Option<traj_data::Manifest> {
     Some(man)
 }
 
-fn ensure_dataset(root: &Path, system: System, budget: &Budget, quick: bool) -> Result<PathBuf> {
+fn ensure_dataset(root: &Path, system: System, quick: bool) -> Result<PathBuf> {
     let dir = root.join(format!(
         "nbody-{system}{}",
         if quick { "-quick" } else { "" }
@@ -201,10 +151,11 @@ fn ensure_dataset(root: &Path, system: System, budget: &Budget, quick: bool) -> 
     if intact_manifest(&dir).is_some() {
         return Ok(dir);
     }
+    let (train, eval) = nbody_sizes(quick);
     let mut spec = NBodySpec::new(system);
-    spec.n_train = budget.train;
-    spec.n_val = budget.eval;
-    spec.n_test = budget.eval;
+    spec.n_train = train;
+    spec.n_val = eval;
+    spec.n_test = eval;
     spec.seed = 42;
     eprintln!(
         "repro: generating {} ({} / {} / {} trajectories)",
@@ -218,67 +169,28 @@ fn ensure_dataset(root: &Path, system: System, budget: &Budget, quick: bool) -> 
     Ok(dir)
 }
 
-fn nbody_data(dir: &Path) -> DataConfig {
-    DataConfig {
-        dir: dir.to_owned(),
-        start_frame: 30,
-        delta_frame: 10,
-        num_targets: 5,
-        targets: TargetsKind::Strided,
-        starts: StartsKind::Fixed,
-        stride: 1,
-        max_train: None,
-        max_eval: None,
-    }
-}
-
-fn config(data: &DataConfig, v: Variant, b: &Budget, seed: u64, device: &str) -> RunConfig {
-    RunConfig {
-        data: data.clone(),
-        model: ModelConfig {
-            kind: v.kind,
-            hidden: b.hidden,
-            decoder_layers: b.decoder_layers,
-            z_dim: b.z_dim,
-            sge: v.sge,
-            align_rep: v.align_rep,
-            align_spec: v.align_spec,
-            ..ModelConfig::default()
-        },
-        train: TrainConfig {
-            epochs: b.epochs,
-            batch_size: b.batch_size,
-            adam: AdamConfig::default(),
-            seed,
-            eval_every: (b.epochs / 4).max(1),
-            device: device.to_owned(),
-            // These models are small: one libtorch thread per run is as fast as two on an idle
-            // machine and many times faster on a loaded one (OpenMP barriers stall when another
-            // process holds a core).
-            threads: 1,
-        },
-    }
-}
-
-/// One table: named settings (dataset + windows) × variants, over seeds.
+/// One table: named datasets × variants, over seeds, on one base config.
 struct Table<'a> {
     /// File stem of the outputs (`OUT/<name>.json`, `.md`) and run directory.
     name: &'a str,
+    /// The base config (`configs/repro/<config>[-quick].toml`).
+    config: &'a str,
     /// What the windows are, for the report.
     setting: &'a str,
-    /// (label, data config) of each dataset.
-    data: Vec<(String, DataConfig)>,
+    /// Trajectories per split when the data was generated for the table.
+    sizes: Option<(usize, usize)>,
+    /// (label, dataset directory) of each dataset.
+    data: Vec<(String, PathBuf)>,
     /// (dataset label, variant) in table order.
     plan: Vec<(String, Variant)>,
 }
 
 pub fn run(args: &ReproArgs) -> Result<()> {
-    let budget = if args.quick { QUICK } else { FULL };
     let mut data = Vec::new();
     let mut plan = Vec::new();
     for system in System::ALL {
-        let dir = ensure_dataset(&args.data_root, system, &budget, args.quick)?;
-        data.push((system.to_string(), nbody_data(&dir)));
+        let dir = ensure_dataset(&args.data_root, system, args.quick)?;
+        data.push((system.to_string(), dir));
         for v in [CONST_VEL, EGNO, SGDD] {
             plan.push((system.to_string(), v));
         }
@@ -286,11 +198,13 @@ pub fn run(args: &ReproArgs) -> Result<()> {
     plan.extend(ABLATIONS.iter().map(|&v| (System::Charged.to_string(), v)));
     let table = Table {
         name: "nbody",
+        config: "nbody",
         setting: "EGNO N-body: condition on frame 30, predict frames 32, 34, 36, 38, 40",
+        sizes: Some(nbody_sizes(args.quick)),
         data,
         plan,
     };
-    run_table(args, &table, &budget)
+    run_table(args, &table)
 }
 
 /// `sgdd repro mocap-run`: EGNO's CMU subject 09 "run" setting (start frames of EGNO's split,
@@ -301,28 +215,18 @@ pub fn run_mocap(args: &ReproArgs) -> Result<()> {
         &dir,
         "cargo xtask data import mocap-run --from <the cmu-mocap-09-run folder>",
     )?;
-    let data = DataConfig {
-        dir,
-        start_frame: 0,
-        delta_frame: 30,
-        num_targets: 5,
-        targets: TargetsKind::Consecutive,
-        starts: StartsKind::Metadata,
-        stride: 1,
-        max_train: None,
-        max_eval: None,
-    };
-    let budget = if args.quick { QUICK_REAL } else { FULL };
     let table = Table {
         name: "mocap-run",
+        config: "mocap-run",
         setting: "EGNO CMU mocap run: start frames of EGNO's split, targets start+26 … start+30",
-        data: vec![("mocap-run".into(), data)],
+        sizes: None,
+        data: vec![("mocap-run".into(), dir)],
         plan: [STATIC, CONST_VEL, EGNO, SGDD]
             .into_iter()
             .map(|v| ("mocap-run".to_owned(), v))
             .collect(),
     };
-    run_table(args, &table, &budget)
+    run_table(args, &table)
 }
 
 /// `sgdd repro adk`: EGNO's protein setting on the real ADK trajectory (`adk-dims`), sliding
@@ -330,28 +234,18 @@ pub fn run_mocap(args: &ReproArgs) -> Result<()> {
 pub fn run_adk(args: &ReproArgs) -> Result<()> {
     let dir = args.data_root.join("adk-dims");
     ensure_imported(&dir, "cargo xtask data fetch adk")?;
-    let data = DataConfig {
-        dir,
-        start_frame: 0,
-        delta_frame: 15,
-        num_targets: 4,
-        targets: TargetsKind::Strided,
-        starts: StartsKind::Sliding,
-        stride: 1,
-        max_train: None,
-        max_eval: None,
-    };
-    let budget = if args.quick { QUICK_ADK } else { FULL };
     let table = Table {
         name: "adk",
+        config: "adk",
         setting: "EGNO protein (ADK, 855 backbone atoms, 8 Å contacts): targets +3, +7, +11, +15 frames",
-        data: vec![("adk-dims".into(), data)],
+        sizes: None,
+        data: vec![("adk-dims".into(), dir)],
         plan: [STATIC, CONST_VEL, EGNO, SGDD]
             .into_iter()
             .map(|v| ("adk-dims".to_owned(), v))
             .collect(),
     };
-    run_table(args, &table, &budget)
+    run_table(args, &table)
 }
 
 /// `sgdd repro md17-xtb --molecule M`: EGNO's MD17 setting (heavy atoms, bonds + 2-hop edges,
@@ -389,32 +283,43 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
             &dir,
         )?;
     }
-    let data = DataConfig {
-        dir,
-        // each stored window is the start frame and its 8 targets, Δ/T = 375 steps apart
-        start_frame: 0,
-        delta_frame: 8,
-        num_targets: 8,
-        targets: TargetsKind::Strided,
-        starts: StartsKind::Fixed,
-        stride: 1,
-        max_train: None,
-        max_eval: None,
-    };
-    let budget = if args.common.quick { QUICK_REAL } else { FULL };
     let label = m.to_owned();
     let name = format!("md17-xtb-{m}");
     let table = Table {
         name: &name,
+        config: "md17-xtb",
         setting: "EGNO MD17 (GFN2-xTB dynamics at 500 K, 0.5 fs): heavy atoms, bonds < 1.6 Å + 2-hop, \
                   condition on one frame, predict 8 frames over Δ = 3000 steps (1.5 ps)",
-        data: vec![(label.clone(), data)],
+        sizes: None,
+        data: vec![(label.clone(), dir)],
         plan: [STATIC, CONST_VEL, EGNO, SGDD]
             .into_iter()
             .map(|v| (label.clone(), v))
             .collect(),
     };
-    run_table(&args.common, &table, &budget)
+    run_table(&args.common, &table)
+}
+
+/// The checked config of one run of a table: the base config with the variant's keys, the
+/// dataset, the seed and the device set.
+fn config(
+    table: &str,
+    quick: bool,
+    data_dir: &Path,
+    v: Variant,
+    seed: u64,
+    device: &str,
+) -> Result<CheckedRunConfig> {
+    let mut set: Vec<String> = v.set.iter().map(|s| (*s).to_owned()).collect();
+    set.push(format!("data.dir={:?}", data_dir.display().to_string()));
+    set.push(format!("train.seed={seed}"));
+    set.push(format!("train.device={device:?}"));
+    RunConfig::from_toml(base_config(table, quick)?, &set).with_context(|| {
+        format!(
+            "configs/repro/{table}{}.toml",
+            if quick { "-quick" } else { "" }
+        )
+    })
 }
 
 fn ensure_imported(dir: &Path, how: &str) -> Result<()> {
@@ -426,24 +331,50 @@ fn ensure_imported(dir: &Path, how: &str) -> Result<()> {
     Ok(())
 }
 
-fn run_table(args: &ReproArgs, table: &Table<'_>, budget: &Budget) -> Result<()> {
+/// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
+fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
+    let mode = if force {
+        RunMode::Force
+    } else if out.join("checkpoint.safetensors").exists() {
+        RunMode::Resume
+    } else if out.join("result.json").exists() || out.join("config.toml").exists() {
+        // an untrained baseline's directory: scoring it again is cheap
+        RunMode::Force
+    } else {
+        RunMode::Fresh
+    };
+    let (r, t) = train_cmd::run(cfg, out, mode, None, true, None)?;
+    Ok((r, t.train_seconds))
+}
+
+fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
     let started = Instant::now();
     let mut rows = Vec::new();
+    let base = config(
+        table.config,
+        args.quick,
+        &table.data[0].1,
+        EGNO,
+        0,
+        &args.device,
+    )?;
     for (label, v) in &table.plan {
-        let data = &table
+        let dir = &table
             .data
             .iter()
             .find(|(l, _)| l == label)
             .context("dataset of the plan")?
             .1;
-        let seeds = if matches!(v.kind, ModelKind::ConstVel | ModelKind::Static) {
-            1
-        } else {
+        let first = config(table.config, args.quick, dir, *v, 0, &args.device)?;
+        let seeds = if first.model.kind.trainable() {
             args.seeds
+        } else {
+            1
         };
         let mut runs = Vec::new();
+        let mut seconds = 0.0;
         for seed in 0..seeds {
-            let cfg = config(data, *v, budget, seed, &args.device);
+            let cfg = config(table.config, args.quick, dir, *v, seed, &args.device)?;
             let slug = v.name.to_lowercase().replace([' ', '/'], "-");
             let out = args
                 .out
@@ -451,16 +382,8 @@ fn run_table(args: &ReproArgs, table: &Table<'_>, budget: &Budget) -> Result<()>
                 .join(label)
                 .join(format!("{slug}-s{seed}"));
             let t0 = Instant::now();
-            let r = train::run(
-                &cfg,
-                &out,
-                &RunOptions {
-                    resume: false,
-                    quiet: true,
-                    stop_after_epochs: None,
-                },
-            )
-            .with_context(|| format!("{label} / {} / seed {seed}", v.name))?;
+            let (r, s) = one_run(cfg, &out, args.force)
+                .with_context(|| format!("{label} / {} / seed {seed}", v.name))?;
             eprintln!(
                 "repro: {label:<9} {:<36} seed {seed}: S2S {:.4} S2T {:.4} (×10⁻²) in {:.0?}",
                 v.name,
@@ -468,6 +391,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>, budget: &Budget) -> Result<()>
                 r.test.s2t * 100.0,
                 t0.elapsed()
             );
+            seconds += s;
             runs.push(r);
         }
         let (s2s_mean, s2s_std) =
@@ -488,14 +412,16 @@ fn run_table(args: &ReproArgs, table: &Table<'_>, budget: &Budget) -> Result<()>
             s2s_std,
             s2t_mean,
             s2t_std,
-            train_seconds: runs.iter().map(|r| r.train_seconds).sum(),
+            train_seconds: seconds,
             runs,
         });
     }
     std::fs::create_dir_all(&args.out)?;
     let report = serde_json::json!({
         "setting": format!("{}; metrics on the test split in original units, ×10⁻²", table.setting),
-        "budget": budget,
+        "config": format!("configs/repro/{}{}.toml", table.config, if args.quick { "-quick" } else { "" }),
+        "base_config": base.to_toml(),
+        "trajectories": table.sizes,
         "quick": args.quick,
         "device": args.device,
         "wall_seconds": started.elapsed().as_secs_f64(),
@@ -503,9 +429,10 @@ fn run_table(args: &ReproArgs, table: &Table<'_>, budget: &Budget) -> Result<()>
     });
     let json_path = args.out.join(format!("{}.json", table.name));
     let md_path = args.out.join(format!("{}.md", table.name));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
-    let md = markdown(table.setting, &rows, budget, args.quick);
-    std::fs::write(&md_path, &md)?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let md = markdown(table, &rows, &base, args.quick);
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     println!("{md}");
     println!(
         "wrote {} and {} in {:.0?}",
@@ -516,15 +443,12 @@ fn run_table(args: &ReproArgs, table: &Table<'_>, budget: &Budget) -> Result<()>
     Ok(())
 }
 
-fn markdown(setting: &str, rows: &[Row], b: &Budget, quick: bool) -> String {
+fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, quick: bool) -> String {
     let mut s = String::new();
-    let data = if b.train > 0 {
-        format!(
-            "{} train / {} val / {} test trajectories, ",
-            b.train, b.eval, b.eval
-        )
-    } else {
-        "all windows of the dataset, ".to_owned()
+    let setting = table.setting;
+    let data = match table.sizes {
+        Some((train, eval)) => format!("{train} train / {eval} val / {eval} test trajectories, "),
+        None => "all windows of the dataset, ".to_owned(),
     };
     let _ = writeln!(
         s,
@@ -532,9 +456,9 @@ fn markdown(setting: &str, rows: &[Row], b: &Budget, quick: bool) -> String {
          hidden {}. The last column is a diagnostic, not a result: SGDD's decoder conditioned on \
          the teacher, which reads the future frames.\n",
         if quick { " (--quick)" } else { "" },
-        b.epochs,
-        b.batch_size,
-        b.hidden
+        b.train.epochs,
+        b.train.batch_size,
+        b.model.hidden
     );
     let _ = writeln!(
         s,

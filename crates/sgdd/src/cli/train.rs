@@ -1,12 +1,16 @@
-//! `sgdd train` and `sgdd eval`.
+//! `sgdd train`: the library's [`Trainer`] with a progress bar, a summary and the run's figures.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sgdd_train::{
+    CheckedRunConfig, Event, RunConfig, RunMode, RunResult, Timing, Trainer, TrainerOptions,
+    frames_of,
+};
 
-use crate::config::RunConfig;
-use crate::train::{self, RunOptions};
+use crate::plots;
 
 /// Options shared by commands that read a run config.
 #[derive(Debug, Args)]
@@ -26,8 +30,8 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    /// The config with all overrides applied.
-    pub fn load(&self) -> Result<RunConfig> {
+    /// The config with all overrides applied, checked.
+    pub fn load(&self) -> Result<CheckedRunConfig> {
         let mut set = self.set.clone();
         if let Some(d) = &self.device {
             set.push(format!("train.device=\"{d}\""));
@@ -44,13 +48,21 @@ impl ConfigArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Run directory (checkpoints, metrics.jsonl, result.json, figures).
+    /// Run directory (checkpoints, metrics.jsonl, result.json, tensorboard/, figures).
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Continue from `OUT/checkpoint.safetensors` (same config): the losses continue exactly as
-    /// an uninterrupted run's.
-    #[arg(long)]
+    /// Continue the run in OUT from its checkpoint, bit for bit. The config may change
+    /// `train.epochs` (to extend the run), threads, device, the learning rate and its schedule,
+    /// patience; any other change is refused.
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Replace the run OUT holds (its run files are deleted first; other files are kept).
+    #[arg(long)]
+    pub force: bool,
+    /// Fine-tune: start from the weights of this checkpoint (same model settings), with a fresh
+    /// optimiser.
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
+    pub init_from: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -59,15 +71,170 @@ pub struct TrainArgs {
     pub stop_after_epochs: Option<usize>,
 }
 
+/// A progress bar fed by the trainer's events.
+fn progress(quiet: bool, epochs: usize) -> (ProgressBar, Box<dyn FnMut(Event<'_>)>) {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} steps ({per_sec}, eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    if quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let b = bar.clone();
+    let observer = Box::new(move |e: Event<'_>| match e {
+        Event::Start { total, done } => {
+            b.set_length(total);
+            b.set_position(done);
+        }
+        Event::Step { epoch, loss } => {
+            b.set_message(format!("epoch {epoch}/{epochs} loss {loss:.4e}"));
+            b.inc(1);
+        }
+        Event::Epoch(log) => {
+            if let Some(v) = &log.val {
+                b.println(format!(
+                    "epoch {:>4}: loss {:.4e}, val S2S {:.4e} S2T {:.4e}",
+                    log.epoch, log.loss, v.s2s, v.s2t
+                ));
+            }
+        }
+        Event::Note(s) => b.println(s),
+    });
+    (bar, observer)
+}
+
+/// Trains (or, for an untrained baseline, scores) `cfg` into `out`, draws the figures and
+/// returns the result; `stop_after` epochs of this invocation at most.
+pub fn run(
+    cfg: CheckedRunConfig,
+    out: &Path,
+    mode: RunMode,
+    init_from: Option<PathBuf>,
+    quiet: bool,
+    stop_after: Option<usize>,
+) -> Result<(RunResult, Timing)> {
+    let (bar, observer) = progress(quiet, cfg.train.epochs);
+    let mut trainer = Trainer::new(
+        cfg,
+        out,
+        TrainerOptions {
+            mode,
+            init_from,
+            observer: Some(observer),
+        },
+    )?;
+    trainer.train(stop_after)?;
+    bar.finish_and_clear();
+    let result = trainer.finish()?;
+    if trainer.finished() {
+        draw(&trainer)?;
+    }
+    Ok((result, trainer.timing()))
+}
+
+/// `loss.png` and `trajectory.png` of a finished run.
+fn draw(trainer: &Trainer) -> Result<()> {
+    let out = trainer.dir();
+    let cfg = trainer.config();
+    let history = trainer.history();
+    if !history.is_empty() {
+        let epochs = |f: &dyn Fn(&sgdd_train::EpochLog) -> Option<f64>| -> Vec<(f64, f64)> {
+            history
+                .iter()
+                .filter_map(|h| f(h).map(|v| (h.epoch as f64, v)))
+                .collect()
+        };
+        plots::loss_curve(
+            &out.join("loss.png"),
+            &format!("{} on {}", cfg.model.kind.name(), cfg.data.dir.display()),
+            "epoch",
+            &[
+                plots::Series {
+                    label: "train loss",
+                    points: epochs(&|h| Some(h.loss)),
+                },
+                plots::Series {
+                    label: "train L_pred",
+                    points: epochs(&|h| Some(h.pred)),
+                },
+                plots::Series {
+                    label: "val S2T (original units)",
+                    points: epochs(&|h| h.val.map(|v| v.s2t)),
+                },
+            ],
+        )?;
+    }
+    let p = trainer.test_predictions(1)?;
+    let start = frames_of(&p.start.unsqueeze(1))?.remove(0).remove(0);
+    plots::trajectories(
+        &out.join("trajectory.png"),
+        "test sample 0: true (solid) vs predicted (×, dashed)",
+        &start,
+        &frames_of(&p.truth)?.remove(0),
+        &frames_of(&p.pred)?.remove(0),
+    )
+}
+
 pub fn train(args: &TrainArgs) -> Result<()> {
     let cfg = args.config.load()?;
-    let opts = RunOptions {
-        resume: args.resume,
-        quiet: args.quiet,
-        stop_after_epochs: args.stop_after_epochs,
+    let mode = if args.resume {
+        RunMode::Resume
+    } else if args.force {
+        RunMode::Force
+    } else {
+        RunMode::Fresh
     };
-    let result = train::run(&cfg, &args.out, &opts)
-        .with_context(|| format!("run {}", args.out.display()))?;
+    let (result, timing) = run(
+        cfg,
+        &args.out,
+        mode,
+        args.init_from.clone(),
+        args.quiet,
+        args.stop_after_epochs,
+    )
+    .with_context(|| format!("run {}", args.out.display()))?;
+    if !args.quiet {
+        eprintln!("{}", summary(&args.out, &result, &timing));
+    }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// The human summary printed at the end of `train`.
+fn summary(out: &Path, r: &RunResult, t: &Timing) -> String {
+    let mut s = format!("{} on {} (seed {}): ", r.model, r.dataset.display(), r.seed);
+    if r.best_epoch > 0 {
+        s.push_str(&format!(
+            "{} epochs, {} steps in {:.1} s ({:.0} samples/s); best epoch {} on validation.\n",
+            r.epochs, r.steps, t.train_seconds, t.samples_per_second, r.best_epoch
+        ));
+    } else {
+        s.push_str("untrained baseline.\n");
+    }
+    s.push_str(&format!(
+        "  test S2S {:.4} S2T {:.4} (×10⁻²), ADE {:.4} FDE {:.4}; validation S2S {:.4} S2T {:.4} (×10⁻²)\n",
+        r.test.s2s * 100.0,
+        r.test.s2t * 100.0,
+        r.test.ade,
+        r.test.fde,
+        r.val.s2s * 100.0,
+        r.val.s2t * 100.0
+    ));
+    if let Some(o) = &r.teacher_oracle_test {
+        s.push_str(&format!(
+            "  teacher-oracle test S2S {:.4} (×10⁻²; the decoder on the teacher, which reads the future)\n",
+            o.s2s * 100.0
+        ));
+    }
+    if let Some(e) = &r.stopped_early {
+        s.push_str(&format!("  {e}\n"));
+    }
+    s.push_str(&format!(
+        "  run directory {}: result.json, metrics.jsonl, best.safetensors, tensorboard/ (tensorboard --logdir {})",
+        out.display(),
+        out.join("tensorboard").display()
+    ));
+    s
 }

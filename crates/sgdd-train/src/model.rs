@@ -133,6 +133,15 @@ impl Model {
                 ..Default::default()
             }
             .build(&root / "student")?;
+            let joint = (dims.n * dims.t) as usize;
+            anyhow::ensure!(
+                cfg.k <= joint,
+                "model.k = {} exceeds N·T = {} × {} = {joint}, the size of this dataset's joint \
+                 spatio-temporal basis",
+                cfg.k,
+                dims.n,
+                dims.t
+            );
             let (_, basis) = joint_basis(
                 dims.n as usize,
                 undirected,

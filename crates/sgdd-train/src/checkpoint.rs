@@ -1,8 +1,10 @@
 //! Checkpoints: one safetensors file holding the model's weights (`model.<name>`), the optimiser
 //! state (`adam.m.<name>`, `adam.v.<name>`) and, in the header's `__metadata__["sgdd"]`, a JSON
-//! [`CheckpointMeta`] (format version, step, the run's config, the loss history). Readable from
-//! Python with `safetensors.torch.load_file`. Written atomically (temporary file, fsync, rename,
-//! fsync of the directory), so a crash leaves the previous checkpoint intact.
+//! [`CheckpointMeta`] (format version, step, the run's config, the loss history, the dataset's
+//! fingerprint and a sha256 of the tensors themselves). Readable from Python with
+//! `safetensors.torch.load_file`. Written atomically (temporary file, fsync, rename, fsync of the
+//! directory), so a crash leaves the previous checkpoint intact; a flipped byte in a tensor is
+//! caught by the checksum when it is read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -17,7 +19,7 @@ use crate::optim::Adam;
 /// Name of the format in the header.
 pub const FORMAT: &str = "sgdd-checkpoint";
 /// Version written; readers reject others.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// What a checkpoint records beside the tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +34,14 @@ pub struct CheckpointMeta {
     pub config: String,
     /// Mean training loss per completed epoch, and validation metric per evaluation.
     pub history: serde_json::Value,
+    /// sha256 of the training dataset's `manifest.json` (which itself holds the sha256 of every
+    /// split file): `eval`, `predict` and `spectrum` refuse other data unless told otherwise.
+    #[serde(default)]
+    pub dataset_sha256: Option<String>,
+    /// sha256 over the stored tensors (names, dtypes, shapes and bytes, in name order); filled
+    /// in by [`save`] and checked by [`load`].
+    #[serde(default)]
+    pub tensors_sha256: String,
 }
 
 impl CheckpointMeta {
@@ -43,8 +53,45 @@ impl CheckpointMeta {
             step,
             config,
             history,
+            dataset_sha256: None,
+            tensors_sha256: String::new(),
         }
     }
+
+    /// The same header with the dataset fingerprint set.
+    pub fn with_dataset(mut self, sha256: Option<String>) -> Self {
+        self.dataset_sha256 = sha256;
+        self
+    }
+}
+
+fn dtype_name(d: Dtype) -> &'static str {
+    match d {
+        Dtype::F32 => "F32",
+        Dtype::F64 => "F64",
+        Dtype::I64 => "I64",
+        _ => "other",
+    }
+}
+
+/// sha256 over `(name, dtype, shape, bytes)` of each tensor, in the order given (name order).
+fn tensors_digest<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (name, dtype, shape, bytes) in tensors {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(dtype_name(dtype).as_bytes());
+        h.update((shape.len() as u64).to_le_bytes());
+        for &d in shape {
+            h.update((d as u64).to_le_bytes());
+        }
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes the model, optionally the optimiser, and the header to `path`, atomically.
@@ -90,7 +137,13 @@ pub fn save(path: &Path, vs: &VarStore, opt: Option<&Adam>, meta: &CheckpointMet
             Ok((k.clone(), TensorView::new(*dtype, shape.clone(), bytes)?))
         })
         .collect::<Result<_>>()?;
-    let header = HashMap::from([("sgdd".to_owned(), serde_json::to_string(meta)?)]);
+    let mut meta = meta.clone();
+    meta.tensors_sha256 = tensors_digest(
+        buffers
+            .iter()
+            .map(|(k, d, shape, b)| (k.as_str(), *d, shape.as_slice(), b.as_slice())),
+    );
+    let header = HashMap::from([("sgdd".to_owned(), serde_json::to_string(&meta)?)]);
     let bytes = safetensors::serialize(views, Some(header))?;
     traj_data::atomic_write(path, &bytes)
         .with_context(|| format!("writing checkpoint {}", path.display()))
@@ -127,8 +180,22 @@ pub fn load(path: &Path) -> Result<(BTreeMap<String, Tensor>, CheckpointMeta)> {
     );
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| anyhow!("checkpoint {} is corrupt: {e}", path.display()))?;
+    let mut views = st.tensors();
+    views.sort_by(|a, b| a.0.cmp(&b.0));
+    let digest = tensors_digest(
+        views
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.dtype(), v.shape(), v.data())),
+    );
+    ensure!(
+        digest == meta.tensors_sha256,
+        "checkpoint {}: the tensors do not match the checksum in its header (the file is \
+         corrupt: sha256 {digest}, recorded {})",
+        path.display(),
+        meta.tensors_sha256
+    );
     let mut out = BTreeMap::new();
-    for (name, view) in st.tensors() {
+    for (name, view) in views {
         let kind = match view.dtype() {
             Dtype::F32 => Kind::Float,
             Dtype::F64 => Kind::Double,
@@ -198,18 +265,47 @@ mod tests {
         let vs = model(0);
         let mut opt = Adam::new(&vs, AdamConfig::default());
         let w = vs.variables()["lin.weight"].shallow_clone();
-        opt.backward_step(&w.square().sum(Kind::Float));
+        opt.backward_step(&w.square().sum(Kind::Float)).unwrap();
         let meta = CheckpointMeta::new(1, "x = 1".into(), serde_json::json!({"loss": [1.0]}));
         save(&path, &vs, Some(&opt), &meta).unwrap();
 
         let mut other = model(7);
         let mut opt2 = Adam::new(&other, AdamConfig::default());
         let got = restore(&path, &mut other, Some(&mut opt2)).unwrap();
-        assert_eq!(got, meta);
+        assert_eq!(got.tensors_sha256.len(), 64);
+        assert_eq!(
+            CheckpointMeta {
+                tensors_sha256: String::new(),
+                ..got
+            },
+            meta
+        );
         assert_eq!(opt2.steps(), 1);
         for (k, t) in vs.variables() {
             assert!(t.equal(&other.variables()[&k]), "{k}");
         }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_tensor_is_caught_by_the_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        save(
+            &path,
+            &model(0),
+            None,
+            &CheckpointMeta::new(0, String::new(), serde_json::Value::Null),
+        )
+        .unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3; // inside the last tensor's data
+        bytes[last] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("checksum") && err.contains("ck.safetensors"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -259,6 +259,33 @@ impl Prepared {
         self.edge_attr.size()[2]
     }
 
+    /// The samples at `idx` (on the CPU) as a prepared split of their own.
+    pub fn select(&self, idx: &[i64]) -> Result<Prepared> {
+        ensure!(
+            idx.iter().all(|&i| (0..self.samples).contains(&i)),
+            "sample index out of range 0..{}",
+            self.samples
+        );
+        let sel = Tensor::from_slice(idx);
+        let take = |t: &Tensor| t.index_select(0, &sel);
+        Ok(Prepared {
+            samples: idx.len() as i64,
+            n: self.n,
+            t: self.t,
+            x0: take(&self.x0),
+            v0: take(&self.v0),
+            h: take(&self.h),
+            y: take(&self.y),
+            vy: take(&self.vy),
+            edge_attr: take(&self.edge_attr),
+            edges: self.edges.clone(),
+            undirected: self.undirected.clone(),
+            center: take(&self.center),
+            scale: take(&self.scale),
+            target_times: self.target_times.clone(),
+        })
+    }
+
     /// The samples at `idx` on `device`, with the batched graph (cached per batch size).
     pub fn batch(&self, idx: &[i64], device: Device, graphs: &mut GraphCache) -> Result<Batch> {
         let b = idx.len() as i64;

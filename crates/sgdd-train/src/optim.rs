@@ -40,6 +40,13 @@ impl Default for AdamConfig {
 }
 
 /// Adam over the trainable variables of a [`VarStore`], in their name order.
+///
+/// Gradients are taken with `torch.autograd.grad` semantics ([`Tensor::f_run_backward`] on the
+/// parameters), never accumulated into `.grad`: a parameter the loss does not reach on a step
+/// has *no* gradient and is skipped entirely — no momentum, no weight decay, no bias-correction
+/// step — as `torch.optim.Adam` skips a parameter whose `.grad` is `None` after
+/// `zero_grad(set_to_none=True)`. Each parameter keeps its own step count, as torch's does. So a
+/// run restarted from a checkpoint takes exactly the steps the uninterrupted run takes.
 #[derive(Debug)]
 pub struct Adam {
     config: AdamConfig,
@@ -47,7 +54,18 @@ pub struct Adam {
     params: Vec<Tensor>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// Steps that updated each parameter (its bias-correction count).
+    param_steps: Vec<i64>,
     step: i64,
+}
+
+/// What one optimiser step saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepInfo {
+    /// Global gradient norm before clipping (over the parameters that had a gradient).
+    pub grad_norm: f64,
+    /// Parameters that had a gradient and were updated.
+    pub updated: usize,
 }
 
 impl Adam {
@@ -61,12 +79,14 @@ impl Adam {
         let (names, params): (Vec<_>, Vec<_>) = vars.into_iter().unzip();
         let m = params.iter().map(Tensor::zeros_like).collect();
         let v = params.iter().map(Tensor::zeros_like).collect();
+        let param_steps = vec![0; names.len()];
         Self {
             config,
             names,
             params,
             m,
             v,
+            param_steps,
             step: 0,
         }
     }
@@ -76,55 +96,73 @@ impl Adam {
         self.step
     }
 
+    /// The hyper-parameters in use.
+    pub fn config(&self) -> AdamConfig {
+        self.config
+    }
+
     /// Sets the learning rate (for schedules).
     pub fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
     }
 
-    /// Zeroes the gradients of the parameters.
-    pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.detach_().zero_();
-            }
+    /// The gradients of `loss` with respect to the parameters (`None` where the loss does not
+    /// depend on a parameter), without touching any `.grad`.
+    pub fn gradients(&self, loss: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        if self.params.is_empty() {
+            return Ok(Vec::new());
         }
+        let grads = Tensor::f_run_backward(&[loss], &self.params, false, false)?;
+        Ok(grads
+            .into_iter()
+            .map(|g| g.defined().then_some(g))
+            .collect())
     }
 
-    /// `loss.backward()` then one Adam step; returns the global gradient norm before clipping.
-    pub fn backward_step(&mut self, loss: &Tensor) -> f64 {
-        self.zero_grad();
-        loss.backward();
-        self.step_with_grads()
-    }
-
-    fn step_with_grads(&mut self) -> f64 {
-        let c = self.config;
-        self.step += 1;
-        let _guard = tch::no_grad_guard();
-        let grads: Vec<Option<Tensor>> = self
-            .params
-            .iter()
-            .map(|p| {
-                let g = p.grad();
-                g.defined().then_some(g)
-            })
-            .collect();
-        let norm = grads
+    /// The global L2 norm of `grads` (parameters without a gradient count as absent).
+    pub fn grad_norm(grads: &[Option<Tensor>]) -> f64 {
+        grads
             .iter()
             .flatten()
             .map(|g| g.square().sum(tch::Kind::Double).double_value(&[]))
             .sum::<f64>()
-            .sqrt();
+            .sqrt()
+    }
+
+    /// Gradients of `loss`, then one Adam step along them.
+    pub fn backward_step(&mut self, loss: &Tensor) -> Result<StepInfo> {
+        let grads = self.gradients(loss)?;
+        Ok(self.step_with(grads))
+    }
+
+    /// One Adam step along `grads` (from [`Adam::gradients`]; `None`: the parameter is skipped).
+    ///
+    /// # Panics
+    /// When `grads` does not hold one entry per parameter.
+    #[track_caller]
+    pub fn step_with(&mut self, grads: Vec<Option<Tensor>>) -> StepInfo {
+        assert_eq!(
+            grads.len(),
+            self.params.len(),
+            "one gradient slot per parameter"
+        );
+        let c = self.config;
+        self.step += 1;
+        let _guard = tch::no_grad_guard();
+        let norm = Self::grad_norm(&grads);
         let scale = if c.clip_grad_norm > 0.0 && norm > c.clip_grad_norm {
             c.clip_grad_norm / (norm + 1e-6)
         } else {
             1.0
         };
-        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        let mut updated = 0;
         for (i, g) in grads.into_iter().enumerate() {
             let Some(g) = g else { continue };
+            updated += 1;
+            self.param_steps[i] += 1;
+            let t = self.param_steps[i] as i32;
+            let bc1 = 1.0 - c.beta1.powi(t);
+            let bc2 = 1.0 - c.beta2.powi(t);
             let g = if scale == 1.0 { g } else { g * scale };
             let p = &mut self.params[i];
             if c.weight_decay > 0.0 {
@@ -140,15 +178,32 @@ impl Adam {
             let update = (&self.m[i] / bc1) / denom * c.lr;
             let _ = p.g_sub_(&update);
         }
-        norm
+        StepInfo {
+            grad_norm: norm,
+            updated,
+        }
     }
 
-    /// The optimiser state as named tensors (`adam.m.<param>`, `adam.v.<param>`) and the step.
+    /// Whether every moment estimate is finite (a checkpoint of a non-finite state could not
+    /// be resumed).
+    pub fn is_finite(&self) -> bool {
+        self.m
+            .iter()
+            .chain(&self.v)
+            .all(|t| t.isfinite().all().int64_value(&[]) == 1)
+    }
+
+    /// The optimiser state as named tensors (`adam.m.<param>`, `adam.v.<param>`,
+    /// `adam.step.<param>`) and the global step.
     pub fn state(&self) -> (Vec<(String, Tensor)>, i64) {
-        let mut out = Vec::with_capacity(2 * self.names.len());
-        for (name, (m, v)) in self.names.iter().zip(self.m.iter().zip(&self.v)) {
-            out.push((format!("adam.m.{name}"), m.shallow_clone()));
-            out.push((format!("adam.v.{name}"), v.shallow_clone()));
+        let mut out = Vec::with_capacity(3 * self.names.len());
+        for (i, name) in self.names.iter().enumerate() {
+            out.push((format!("adam.m.{name}"), self.m[i].shallow_clone()));
+            out.push((format!("adam.v.{name}"), self.v[i].shallow_clone()));
+            out.push((
+                format!("adam.step.{name}"),
+                Tensor::from(self.param_steps[i]),
+            ));
         }
         (out, self.step)
     }
@@ -156,12 +211,15 @@ impl Adam {
     /// Restores a state written by [`Adam::state`].
     pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, step: i64) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        let get = |key: &str| {
+            tensors
+                .get(key)
+                .ok_or_else(|| anyhow::anyhow!("checkpoint has no optimiser tensor `{key}`"))
+        };
         for (i, name) in self.names.iter().enumerate() {
             for (kind, dst) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
                 let key = format!("adam.{kind}.{name}");
-                let src = tensors
-                    .get(&key)
-                    .ok_or_else(|| anyhow::anyhow!("checkpoint has no optimiser tensor `{key}`"))?;
+                let src = get(&key)?;
                 ensure!(
                     src.size() == dst.size(),
                     "optimiser tensor `{key}` has shape {:?}, the model needs {:?}",
@@ -170,6 +228,18 @@ impl Adam {
                 );
                 dst.copy_(src);
             }
+            let key = format!("adam.step.{name}");
+            let s = get(&key)?;
+            ensure!(
+                s.numel() == 1 && s.kind() == tch::Kind::Int64,
+                "optimiser tensor `{key}` must be one int64"
+            );
+            self.param_steps[i] = s.int64_value(&[]);
+            ensure!(
+                (0..=step).contains(&self.param_steps[i]),
+                "optimiser tensor `{key}` = {} is outside 0..={step}",
+                self.param_steps[i]
+            );
         }
         self.step = step;
         Ok(())
@@ -195,7 +265,7 @@ mod tests {
         let (mut xr, mut m, mut v) = (0.0f64, 0.0f64, 0.0f64);
         for t in 1..=20 {
             let loss = (&x - 3.0).square().sum(Kind::Float);
-            opt.backward_step(&loss);
+            opt.backward_step(&loss).unwrap();
             let g = 2.0 * (xr - 3.0);
             m = 0.9 * m + 0.1 * g;
             v = 0.999 * v + 0.001 * g * g;
@@ -214,7 +284,10 @@ mod tests {
             tch::manual_seed(1);
             let w = vs.root().randn("w", &[3, 3], 0.0, 1.0);
             let mut opt = Adam::new(&vs, AdamConfig::default());
-            let step = |opt: &mut Adam| opt.backward_step(&w.matmul(&w).sin().sum(Kind::Float));
+            let step = |opt: &mut Adam| {
+                opt.backward_step(&w.matmul(&w).sin().sum(Kind::Float))
+                    .unwrap()
+            };
             for i in 0..10 {
                 if Some(i) == split {
                     let (state, n) = opt.state();
@@ -229,6 +302,39 @@ mod tests {
             Vec::<f32>::try_from(w.flatten(0, -1)).unwrap()
         };
         assert_eq!(run(None), run(Some(4)));
+    }
+
+    /// torch.optim.Adam with `zero_grad(set_to_none=True)`: a parameter the loss does not
+    /// reach keeps its value (no momentum step, no weight decay) and its own step count, so
+    /// its later updates are bias-corrected as torch's are.
+    #[test]
+    fn a_parameter_without_gradient_is_skipped() {
+        let vs = VarStore::new(Device::Cpu);
+        let a = vs.root().var("a", &[1], nn::Init::Const(1.0));
+        let b = vs.root().var("b", &[1], nn::Init::Const(1.0));
+        let mut opt = Adam::new(&vs, AdamConfig::default());
+        let both = opt.backward_step(&(&a * &b).sum(Kind::Float)).unwrap();
+        assert_eq!(both.updated, 2);
+        let b_after_1 = b.double_value(&[0]);
+        for _ in 0..3 {
+            let only_a = opt.backward_step(&a.square().sum(Kind::Float)).unwrap();
+            assert_eq!(only_a.updated, 1);
+        }
+        assert_eq!(
+            b.double_value(&[0]),
+            b_after_1,
+            "b moved without a gradient"
+        );
+        let (state, steps) = opt.state();
+        assert_eq!(steps, 4);
+        let step_of = |name: &str| {
+            state
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, t)| t.int64_value(&[]))
+                .unwrap()
+        };
+        assert_eq!((step_of("adam.step.a"), step_of("adam.step.b")), (4, 1));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tch::Device;
 /// Where a command runs: the first GPU when there is one (`auto`), the CPU, or a given GPU.
 ///
 /// ```
-/// use sgdd::DeviceChoice;
+/// use sgdd_train::DeviceChoice;
 /// let cpu: DeviceChoice = "cpu".parse().unwrap();
 /// assert_eq!(cpu.resolve().unwrap(), tch::Device::Cpu);
 /// ```

@@ -1,0 +1,624 @@
+//! Run configuration: one TOML file (`[data]`, `[model]`, `[train]`), unknown keys rejected,
+//! every key also settable on the command line with `--set section.key=value`.
+//!
+//! As in linfa, settings are checked once, at the edge: [`RunConfig::check`] turns a parsed
+//! config into a [`CheckedRunConfig`], the only thing the [`Trainer`](crate::Trainer) accepts.
+//! Every error names the config key (`model.heads`, `train.epochs`), type errors included.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+use crate::optim::AdamConfig;
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Which data, which windows.
+    pub data: DataConfig,
+    /// Which model.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// How to train.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// The dataset and the windows cut from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A dataset directory (`manifest.json` and `train/val/test.safetensors`).
+    pub dir: PathBuf,
+    /// The condition frame (EGNO's `frame_0`; N-body: 30).
+    #[serde(default = "default_start")]
+    pub start_frame: usize,
+    /// Horizon: the last target is `start_frame + delta_frame` (N-body: 10).
+    #[serde(default = "default_delta")]
+    pub delta_frame: usize,
+    /// Predicted frames T, evenly spaced up to the horizon (N-body: 5).
+    #[serde(default = "default_targets")]
+    pub num_targets: usize,
+    /// Which frames up to the horizon are targets: `strided` (EGNO N-body, protein) or
+    /// `consecutive` (EGNO motion capture).
+    #[serde(default = "default_targets_kind")]
+    pub targets: TargetsKind,
+    /// Where windows start: `fixed` (at `start_frame` in every trajectory), `sliding` (every
+    /// `stride` frames) or `metadata` (each trajectory's `start_frames`, as the mocap import
+    /// records EGNO's split).
+    #[serde(default = "default_starts_kind")]
+    pub starts: StartsKind,
+    /// Step between sliding windows.
+    #[serde(default = "default_stride")]
+    pub stride: usize,
+    /// Use at most this many training trajectories (all when absent).
+    #[serde(default)]
+    pub max_train: Option<usize>,
+    /// Use at most this many validation/test trajectories (all when absent).
+    #[serde(default)]
+    pub max_eval: Option<usize>,
+}
+
+/// See [`DataConfig::targets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetsKind {
+    /// `T` frames evenly spaced up to the horizon.
+    Strided,
+    /// The last `T` frames up to the horizon.
+    Consecutive,
+}
+
+/// See [`DataConfig::starts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartsKind {
+    /// `start_frame` in every trajectory.
+    Fixed,
+    /// Every `stride` frames.
+    Sliding,
+    /// Each trajectory's metadata `start_frames`.
+    Metadata,
+}
+
+fn default_targets_kind() -> TargetsKind {
+    TargetsKind::Strided
+}
+fn default_starts_kind() -> StartsKind {
+    StartsKind::Fixed
+}
+fn default_stride() -> usize {
+    1
+}
+fn default_start() -> usize {
+    30
+}
+fn default_delta() -> usize {
+    10
+}
+fn default_targets() -> usize {
+    5
+}
+
+/// Which model to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Extrapolate `x_0 + v_0·t` (no training).
+    ConstVel,
+    /// Predict the initial positions at every target time (no training): the baseline that
+    /// matters for vibrating molecules and proteins, whose instantaneous velocity says little
+    /// about where an atom is thousands of steps later.
+    Static,
+    /// The plain EGNO decoder (no encoders).
+    Egno,
+    /// SGDD-EGNO: teacher STSGNN, student GAT, SGE, EGNO decoder, alignment.
+    Sgdd,
+}
+
+/// Model settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// `const-vel`, `static`, `egno` or `sgdd`.
+    pub kind: ModelKind,
+    /// Hidden width of every network.
+    pub hidden: i64,
+    /// EGNO decoder layers.
+    pub decoder_layers: i64,
+    /// Temporal Fourier modes of the decoder.
+    pub num_modes: i64,
+    /// Width of the representation `z` (SGDD).
+    pub z_dim: i64,
+    /// Teacher (STSGNN) layers.
+    pub teacher_layers: i64,
+    /// Student (GAT) layers.
+    pub student_layers: i64,
+    /// GAT heads.
+    pub heads: i64,
+    /// Number of joint spectral basis vectors K (SGDD).
+    pub k: usize,
+    /// Apply SGE (learnable spectral weights); off: `z^sg = z` (ablation).
+    pub sge: bool,
+    /// Weight λ of the alignment loss.
+    pub lambda: f64,
+    /// Representation alignment `L_rep` (ablation switch).
+    pub align_rep: bool,
+    /// Spectral alignment `L_spec` (ablation switch).
+    pub align_spec: bool,
+    /// Fraction of iterations with teacher forcing ratio 1 (stage 1).
+    pub stage1_fraction: f64,
+    /// Teacher forcing ratio after stage 1.
+    pub stage2_ratio: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Sgdd,
+            hidden: 64,
+            decoder_layers: 4,
+            num_modes: 2,
+            z_dim: 32,
+            teacher_layers: 2,
+            student_layers: 2,
+            heads: 4,
+            k: 10,
+            sge: true,
+            lambda: 1.0,
+            align_rep: true,
+            align_spec: true,
+            stage1_fraction: 1.0 / 3.0,
+            stage2_ratio: 0.5,
+        }
+    }
+}
+
+/// Training settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Passes over the training windows.
+    pub epochs: usize,
+    /// Windows per step.
+    pub batch_size: usize,
+    /// Optimiser.
+    pub adam: AdamConfig,
+    /// Seed of weights, data order and teacher forcing.
+    pub seed: u64,
+    /// Evaluate on the validation split every this many epochs (and at the end).
+    pub eval_every: usize,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// CPU threads for libtorch (0: libtorch's default, one per core). Small models train
+    /// faster on 1, and much faster on a machine where other processes hold cores.
+    pub threads: i32,
+    /// Learning-rate schedule over the run's steps (`adam.lr` is the peak).
+    pub lr_schedule: LrSchedule,
+    /// Linear warm-up from 0 to `adam.lr` over this many epochs (fractions allowed).
+    pub warmup_epochs: f64,
+    /// `cosine`: the learning rate at the last step.
+    pub min_lr: f64,
+    /// `step`: multiply the learning rate by `gamma` every `step_epochs` epochs.
+    pub step_epochs: usize,
+    /// `step`: the factor.
+    pub gamma: f64,
+    /// Early stopping: stop after this many validations without a better validation metric
+    /// (0: never).
+    pub patience: usize,
+    /// Stop when a step's loss exceeds this factor times the best epoch-mean loss so far (a
+    /// finite blow-up); 0 turns the check off. Non-finite losses always stop.
+    pub divergence_factor: f64,
+    /// Validation metric that selects `best.safetensors` (and drives early stopping).
+    pub select: SelectMetric,
+    /// Write TensorBoard event files under `RUN/tensorboard/`.
+    pub tensorboard: bool,
+}
+
+/// See [`TrainConfig::lr_schedule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// `adam.lr` throughout (after warm-up).
+    Constant,
+    /// Cosine decay from `adam.lr` to `min_lr` over the steps after warm-up.
+    Cosine,
+    /// `adam.lr · gamma^⌊epoch / step_epochs⌋` (PyTorch's `StepLR`).
+    Step,
+}
+
+/// See [`TrainConfig::select`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectMetric {
+    /// Mean squared error over all predicted frames.
+    S2t,
+    /// Mean squared error of the final frame (EGNO's rule).
+    S2s,
+}
+
+impl SelectMetric {
+    /// The metric's value.
+    pub fn of(self, m: &crate::Metrics) -> f64 {
+        match self {
+            Self::S2t => m.s2t,
+            Self::S2s => m.s2s,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 100,
+            batch_size: 100,
+            adam: AdamConfig::default(),
+            seed: 0,
+            eval_every: 5,
+            device: "auto".to_owned(),
+            threads: 0,
+            lr_schedule: LrSchedule::Constant,
+            warmup_epochs: 0.0,
+            min_lr: 0.0,
+            step_epochs: 100,
+            gamma: 0.5,
+            patience: 0,
+            divergence_factor: 1e4,
+            select: SelectMetric::S2t,
+            tensorboard: true,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Parses TOML text, then applies `key.path=value` overrides (values parsed as TOML, else
+    /// taken as strings), then [`RunConfig::check`]s it. Unknown keys and values of the wrong
+    /// type are errors that name the key.
+    pub fn from_toml(text: &str, overrides: &[String]) -> Result<CheckedRunConfig> {
+        Self::parse(text, overrides)?.check()
+    }
+
+    /// Parses and applies overrides without checking the values (see [`RunConfig::from_toml`]).
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table = text.parse().context("config is not valid TOML")?;
+        for o in overrides {
+            set_key(&mut table, o)?;
+        }
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path.is_empty() || path == "." {
+                anyhow::anyhow!("{inner}")
+            } else {
+                anyhow::anyhow!("`{path}`: {inner}")
+            }
+        })
+    }
+
+    /// Reads a config file (see [`RunConfig::from_toml`]).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<CheckedRunConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::from_toml(&text, overrides).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// The TOML text of this config.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("configs serialise")
+    }
+
+    /// Rejects settings that cannot run, naming the key.
+    pub fn check(self) -> Result<CheckedRunConfig> {
+        let (d, m, t) = (&self.data, &self.model, &self.train);
+        ensure!(d.num_targets >= 1, "data.num_targets must be ≥ 1");
+        ensure!(
+            d.delta_frame >= d.num_targets,
+            "data.delta_frame ({}) must be ≥ data.num_targets ({})",
+            d.delta_frame,
+            d.num_targets
+        );
+        ensure!(d.stride >= 1, "data.stride must be ≥ 1");
+        ensure!(d.max_train != Some(0), "data.max_train must be ≥ 1");
+        ensure!(d.max_eval != Some(0), "data.max_eval must be ≥ 1");
+        for (key, v) in [
+            ("model.hidden", m.hidden),
+            ("model.z_dim", m.z_dim),
+            ("model.decoder_layers", m.decoder_layers),
+            ("model.num_modes", m.num_modes),
+            ("model.teacher_layers", m.teacher_layers),
+            ("model.student_layers", m.student_layers),
+            ("model.heads", m.heads),
+        ] {
+            ensure!(v >= 1, "{key} must be ≥ 1, got {v}");
+        }
+        ensure!(m.k >= 1, "model.k must be ≥ 1");
+        ensure!(
+            m.lambda >= 0.0 && m.lambda.is_finite(),
+            "model.lambda must be a finite number ≥ 0, got {}",
+            m.lambda
+        );
+        ensure!(
+            (0.0..=1.0).contains(&m.stage1_fraction),
+            "model.stage1_fraction must be in [0, 1], got {}",
+            m.stage1_fraction
+        );
+        ensure!(
+            (0.0..=1.0).contains(&m.stage2_ratio),
+            "model.stage2_ratio must be in [0, 1], got {}",
+            m.stage2_ratio
+        );
+        ensure!(t.batch_size >= 1, "train.batch_size must be ≥ 1");
+        ensure!(t.eval_every >= 1, "train.eval_every must be ≥ 1");
+        ensure!(
+            t.epochs >= 1 || !m.kind.trainable(),
+            "train.epochs must be ≥ 1 for model.kind = {:?}",
+            m.kind.name()
+        );
+        ensure!(
+            t.threads >= 0,
+            "train.threads must be ≥ 0 (0: libtorch's default), got {}",
+            t.threads
+        );
+        let a = &t.adam;
+        ensure!(
+            a.lr > 0.0 && a.lr.is_finite(),
+            "train.adam.lr must be a finite number > 0, got {}",
+            a.lr
+        );
+        ensure!(
+            (0.0..1.0).contains(&a.beta1),
+            "train.adam.beta1 must be in [0, 1), got {}",
+            a.beta1
+        );
+        ensure!(
+            (0.0..1.0).contains(&a.beta2),
+            "train.adam.beta2 must be in [0, 1), got {}",
+            a.beta2
+        );
+        ensure!(a.eps > 0.0, "train.adam.eps must be > 0, got {}", a.eps);
+        ensure!(
+            a.weight_decay >= 0.0 && a.weight_decay.is_finite(),
+            "train.adam.weight_decay must be ≥ 0, got {}",
+            a.weight_decay
+        );
+        ensure!(
+            a.clip_grad_norm >= 0.0 && a.clip_grad_norm.is_finite(),
+            "train.adam.clip_grad_norm must be ≥ 0 (0: no clipping), got {}",
+            a.clip_grad_norm
+        );
+        ensure!(
+            t.warmup_epochs >= 0.0 && t.warmup_epochs.is_finite(),
+            "train.warmup_epochs must be ≥ 0, got {}",
+            t.warmup_epochs
+        );
+        ensure!(
+            t.min_lr >= 0.0 && t.min_lr <= a.lr,
+            "train.min_lr must be in [0, train.adam.lr], got {}",
+            t.min_lr
+        );
+        ensure!(t.step_epochs >= 1, "train.step_epochs must be ≥ 1");
+        ensure!(
+            t.gamma > 0.0 && t.gamma <= 1.0,
+            "train.gamma must be in (0, 1], got {}",
+            t.gamma
+        );
+        ensure!(
+            t.divergence_factor == 0.0 || t.divergence_factor > 1.0,
+            "train.divergence_factor must be > 1 (or 0: off), got {}",
+            t.divergence_factor
+        );
+        t.device
+            .parse::<crate::DeviceChoice>()
+            .map_err(|e| anyhow::anyhow!("train.device: {e}"))?;
+        Ok(CheckedRunConfig(self))
+    }
+}
+
+impl ModelKind {
+    /// The config spelling (`const-vel`, `static`, `egno`, `sgdd`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ConstVel => "const-vel",
+            Self::Static => "static",
+            Self::Egno => "egno",
+            Self::Sgdd => "sgdd",
+        }
+    }
+
+    /// Whether the model has weights to train.
+    pub fn trainable(self) -> bool {
+        matches!(self, Self::Egno | Self::Sgdd)
+    }
+}
+
+/// A [`RunConfig`] whose values passed [`RunConfig::check`]; read it through `Deref`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedRunConfig(RunConfig);
+
+impl std::ops::Deref for CheckedRunConfig {
+    type Target = RunConfig;
+    fn deref(&self) -> &RunConfig {
+        &self.0
+    }
+}
+
+impl CheckedRunConfig {
+    /// The config, to change it (it must be checked again).
+    pub fn into_inner(self) -> RunConfig {
+        self.0
+    }
+
+    /// The keys (`section.key`) whose values differ from `other`'s, with both values as TOML.
+    pub fn differences(&self, other: &RunConfig) -> Vec<(String, String, String)> {
+        let flat = |c: &RunConfig| {
+            let mut out = std::collections::BTreeMap::new();
+            let value = toml::Value::try_from(c).expect("configs serialise");
+            flatten("", &value, &mut out);
+            out
+        };
+        let (a, b) = (flat(other), flat(&self.0));
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| {
+                let show = |m: &std::collections::BTreeMap<String, String>| {
+                    m.get(k).cloned().unwrap_or_else(|| "(absent)".into())
+                };
+                (k.clone(), show(&a), show(&b))
+            })
+            .collect()
+    }
+}
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.to_string());
+        }
+    }
+}
+
+/// Keys a resumed run may change: how long and where it runs, and its learning rate.
+pub const RESUMABLE_KEYS: &[&str] = &[
+    "train.epochs",
+    "train.threads",
+    "train.device",
+    "train.adam.lr",
+    "train.lr_schedule",
+    "train.warmup_epochs",
+    "train.min_lr",
+    "train.step_epochs",
+    "train.gamma",
+    "train.patience",
+    "train.divergence_factor",
+    "train.eval_every",
+    "train.tensorboard",
+];
+
+fn set_key(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let Some((key, raw)) = assignment.split_once('=') else {
+        bail!("--set expects key=value, got `{assignment}`");
+    };
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    ensure!(
+        parts.iter().all(|p| !p.is_empty()),
+        "--set: bad key `{key}`"
+    );
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        cur = cur
+            .entry((*p).to_owned())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .ok_or_else(|| anyhow::anyhow!("--set {key}: `{p}` is not a table"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[data]\ndir = \"d\"\n";
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = RunConfig::from_toml(MIN, &[]).unwrap();
+        assert_eq!(c.model.kind, ModelKind::Sgdd);
+        let c = RunConfig::from_toml(
+            MIN,
+            &[
+                "model.kind=egno".into(),
+                "train.adam.lr=0.01".into(),
+                "train.device=cpu".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.model.kind, ModelKind::Egno);
+        assert_eq!(c.train.adam.lr, 0.01);
+        assert_eq!(c.train.device, "cpu");
+        assert_eq!(RunConfig::from_toml(&c.to_toml(), &[]).unwrap(), c);
+    }
+
+    fn err(text: &str, set: &[&str]) -> String {
+        let set: Vec<String> = set.iter().map(|s| (*s).to_owned()).collect();
+        format!("{:#}", RunConfig::from_toml(text, &set).unwrap_err())
+    }
+
+    /// Every invalid value is an error naming its key.
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (set, key) in [
+            ("model.student_layers=0", "model.student_layers"),
+            ("model.heads=0", "model.heads"),
+            ("train.threads=-2", "train.threads"),
+            ("train.epochs=0", "train.epochs"),
+            ("train.batch_size=0", "train.batch_size"),
+            ("train.adam.lr=0", "train.adam.lr"),
+            ("train.adam.beta2=1.0", "train.adam.beta2"),
+            ("model.stage1_fraction=2.0", "model.stage1_fraction"),
+            ("model.lambda=-1.0", "model.lambda"),
+            ("data.delta_frame=2", "data.delta_frame"),
+            ("data.max_train=0", "data.max_train"),
+            ("train.gamma=0.0", "train.gamma"),
+            ("train.divergence_factor=0.5", "train.divergence_factor"),
+            ("train.lr_schedule=\"linear\"", "train.lr_schedule"),
+        ] {
+            let e = err(MIN, &[set]);
+            assert!(e.contains(key), "{set}: {e}");
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let e = err(&format!("{MIN}[train]\nepochs = \"ten\"\n"), &[]);
+        assert!(e.contains("train.epochs"), "{e}");
+        let e = err(MIN, &["model.heads=\"four\""]);
+        assert!(e.contains("model.heads"), "{e}");
+        let e = err(MIN, &["train.adam.lr=fast"]);
+        assert!(e.contains("train.adam.lr"), "{e}");
+    }
+
+    #[test]
+    fn differences_name_keys_and_values() {
+        let a = RunConfig::from_toml(MIN, &[]).unwrap();
+        let b =
+            RunConfig::from_toml(MIN, &["train.epochs=7".into(), "model.hidden=3".into()]).unwrap();
+        let d = b.differences(&a);
+        assert_eq!(
+            d,
+            vec![
+                ("model.hidden".into(), "64".into(), "3".into()),
+                ("train.epochs".into(), "100".into(), "7".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = RunConfig::from_toml(&format!("{MIN}[model]\nhiden = 3\n"), &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("hiden"), "{err:#}");
+        let err = RunConfig::from_toml(MIN, &["train.epoch=3".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("epoch"), "{err:#}");
+        let err = RunConfig::from_toml(MIN, &["train.device=tpu".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("tpu"), "{err:#}");
+    }
+}

@@ -1,0 +1,59 @@
+//! SGDD as a library: everything the `sgdd` CLI runs, without the CLI.
+//!
+//! - **Models** ([`Model`], from a [`ModelConfig`]): plain EGNO, SGDD-EGNO (teacher STSGNN,
+//!   student GAT, the SGE layer over the joint spatio-temporal basis, alignment) and its
+//!   ablations, and the untrained constant-velocity and static baselines.
+//! - **The SGE layer** ([`Sge`], [`joint_basis`]; SPEC §4.3).
+//! - **Training** ([`Trainer`]: `new → epoch … → finish`) from a [`CheckedRunConfig`] — the only
+//!   config it accepts, produced by [`RunConfig::check`]: protected, locked run directories,
+//!   bit-exact resume at every epoch boundary, learning-rate schedules, early stopping,
+//!   fine-tuning from a checkpoint, a stop before a non-finite or diverging step, TensorBoard
+//!   event files ([`EventWriter`]).
+//! - **Evaluation** ([`evaluate`], [`predict_split`]) in original units with the papers' metrics
+//!   ([`Metrics`]: S2S, S2T, ADE, FDE), and checkpoints that carry their config, the dataset's
+//!   fingerprint and a checksum of their own tensors.
+//!
+//! ```no_run
+//! use sgdd_train::{RunConfig, RunMode, Trainer, TrainerOptions};
+//! # fn main() -> anyhow::Result<()> {
+//! let cfg = RunConfig::load("configs/nbody-charged.toml".as_ref(), &["train.epochs=5".into()])?;
+//! let mut trainer = Trainer::new(cfg, "runs/charged".as_ref(), TrainerOptions::default())?;
+//! trainer.train(None)?;
+//! let result = trainer.finish()?;
+//! println!("test S2S {:.4}", result.test.s2s);
+//! # Ok(()) }
+//! ```
+
+mod checkpoint;
+mod config;
+mod data;
+mod device;
+mod eval;
+mod metrics;
+mod model;
+mod optim;
+mod rundir;
+mod sge;
+mod tensorboard;
+mod trainer;
+
+pub use checkpoint::{
+    CheckpointMeta, load as load_checkpoint, restore as restore_checkpoint, save as save_checkpoint,
+};
+pub use config::{
+    CheckedRunConfig, DataConfig, LrSchedule, ModelConfig, ModelKind, RESUMABLE_KEYS, RunConfig,
+    SelectMetric, StartsKind, TargetsKind, TrainConfig,
+};
+pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
+pub use device::DeviceChoice;
+pub use eval::{Predictions, evaluate, evaluate_teacher, predict_split};
+pub use metrics::{MetricSums, Metrics};
+pub use model::{Model, ProblemDims, StepLoss};
+pub use optim::{Adam, AdamConfig, StepInfo};
+pub use rundir::{RUN_FILES, RunDir, RunMode};
+pub use sge::{BasisCache, Sge, joint_basis, splitter};
+pub use tensorboard::EventWriter;
+pub use trainer::{
+    Best, EpochLog, Event, Observer, RunResult, Splits, Timing, Trainer, TrainerOptions,
+    build_model, checkpoint_config, dataset_fingerprint, frames_of, lr_at, restore_model,
+};

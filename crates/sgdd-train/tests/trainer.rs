@@ -1,0 +1,565 @@
+//! The trainer end to end on a tiny generated N-body dataset: no future leak at inference, bit
+//! exact resume at every epoch boundary of every model and schedule stage, protected run
+//! directories, what a resume may change, the non-finite and diverging-loss stops, early
+//! stopping, fine-tuning, TensorBoard logs.
+//!
+//! libtorch's generator is process-global and the trainer seeds it: every test that builds or
+//! trains a model holds [`serial`] so tests running in parallel threads cannot interleave
+//! their draws (the suite is run with `--test-threads=8` to show it).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use sgdd_train::{
+    CheckedRunConfig, Event, GraphCache, Model, ModelKind, RunConfig, RunMode, RunResult, Trainer,
+    TrainerOptions,
+};
+use tch::{Device, Kind};
+use traj_data::nbody::{NBodySpec, System, generate_dataset_dir};
+
+/// Serialises the tests that touch libtorch's global generator.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A tiny charged dataset shared by the tests (generated once per test binary).
+fn dataset() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sgdd-app-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut spec = NBodySpec::new(System::Charged);
+        spec.n_train = 12;
+        spec.n_val = 6;
+        spec.n_test = 6;
+        spec.seed = 7;
+        generate_dataset_dir(&spec, &dir, &|_, _| {}).expect("generate");
+        dir
+    })
+}
+
+fn config_with(kind: &str, epochs: usize, set: &[&str]) -> CheckedRunConfig {
+    let text = format!(
+        "[data]\ndir = {:?}\n[model]\nkind = \"{kind}\"\nhidden = 8\ndecoder_layers = 1\nz_dim = 4\n\
+         teacher_layers = 1\nstudent_layers = 1\nheads = 2\nk = 6\n[train]\nepochs = {epochs}\n\
+         batch_size = 5\neval_every = 1\ndevice = \"cpu\"\nthreads = 1\n",
+        dataset()
+    );
+    let set: Vec<String> = set.iter().map(|s| (*s).to_owned()).collect();
+    RunConfig::from_toml(&text, &set).unwrap()
+}
+
+fn config(kind: &str, epochs: usize) -> CheckedRunConfig {
+    config_with(kind, epochs, &[])
+}
+
+/// Trains `cfg` into `out` (at most `stop_after` epochs) and finishes; the notes it printed.
+fn train(
+    cfg: &CheckedRunConfig,
+    out: &Path,
+    mode: RunMode,
+    stop_after: Option<usize>,
+) -> anyhow::Result<(RunResult, Vec<String>)> {
+    let notes = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = notes.clone();
+    let mut t = Trainer::new(
+        cfg.clone(),
+        out,
+        TrainerOptions {
+            mode,
+            init_from: None,
+            observer: Some(Box::new(move |e| {
+                if let Event::Note(s) = e {
+                    sink.borrow_mut().push(s.to_owned());
+                }
+            })),
+        },
+    )?;
+    t.train(stop_after)?;
+    let r = t.finish()?;
+    drop(t);
+    let notes = notes.borrow().clone();
+    Ok((r, notes))
+}
+
+#[test]
+fn inference_never_reads_the_future() {
+    let _g = serial();
+    let cfg = config("sgdd", 1);
+    let (_, test) = sgdd_load(&cfg);
+    let (_vs, model) = sgdd_train::build_model(&cfg, &test, Device::Cpu).unwrap();
+    assert_eq!(model.kind(), ModelKind::Sgdd);
+    let idx: Vec<i64> = (0..test.samples).collect();
+    let mut batch = test
+        .batch(&idx, Device::Cpu, &mut GraphCache::default())
+        .unwrap();
+    let before = tch::no_grad(|| model.predict(&batch)).unwrap();
+    let _ = batch.y.fill_(f64::NAN);
+    let _ = batch.vy.fill_(f64::NAN);
+    let after = tch::no_grad(|| model.predict(&batch)).unwrap();
+    assert_eq!(before.isfinite().all().int64_value(&[]), 1);
+    assert!(
+        before.equal(&after),
+        "predictions changed when the future frames became NaN"
+    );
+}
+
+fn sgdd_load(cfg: &RunConfig) -> (traj_data::Dataset, sgdd_train::Prepared) {
+    let ds = traj_data::load_split(&cfg.data.dir, traj_data::Split::Test).unwrap();
+    let p = sgdd_prepare(&ds, cfg);
+    (ds, p)
+}
+
+fn sgdd_prepare(ds: &traj_data::Dataset, cfg: &RunConfig) -> sgdd_train::Prepared {
+    sgdd_train::prepare(ds, &cfg.data).unwrap()
+}
+
+fn losses(dir: &Path) -> Vec<(f64, f64)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["loss"].as_f64().unwrap(),
+                v["val"]["s2t"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Resume after every epoch boundary 1..E−1 of a short run equals the uninterrupted run:
+/// the same per-epoch losses and validation metrics, and a byte-identical `result.json`. The
+/// SGDD run goes through both stages of the teacher-forcing schedule (teacher-forced, then a
+/// coin flip per step), so on some steps the teacher gets no gradient at all — the case an
+/// optimiser that moves gradient-less parameters by momentum gets wrong after a restart.
+fn resume_at_every_boundary(kind: &str, epochs: usize) {
+    let _g = serial();
+    let cfg = config(kind, epochs);
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let (whole, _) = train(&cfg, &full, RunMode::Fresh, None).unwrap();
+    let expected = std::fs::read(full.join("result.json")).unwrap();
+    for k in 1..epochs {
+        let out = tmp.path().join(format!("stop{k}"));
+        let (_, _) = train(&cfg, &out, RunMode::Fresh, Some(k)).unwrap();
+        assert_eq!(losses(&out).len(), k);
+        assert!(
+            !out.join("result.json").exists(),
+            "an unfinished run wrote a result"
+        );
+        let (resumed, _) = train(&cfg, &out, RunMode::Resume, None).unwrap();
+        assert_eq!(
+            losses(&full),
+            losses(&out),
+            "{kind}: resumed after epoch {k}"
+        );
+        assert_eq!(whole, resumed, "{kind}: resumed after epoch {k}");
+        assert_eq!(
+            std::fs::read(out.join("result.json")).unwrap(),
+            expected,
+            "{kind}: result.json after a resume at epoch {k}"
+        );
+    }
+}
+
+#[test]
+fn sgdd_resumes_exactly_at_every_epoch_boundary() {
+    // 12 training windows in batches of 5: 3 steps per epoch, 18 steps; stage 1 = 6 steps
+    resume_at_every_boundary("sgdd", 6);
+}
+
+#[test]
+fn egno_resumes_exactly_at_every_epoch_boundary() {
+    resume_at_every_boundary("egno", 4);
+}
+
+#[test]
+fn a_run_directory_is_never_overwritten_without_force() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = config("egno", 1);
+    train(&cfg, &out, RunMode::Fresh, None).unwrap();
+    let before = std::fs::read(out.join("result.json")).unwrap();
+    let err = train(&config("egno", 2), &out, RunMode::Fresh, None).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("already holds a run"),
+        "{err:#}"
+    );
+    assert_eq!(std::fs::read(out.join("result.json")).unwrap(), before);
+    // --force replaces it: no stale result of the old run is left beside the new one
+    let two = config("egno", 2);
+    let (r, _) = train(&two, &out, RunMode::Force, None).unwrap();
+    assert_eq!(r.epochs, 2);
+    assert_eq!(losses(&out).len(), 2);
+}
+
+#[test]
+fn resume_may_change_the_budget_but_not_the_model() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    train(&config("egno", 2), &out, RunMode::Fresh, None).unwrap();
+    // a finished run: resuming it is a no-op that says so
+    let (_, notes) = train(&config("egno", 2), &out, RunMode::Resume, None).unwrap();
+    assert!(
+        notes.iter().any(|n| n.contains("already finished")),
+        "{notes:?}"
+    );
+    assert_eq!(losses(&out).len(), 2);
+    // extend it, with a lower learning rate: allowed and reported
+    let more = config_with("egno", 4, &["train.adam.lr=1e-4"]);
+    let (r, notes) = train(&more, &out, RunMode::Resume, None).unwrap();
+    assert_eq!(r.epochs, 4);
+    assert!(
+        notes.iter().any(|n| n.contains("train.epochs"))
+            && notes.iter().any(|n| n.contains("train.adam.lr")),
+        "{notes:?}"
+    );
+    // a model or data change is refused, naming the key
+    for (set, key) in [
+        ("model.hidden=16", "model.hidden"),
+        ("train.batch_size=4", "train.batch_size"),
+        ("train.seed=3", "train.seed"),
+        ("data.num_targets=4", "data.num_targets"),
+    ] {
+        let err = train(&config_with("egno", 4, &[set]), &out, RunMode::Resume, None).unwrap_err();
+        assert!(format!("{err:#}").contains(key), "{set}: {err:#}");
+    }
+    // nothing to resume
+    let err = train(
+        &config("egno", 2),
+        &tmp.path().join("none"),
+        RunMode::Resume,
+        None,
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("nothing to resume"), "{err:#}");
+}
+
+#[test]
+fn a_non_finite_loss_stops_and_the_named_checkpoint_resumes() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = config("egno", 3);
+    train(&cfg, &out, RunMode::Fresh, Some(1)).unwrap();
+    let ck = out.join("checkpoint.safetensors");
+    let good = std::fs::read(&ck).unwrap();
+    let exploding = config_with(
+        "egno",
+        3,
+        &["train.adam.lr=1e30", "train.divergence_factor=0"],
+    );
+    let err = train(&exploding, &out, RunMode::Resume, None).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        (msg.contains("loss became")
+            || msg.contains("non-finite")
+            || msg.contains("gradient norm"))
+            && msg.contains("checkpoint.safetensors"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&ck).unwrap(),
+        good,
+        "the last good checkpoint was overwritten"
+    );
+    assert!(sgdd_train::load_checkpoint(&ck).is_ok());
+    // it resumes with a lower learning rate and finishes
+    let (r, _) = train(&cfg, &out, RunMode::Resume, None).unwrap();
+    assert_eq!(r.epochs, 3);
+    assert!(r.test.s2s.is_finite());
+}
+
+#[test]
+fn a_diverging_loss_stops_before_the_step() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    train(&config("egno", 3), &out, RunMode::Fresh, Some(1)).unwrap();
+    let ck = out.join("checkpoint.safetensors");
+    let good = std::fs::read(&ck).unwrap();
+    let wild = config_with(
+        "egno",
+        3,
+        &["train.adam.lr=1e3", "train.divergence_factor=2.0"],
+    );
+    let err = train(&wild, &out, RunMode::Resume, None).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("diverged") && msg.contains("train.divergence_factor"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&ck).unwrap(), good);
+}
+
+#[test]
+fn early_stopping_ends_a_run_that_stopped_improving() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    // a learning rate so small the weights cannot change: the validation metric never improves
+    let cfg = config_with("egno", 6, &["train.adam.lr=1e-30", "train.patience=2"]);
+    let (r, notes) = train(&cfg, &tmp.path().join("run"), RunMode::Fresh, None).unwrap();
+    assert_eq!(r.epochs, 3, "{notes:?}");
+    assert_eq!(r.best_epoch, 1);
+    assert!(
+        r.stopped_early
+            .as_deref()
+            .is_some_and(|s| s.contains("early stopping"))
+    );
+    assert!(notes.iter().any(|n| n.contains("early stopping")));
+}
+
+#[test]
+fn fine_tuning_starts_from_the_checkpoint_weights() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, _) = train(
+        &config("egno", 2),
+        &tmp.path().join("src"),
+        RunMode::Fresh,
+        None,
+    )
+    .unwrap();
+    let cfg = config_with("egno", 1, &["train.adam.lr=1e-30", "train.seed=9"]);
+    let mut t = Trainer::new(
+        cfg,
+        &tmp.path().join("tuned"),
+        TrainerOptions {
+            init_from: Some(tmp.path().join("src/best.safetensors")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    t.train(None).unwrap();
+    let tuned = t.finish().unwrap();
+    assert_eq!(tuned.test, src.test);
+}
+
+#[test]
+fn tensorboard_logs_read_back() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    train(&config("sgdd", 2), &out, RunMode::Fresh, None).unwrap();
+    let script = r#"
+import sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+acc = EventAccumulator(sys.argv[1]); acc.Reload()
+for tag in sorted(acc.Tags()["scalars"]):
+    print(tag, len(acc.Scalars(tag)))
+"#;
+    let res = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(out.join("tensorboard"))
+        .output()
+        .expect("python3 (the project venv, with tensorboard)");
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let text = String::from_utf8(res.stdout).unwrap();
+    // 12 windows, batch 5: 3 steps per epoch, 2 epochs, validation every epoch
+    for line in [
+        "train/loss 6",
+        "train/lr 6",
+        "train/grad_norm 6",
+        "train/L_rep 6",
+        "val/s2s 2",
+        "val/s2t 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn baseline_and_egno_are_scored_by_the_same_code() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cv, _) = train(
+        &config("const-vel", 1),
+        &tmp.path().join("cv"),
+        RunMode::Fresh,
+        None,
+    )
+    .unwrap();
+    assert_eq!(cv.steps, 0);
+    assert!(cv.test.s2s > 0.0 && cv.test.s2t > 0.0 && cv.test.s2s.is_finite());
+    let (eg, _) = train(
+        &config("egno", 2),
+        &tmp.path().join("eg"),
+        RunMode::Fresh,
+        None,
+    )
+    .unwrap();
+    assert!(eg.test.s2t.is_finite() && eg.steps == 2 * 3);
+}
+
+/// The static baseline (initial positions held) scores exactly the mean squared displacement
+/// from the condition frame, computed here from the raw trajectories in original units.
+#[test]
+fn static_baseline_scores_the_displacement_from_the_condition_frame() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("static", 1);
+    let (r, _) = train(&cfg, &tmp.path().join("static"), RunMode::Fresh, None).unwrap();
+    assert_eq!(r.steps, 0);
+    let ds = traj_data::load_split(&cfg.data.dir, traj_data::Split::Test).unwrap();
+    // condition on frame 30, targets 32, 34, …, 40 (the default N-body windows)
+    let (start, last) = (
+        cfg.data.start_frame,
+        cfg.data.start_frame + cfg.data.delta_frame,
+    );
+    let msd = |a: &[f64], b: &[f64]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64
+    };
+    let s2s = ds
+        .trajectories()
+        .iter()
+        .map(|tr| msd(tr.frame_positions(start), tr.frame_positions(last)))
+        .sum::<f64>()
+        / ds.len() as f64;
+    assert!(s2s > 1e-3, "the windows do move: {s2s}");
+    assert!(
+        (r.test.s2s - s2s).abs() <= 1e-4 * s2s,
+        "static S2S {} vs direct {s2s}",
+        r.test.s2s
+    );
+    let (cv, _) = train(
+        &config("const-vel", 1),
+        &tmp.path().join("cv"),
+        RunMode::Fresh,
+        None,
+    )
+    .unwrap();
+    assert!(
+        (cv.test.s2s - r.test.s2s).abs() > 1e-6,
+        "static and constant velocity must differ"
+    );
+}
+
+#[test]
+fn k_beyond_the_joint_basis_is_an_error_naming_the_key() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    // 5 nodes × 5 frames = 25 joint modes
+    let err = train(
+        &config_with("sgdd", 1, &["model.k=26"]),
+        &tmp.path().join("r"),
+        RunMode::Fresh,
+        None,
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("model.k = 26"), "{err:#}");
+}
+
+#[test]
+fn predictions_are_deterministic_for_a_seed() {
+    let _g = serial();
+    let cfg = config("sgdd", 1);
+    let (_, test) = sgdd_load(&cfg);
+    let run = |_: ()| {
+        let (_vs, model) = sgdd_train::build_model(&cfg, &test, Device::Cpu).unwrap();
+        let batch = test
+            .batch(&[0, 1], Device::Cpu, &mut GraphCache::default())
+            .unwrap();
+        tch::no_grad(|| model.predict(&batch))
+            .unwrap()
+            .to_kind(Kind::Double)
+    };
+    assert!(run(()).equal(&run(())));
+    let _ = Model::schedule(&cfg.model, 0, 10).unwrap();
+}
+
+#[test]
+fn sliding_and_metadata_windows() {
+    let mut cfg = config("egno", 1).into_inner();
+    let ds = traj_data::load_split(&cfg.data.dir, traj_data::Split::Val).unwrap();
+    // 50 frames, horizon 10: sliding anchors 0, 5, …, 35 → 8 per trajectory
+    cfg.data.starts = sgdd_train::StartsKind::Sliding;
+    cfg.data.stride = 5;
+    let p = sgdd_train::prepare(&ds, &cfg.data).unwrap();
+    assert_eq!(p.samples, 8 * ds.len() as i64);
+    // per-trajectory start frames from metadata, consecutive targets
+    cfg.data.starts = sgdd_train::StartsKind::Metadata;
+    cfg.data.targets = sgdd_train::TargetsKind::Consecutive;
+    let (meta, _, trajs) = ds.clone().into_parts();
+    let trajs: Vec<_> = trajs
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut m = t.metadata().clone();
+            m.insert(
+                "start_frames".into(),
+                serde_json::json!((0..=i).collect::<Vec<_>>()),
+            );
+            t.with_metadata(m)
+        })
+        .collect();
+    let with_starts = traj_data::Dataset::new(meta, trajs).unwrap();
+    let p = sgdd_train::prepare(&with_starts, &cfg.data).unwrap();
+    let n = ds.len() as i64;
+    assert_eq!(p.samples, n * (n + 1) / 2);
+    // consecutive targets: the last T frames up to the horizon
+    assert_eq!(p.target_times.len(), 5);
+    let err = sgdd_train::prepare(&ds, &cfg.data).unwrap_err();
+    assert!(format!("{err:#}").contains("start_frames"), "{err:#}");
+}
+
+/// A batch that mixes a 5-node and a 3-node graph runs through SGDD (a joint basis per distinct
+/// graph), and the 5-node graph's prediction equals the one it gets in a batch of its own.
+#[test]
+fn sgdd_predicts_batches_of_graphs_of_different_sizes() {
+    let _g = serial();
+    let cfg = config("sgdd", 1);
+    let (_, test) = sgdd_load(&cfg);
+    let (_vs, model) = sgdd_train::build_model(&cfg, &test, Device::Cpu).unwrap();
+    let alone = test
+        .batch(&[0], Device::Cpu, &mut GraphCache::default())
+        .unwrap();
+    let expected = tch::no_grad(|| model.predict(&alone)).unwrap();
+
+    // graph 0: sample 0 (5 nodes, complete); graph 1: its first 3 nodes, complete
+    let keep = tch::Tensor::from_slice(&[0i64, 1, 2]);
+    let three = |t: &tch::Tensor, dim: i64| t.index_select(dim, &keep);
+    let edges3: Vec<(i64, i64)> = (0..3)
+        .flat_map(|i| (0..3).filter(move |&j| j != i).map(move |j| (i, j)))
+        .collect();
+    let graph = graph_nets::GraphBatch::batch(&[
+        alone.graph.clone(),
+        graph_nets::GraphBatch::from_edges(3, &edges3, Device::Cpu).unwrap(),
+    ])
+    .unwrap();
+    let a = alone.edge_attr.size()[1];
+    let mixed = sgdd_train::Batch {
+        b: 2,
+        x0: tch::Tensor::cat(&[&alone.x0, &three(&alone.x0, 0)], 0),
+        v0: tch::Tensor::cat(&[&alone.v0, &three(&alone.v0, 0)], 0),
+        h: tch::Tensor::cat(&[&alone.h, &three(&alone.h, 0)], 0),
+        y: tch::Tensor::cat(&[&alone.y, &three(&alone.y, 1)], 1),
+        vy: tch::Tensor::cat(&[&alone.vy, &three(&alone.vy, 1)], 1),
+        edge_attr: tch::Tensor::cat(
+            &[
+                &alone.edge_attr,
+                &tch::Tensor::ones([6, a], (Kind::Float, Device::Cpu)),
+            ],
+            0,
+        ),
+        graph,
+        center: tch::Tensor::cat(&[&alone.center, &alone.center], 0),
+        scale: tch::Tensor::cat(&[&alone.scale, &alone.scale], 0),
+    };
+    let got = tch::no_grad(|| model.predict(&mixed)).unwrap();
+    assert_eq!(got.size(), [5, 8, 3]);
+    assert_eq!(got.isfinite().all().int64_value(&[]), 1);
+    assert!(got.narrow(1, 0, 5).allclose(&expected, 1e-4, 1e-5, false));
+}
