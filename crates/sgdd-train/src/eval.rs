@@ -137,3 +137,129 @@ pub fn predict_split(
         metrics: sums.finish(),
     })
 }
+
+/// An autoregressive rollout past the trained horizon (see [`rollout`]), in original units.
+#[derive(Debug)]
+pub struct Rollout {
+    /// `[S, R·T, N, 3]` predicted positions of the `R` chained windows.
+    pub pred: Tensor,
+    /// `[S, R·T, N, 3]` true positions.
+    pub truth: Tensor,
+    /// Time of each predicted frame after the first condition frame, `[R·T]`.
+    pub times: Vec<f64>,
+    /// MSE of each predicted frame over samples, nodes and coordinates, `[R·T]`: how the
+    /// error grows along the rollout.
+    pub frame_mse: Vec<f64>,
+    /// Mean metrics of each window `r = 0..R` (window 0 is the trained horizon).
+    pub windows: Vec<Metrics>,
+}
+
+/// Chains the model `windows` times: window `r + 1` is conditioned on window `r`'s last
+/// predicted frame, with the velocity there taken by a backward finite difference of the last
+/// two predicted frames (`(x_T − x_{T−1}) / (t_T − t_{T−1})`; `(x_1 − x_0) / t_1` when `T = 1`).
+/// Node features and the graph stay those of the first condition frame; the true future is read
+/// only to score. Windows must start at a fixed frame (`data.starts = "fixed"`): window `r`
+/// conditions on frame `start_frame + r·delta_frame`, so the trajectories need
+/// `start_frame + windows·delta_frame + 1` frames.
+pub fn rollout(
+    model: &Model,
+    ds: &traj_data::Dataset,
+    data: &crate::DataConfig,
+    windows: usize,
+    batch_size: usize,
+    device: Device,
+) -> Result<Rollout> {
+    ensure!(windows >= 1, "--rollout must be ≥ 1");
+    ensure!(
+        data.starts == crate::StartsKind::Fixed,
+        "a rollout chains windows from a fixed start frame (data.starts = \"fixed\"), the \
+         checkpoint's data uses {:?}",
+        data.starts
+    );
+    let frames_needed = data.start_frame + windows * data.delta_frame + 1;
+    let shortest = ds
+        .trajectories()
+        .iter()
+        .map(|t| t.num_frames())
+        .min()
+        .unwrap_or(0);
+    ensure!(
+        shortest >= frames_needed,
+        "a rollout of {windows} windows from frame {} needs {frames_needed} frames per \
+         trajectory (Δ = {}), the shortest has {shortest}: choose fewer windows or an earlier \
+         start frame",
+        data.start_frame,
+        data.delta_frame
+    );
+    let per_window: Vec<Prepared> = (0..windows)
+        .map(|r| {
+            let mut d = data.clone();
+            d.start_frame = data.start_frame + r * data.delta_frame;
+            data::prepare(ds, &d)
+        })
+        .collect::<Result<_>>()?;
+    let first = &per_window[0];
+    ensure!(
+        per_window.iter().all(|p| p.samples == first.samples),
+        "the rollout windows do not cover the same trajectories"
+    );
+    let t = first.t;
+    let times0 = &first.target_times;
+    let dt_last = if t >= 2 {
+        times0[t as usize - 1] - times0[t as usize - 2]
+    } else {
+        times0[0]
+    };
+    ensure!(dt_last > 0.0, "target times must increase");
+    let _guard = tch::no_grad_guard();
+    let mut graphs = GraphCache::default();
+    let idx: Vec<i64> = (0..first.samples).collect();
+    let (mut preds, mut truths) = (vec![], vec![]);
+    let mut sums = vec![MetricSums::default(); windows];
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let mut batch = first.batch(chunk, device, &mut graphs)?;
+        let (mut p_chunks, mut t_chunks) = (vec![], vec![]);
+        for (r, p) in per_window.iter().enumerate() {
+            let pred = model.predict(&batch)?;
+            ensure!(
+                pred.isfinite().all().int64_value(&[]) == 1,
+                "the model predicted NaN or Inf in rollout window {r}"
+            );
+            let truth_batch = p.batch(chunk, device, &mut graphs)?;
+            let pred_o = data::to_original(&pred, &batch, first.n);
+            let truth_o = data::to_original(&truth_batch.y, &truth_batch, p.n);
+            sums[r].add(&pred_o, &truth_o);
+            p_chunks.push(pred_o.to_device(Device::Cpu));
+            t_chunks.push(truth_o.to_device(Device::Cpu));
+            let last = pred.select(0, t - 1);
+            let before = if t >= 2 {
+                pred.select(0, t - 2)
+            } else {
+                batch.x0.shallow_clone()
+            };
+            batch.v0 = (&last - before) / dt_last;
+            batch.x0 = last;
+        }
+        preds.push(Tensor::cat(&p_chunks, 1));
+        truths.push(Tensor::cat(&t_chunks, 1));
+    }
+    let pred = Tensor::cat(&preds, 0);
+    let truth = Tensor::cat(&truths, 0);
+    let frame_mse = Vec::<f64>::try_from((&pred - &truth).square().mean_dim(
+        &[0i64, 2, 3][..],
+        false,
+        Kind::Double,
+    ))?;
+    // the last target is the horizon, start + Δ: the next window starts there
+    let delta_time = times0[t as usize - 1];
+    let times = (0..windows)
+        .flat_map(|r| times0.iter().map(move |&x| x + r as f64 * delta_time))
+        .collect();
+    Ok(Rollout {
+        pred,
+        truth,
+        times,
+        frame_mse,
+        windows: sums.iter().map(MetricSums::finish).collect(),
+    })
+}

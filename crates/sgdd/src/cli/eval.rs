@@ -107,6 +107,15 @@ pub struct PredictArgs {
     /// `s2s` / `s2t`.
     #[arg(long)]
     pub out: PathBuf,
+    /// Chain the model autoregressively over R windows (R × the trained horizon): each window
+    /// starts from the previous one's last predicted frame. Writes `x`/`target` of all R·T
+    /// frames, `times`, and `frame_mse` (the error growth per frame), and prints it.
+    #[arg(long, value_name = "R")]
+    pub rollout: Option<usize>,
+    /// The condition frame of the first window (default: the checkpoint's `data.start_frame`);
+    /// a rollout of R windows needs `start + R·delta_frame + 1` frames.
+    #[arg(long, value_name = "FRAME")]
+    pub start_frame: Option<usize>,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
@@ -137,9 +146,16 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     let (cfg, _) = sgdd_train::checkpoint_config(&args.checkpoint)?;
     verify_input(&args.input)?;
     let ds = traj_data::read_dataset(&args.input)?;
-    let p = sgdd_train::prepare(&ds, &cfg.data)
+    let mut data = cfg.data.clone();
+    if let Some(f) = args.start_frame {
+        data.start_frame = f;
+    }
+    let p = sgdd_train::prepare(&ds, &data)
         .with_context(|| format!("windows of {}", args.input.display()))?;
     let (cfg, _vs, model) = sgdd_train::restore_model(&args.checkpoint, &p, device)?;
+    if let Some(r) = args.rollout {
+        return write_rollout(args, &model, &ds, &data, r, cfg.train.batch_size, device);
+    }
     let preds = predict_split(&model, &p, cfg.train.batch_size, device)
         .with_context(|| format!("predicting {}", args.input.display()))?;
     let shape = |t: &Tensor| t.size().iter().map(|&d| d as u64).collect::<Vec<_>>();
@@ -175,6 +191,48 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         preds.metrics.s2s * 100.0,
         preds.metrics.s2t * 100.0
     );
+    Ok(())
+}
+
+fn write_rollout(
+    args: &PredictArgs,
+    model: &sgdd_train::Model,
+    ds: &traj_data::Dataset,
+    data: &sgdd_train::DataConfig,
+    windows: usize,
+    batch_size: usize,
+    device: tch::Device,
+) -> Result<()> {
+    let ro = sgdd_train::rollout(model, ds, data, windows, batch_size, device)
+        .with_context(|| format!("rollout on {}", args.input.display()))?;
+    let shape = |t: &Tensor| t.size().iter().map(|&d| d as u64).collect::<Vec<_>>();
+    let values = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1));
+    let (x, target) = (values(&ro.pred)?, values(&ro.truth)?);
+    let frames = ro.times.len() as u64;
+    let bytes = encode_npz(
+        &[
+            NpzArray::F64("x", shape(&ro.pred), &x),
+            NpzArray::F64("target", shape(&ro.truth), &target),
+            NpzArray::F64("times", vec![frames], &ro.times),
+            NpzArray::F64("frame_mse", vec![frames], &ro.frame_mse),
+        ],
+        &args.out,
+    )?;
+    traj_data::atomic_write(&args.out, &bytes)?;
+    println!("rollout of {windows} windows: error growth per predicted frame (original units)");
+    println!("{:>6} {:>12} {:>14}", "frame", "time", "MSE");
+    for (i, (t, m)) in ro.times.iter().zip(&ro.frame_mse).enumerate() {
+        println!("{:>6} {t:>12.4} {m:>14.6e}", i + 1);
+    }
+    for (r, m) in ro.windows.iter().enumerate() {
+        println!(
+            "window {}: S2S {:.4} S2T {:.4} (×10⁻²)",
+            r + 1,
+            m.s2s * 100.0,
+            m.s2t * 100.0
+        );
+    }
+    println!("wrote {} (x: {:?})", args.out.display(), ro.pred.size());
     Ok(())
 }
 

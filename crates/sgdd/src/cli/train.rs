@@ -100,6 +100,8 @@ fn progress(quiet: bool, epochs: usize) -> (ProgressBar, Box<dyn FnMut(Event<'_>
                 ));
             }
         }
+        // notes are printed even without a bar: what a resume changed, early stopping, …
+        Event::Note(s) if quiet => eprintln!("{s}"),
         Event::Note(s) => b.println(s),
     });
     (bar, observer)

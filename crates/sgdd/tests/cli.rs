@@ -1,0 +1,325 @@
+//! The `sgdd` binary end to end, as a user types it: generate → train → eval → predict (read
+//! back with numpy) → rollout → spectrum, and the refusals that keep runs and data honest.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sgdd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sgdd"))
+        .args(args)
+        .output()
+        .expect("run sgdd")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "sgdd failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: Output) -> String {
+    assert!(!out.status.success(), "sgdd succeeded but should not have");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn generate(dir: &Path, seed: u64) {
+    ok(sgdd(&[
+        "data",
+        "generate",
+        "nbody",
+        "--system",
+        "charged",
+        "--train",
+        "6",
+        "--val",
+        "3",
+        "--test",
+        "3",
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        s(dir),
+    ]));
+}
+
+fn write_config(tmp: &Path, data: &Path) -> PathBuf {
+    let cfg = tmp.join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\ndir = {data:?}\n[model]\nkind = \"sgdd\"\nhidden = 8\ndecoder_layers = 1\nz_dim = 4\n\
+             teacher_layers = 1\nstudent_layers = 1\nheads = 2\nk = 6\n[train]\nepochs = 2\nbatch_size = 3\n\
+             eval_every = 1\nthreads = 1\n"
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn train_eval_predict_rollout_spectrum_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("charged");
+    generate(&data, 1);
+    let cfg = write_config(tmp.path(), &data);
+    let run = tmp.path().join("run");
+    let out = ok(sgdd(&[
+        "train",
+        "-q",
+        "--device",
+        "cpu",
+        "-c",
+        s(&cfg),
+        "-o",
+        s(&run),
+    ]));
+    let result: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(result["model"], "sgdd");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "checkpoint.safetensors",
+        "best.safetensors",
+        "result.json",
+        "timing.json",
+        "loss.png",
+        "trajectory.png",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    assert!(std::fs::read_dir(run.join("tensorboard")).unwrap().count() >= 1);
+    let best = run.join("best.safetensors");
+
+    // eval scores the same test split as the run's result
+    let eval = ok(sgdd(&["eval", "--checkpoint", s(&best), "--device", "cpu"]));
+    let m: serde_json::Value = serde_json::from_str(eval.trim()).unwrap();
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= 1e-9 * b.as_f64().unwrap().abs()
+    };
+    assert!(close(&m["s2s"], &result["test"]["s2s"]), "{m} vs {result}");
+
+    // predict: an npz numpy reads, with per-sample metrics whose mean is the split's S2S
+    let npz = tmp.path().join("pred.npz");
+    ok(sgdd(&[
+        "predict",
+        "--checkpoint",
+        s(&best),
+        "--input",
+        s(&data.join("test.safetensors")),
+        "--out",
+        s(&npz),
+        "--device",
+        "cpu",
+    ]));
+    let check = r#"
+import sys, numpy as np
+z = np.load(sys.argv[1])
+x, t = z["x"], z["target"]
+assert x.shape == t.shape and x.ndim == 4 and x.shape[3] == 3, x.shape
+assert z["x0"].shape == (x.shape[0], x.shape[2], 3)
+assert z["sample"].shape == (x.shape[0],) and z["times"].shape == (x.shape[1],)
+s2s = ((x[:, -1] - t[:, -1]) ** 2).mean(axis=(1, 2))
+assert np.allclose(s2s, z["s2s"]), (s2s, z["s2s"])
+print(repr(float(z["s2s"].mean())))
+"#;
+    let py = Command::new("python3")
+        .args(["-c", check])
+        .arg(&npz)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let mean: f64 = String::from_utf8_lossy(&py.stdout).trim().parse().unwrap();
+    assert!((mean - m["s2s"].as_f64().unwrap()).abs() < 1e-9 * mean.abs().max(1e-12));
+
+    // rollout: 4 windows of Δ = 10 from frame 0 (the trajectories have 50 frames)
+    let ro = tmp.path().join("rollout.npz");
+    let text = ok(sgdd(&[
+        "predict",
+        "--checkpoint",
+        s(&best),
+        "--input",
+        s(&data.join("test.safetensors")),
+        "--out",
+        s(&ro),
+        "--rollout",
+        "4",
+        "--start-frame",
+        "0",
+        "--device",
+        "cpu",
+    ]));
+    assert!(
+        text.contains("error growth") && text.contains("window 4"),
+        "{text}"
+    );
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, numpy as np; z = np.load(sys.argv[1]); \
+             assert z['x'].shape[1] == 20 and z['frame_mse'].shape == (20,); \
+             assert np.all(np.diff(z['times']) > 0)",
+        ])
+        .arg(&ro)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    // too long a rollout is a clear error
+    let err = fails(sgdd(&[
+        "predict",
+        "--checkpoint",
+        s(&best),
+        "--input",
+        s(&data.join("test.safetensors")),
+        "--out",
+        s(&ro),
+        "--rollout",
+        "6",
+        "--device",
+        "cpu",
+    ]));
+    assert!(err.contains("needs") && err.contains("frames"), "{err}");
+
+    // spectrum of two checkpoints of the same data
+    let spec = tmp.path().join("spectrum");
+    ok(sgdd(&[
+        "spectrum",
+        "--checkpoint",
+        s(&best),
+        "--checkpoint",
+        s(&run.join("checkpoint.safetensors")),
+        "--out",
+        s(&spec),
+        "--device",
+        "cpu",
+    ]));
+    assert!(spec.join("spectrum.json").exists() && spec.join("spectrum.png").exists());
+}
+
+#[test]
+fn runs_and_data_are_protected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("charged");
+    generate(&data, 2);
+    let cfg = write_config(tmp.path(), &data);
+    let run = tmp.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "-q",
+            "--device",
+            "cpu",
+            "-c",
+            s(&cfg),
+            "-o",
+            s(&run),
+        ];
+        args.extend_from_slice(extra);
+        sgdd(&args)
+    };
+    ok(train(&[]));
+    let first = std::fs::read(run.join("result.json")).unwrap();
+    // a second training into the same directory is refused; --force replaces the run
+    let err = fails(train(&[]));
+    assert!(
+        err.contains("already holds a run") && err.contains("--force"),
+        "{err}"
+    );
+    // resuming a finished run does nothing and says so
+    let out = train(&["--resume"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(stderr.contains("already finished"), "{stderr}");
+    assert_eq!(std::fs::read(run.join("result.json")).unwrap(), first);
+    // two identical runs write byte-identical results
+    ok(train(&["--force"]));
+    assert_eq!(std::fs::read(run.join("result.json")).unwrap(), first);
+    // resume of a directory with no run
+    let err = fails(sgdd(&[
+        "train",
+        "-q",
+        "-c",
+        s(&cfg),
+        "-o",
+        s(&tmp.path().join("nothing")),
+        "--resume",
+    ]));
+    assert!(err.contains("nothing to resume"), "{err}");
+    // config errors name the key, type errors included
+    let err = fails(train(&["--force", "--set", "train.epochs=\"ten\""]));
+    assert!(err.contains("train.epochs"), "{err}");
+    let err = fails(train(&["--force", "--set", "model.hiden=3"]));
+    assert!(err.contains("hiden"), "{err}");
+
+    let best = run.join("best.safetensors");
+    // the dataset is regenerated with another seed: eval refuses it unless pointed at it
+    generate(&data, 3);
+    let err = fails(sgdd(&["eval", "--checkpoint", s(&best), "--device", "cpu"]));
+    assert!(
+        err.contains("another version") && err.contains("--data"),
+        "{err}"
+    );
+    ok(sgdd(&[
+        "eval",
+        "--checkpoint",
+        s(&best),
+        "--data",
+        s(&data),
+        "--device",
+        "cpu",
+    ]));
+
+    // predict verifies its input against the manifest: a flipped byte is an error
+    let test = data.join("test.safetensors");
+    let mut bytes = std::fs::read(&test).unwrap();
+    let i = bytes.len() - 7;
+    bytes[i] ^= 0x40;
+    std::fs::write(&test, &bytes).unwrap();
+    let err = fails(sgdd(&[
+        "predict",
+        "--checkpoint",
+        s(&best),
+        "--input",
+        s(&test),
+        "--out",
+        s(&tmp.path().join("p.npz")),
+        "--device",
+        "cpu",
+    ]));
+    assert!(
+        err.contains("test.safetensors") && err.contains("sha256"),
+        "{err}"
+    );
+
+    // a checkpoint with a flipped byte is refused by its own checksum
+    let mut ck = std::fs::read(&best).unwrap();
+    let i = ck.len() - 3;
+    ck[i] ^= 0x01;
+    let broken = tmp.path().join("broken.safetensors");
+    std::fs::write(&broken, &ck).unwrap();
+    let err = fails(sgdd(&[
+        "eval",
+        "--checkpoint",
+        s(&broken),
+        "--data",
+        s(&data),
+        "--device",
+        "cpu",
+    ]));
+    assert!(err.contains("checksum"), "{err}");
+}
