@@ -60,6 +60,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run the `sgdd` CLI (built in release with the libtorch environment), e.g.
+    /// `cargo xtask sgdd train -c configs/nbody-charged.toml -o target/runs/charged`.
+    Sgdd {
+        /// Passed to `sgdd ...`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Run any cargo command with the libtorch environment, e.g. `cargo xtask cargo build --release`.
     Cargo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -77,20 +84,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// `sgdd FIRST ARGS...`, built in release with the libtorch environment.
+/// `sgdd FIRST ARGS...`, built with the libtorch environment: in release, or in the dev
+/// profile when `SGDD_XTASK_PROFILE=dev` (CI runs the README's commands that way, reusing the
+/// test build instead of compiling everything again).
 fn sgdd<const N: usize>(first: [&str; N], args: &[String]) -> Result<()> {
     let torch = setup::ensure()?;
     let mut cmd = env::cargo(&torch);
-    cmd.args([
-        "run",
-        "--release",
-        "--quiet",
-        "--package",
-        "sgdd",
-        "--bin",
-        "sgdd",
-        "--",
-    ]);
+    cmd.arg("run");
+    match std::env::var("SGDD_XTASK_PROFILE").as_deref() {
+        Ok("dev") | Ok("debug") => {}
+        Ok("release") | Err(_) => {
+            cmd.arg("--release");
+        }
+        Ok(other) => anyhow::bail!("SGDD_XTASK_PROFILE={other:?}: expected release or dev"),
+    }
+    cmd.args(["--quiet", "--package", "sgdd", "--bin", "sgdd", "--"]);
     cmd.args(first).args(args);
     env::run(cmd)
 }
@@ -113,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Data { args } => sgdd(["data"], &args),
         Cmd::Repro { args } => sgdd(["repro"], &args),
+        Cmd::Sgdd { args } => sgdd([], &args),
         Cmd::Bench { name, args } => bench::run(&name, &args),
         Cmd::Cargo { args } => {
             let torch = setup::ensure()?;

@@ -191,7 +191,7 @@ pub struct TrainConfig {
     /// Evaluate on the validation split every this many epochs (and at the end).
     pub eval_every: usize,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    pub device: crate::DeviceChoice,
     /// CPU threads for libtorch (0: libtorch's default, one per core). Small models train
     /// faster on 1, and much faster on a machine where other processes hold cores.
     pub threads: i32,
@@ -257,7 +257,7 @@ impl Default for TrainConfig {
             adam: AdamConfig::default(),
             seed: 0,
             eval_every: 5,
-            device: "auto".to_owned(),
+            device: crate::DeviceChoice::Auto,
             threads: 0,
             lr_schedule: LrSchedule::Constant,
             warmup_epochs: 0.0,
@@ -409,9 +409,6 @@ impl RunConfig {
             "train.divergence_factor must be > 1 (or 0: off), got {}",
             t.divergence_factor
         );
-        t.device
-            .parse::<crate::DeviceChoice>()
-            .map_err(|e| anyhow::anyhow!("train.device: {e}"))?;
         Ok(CheckedRunConfig(self))
     }
 }
@@ -554,7 +551,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.model.kind, ModelKind::Egno);
         assert_eq!(c.train.adam.lr, 0.01);
-        assert_eq!(c.train.device, "cpu");
+        assert_eq!(c.train.device, crate::DeviceChoice::Cpu);
         assert_eq!(RunConfig::from_toml(&c.to_toml(), &[]).unwrap(), c);
     }
 

@@ -50,6 +50,19 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
+impl serde::Serialize for DeviceChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl DeviceChoice {
     /// The tch device, or an error when a GPU is asked for and libtorch sees none (or too few).
     pub fn resolve(self) -> anyhow::Result<Device> {

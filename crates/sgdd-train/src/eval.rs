@@ -263,3 +263,43 @@ pub fn rollout(
         windows: sums.iter().map(MetricSums::finish).collect(),
     })
 }
+
+/// Where in the joint spectrum an error lies (see [`error_spectrum`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorSpectrum {
+    /// Band edges in the joint eigenvalue `μ = λ_t + λ_s` (`bands + 1` values over `[0, max μ]`).
+    pub edges: Vec<f64>,
+    /// Squared error per band, summed over samples and coordinates.
+    pub energy: Vec<f64>,
+    /// Total squared error.
+    pub total: f64,
+}
+
+/// Decomposes `pred − truth` (`[S, T, N, 3]`) over the full joint basis of the split's graph
+/// (`K = N·T`, so every error component has a frequency) and sums its energy in `bands`
+/// equal-width bands of `μ`.
+pub fn error_spectrum(
+    p: &Prepared,
+    pred: &Tensor,
+    truth: &Tensor,
+    bands: usize,
+) -> Result<ErrorSpectrum> {
+    ensure!(bands >= 1, "the number of bands must be ≥ 1");
+    let (n, t) = (p.n as usize, p.t as usize);
+    let graph = spectral_core::Graph::from_edges(n, &p.undirected)?;
+    let basis = spectral_core::JointBasis::from_graph(
+        &graph,
+        t,
+        &spectral_core::JointBasisConfig::new(n * t),
+    )?;
+    let err = Vec::<f64>::try_from((pred - truth).to_kind(Kind::Double).flatten(0, -1))?;
+    let samples = pred.size()[0] as usize;
+    let mu_max = basis.eigenvalues().iter().copied().fold(0.0, f64::max);
+    let edges = spectral_core::uniform_band_edges(0.0, mu_max + 1e-9, bands);
+    let be = spectral_core::band_energy(&basis, &err, samples, 3, &edges)?;
+    Ok(ErrorSpectrum {
+        edges,
+        energy: be.energy,
+        total: be.total,
+    })
+}

@@ -46,7 +46,10 @@ pub use config::{
 };
 pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
 pub use device::DeviceChoice;
-pub use eval::{Predictions, Rollout, evaluate, evaluate_teacher, predict_split, rollout};
+pub use eval::{
+    ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, predict_split,
+    rollout,
+};
 pub use metrics::{MetricSums, Metrics};
 pub use model::{Model, ProblemDims, StepLoss};
 pub use optim::{Adam, AdamConfig, StepInfo};

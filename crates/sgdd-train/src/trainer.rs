@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, nn::VarStore};
 use traj_data::Split;
 
-use crate::DeviceChoice;
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::config::{CheckedRunConfig, LrSchedule, RESUMABLE_KEYS, RunConfig, TrainConfig};
 use crate::data::{self, GraphCache, Prepared};
@@ -278,12 +277,7 @@ impl Trainer {
     /// [`RunMode::Resume`], restores the checkpoint (after checking what changed).
     pub fn new(cfg: CheckedRunConfig, out: &Path, mut opts: TrainerOptions) -> Result<Self> {
         let dir = RunDir::claim(out, opts.mode)?;
-        let device = cfg
-            .train
-            .device
-            .parse::<DeviceChoice>()
-            .map_err(anyhow::Error::msg)?
-            .resolve()?;
+        let device = cfg.train.device.resolve()?;
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads);
         }
@@ -321,6 +315,12 @@ impl Trainer {
             );
             for (k, a, b) in &diffs {
                 note(&format!("resume: {k} changed from {a} to {b}"));
+                if k == "train.epochs" && cfg.model.kind == crate::ModelKind::Sgdd {
+                    note(
+                        "resume: the teacher-forcing stages (model.stage1_fraction) are laid over \
+                         the new number of epochs",
+                    );
+                }
             }
             if let (Some(was), Some(now)) = (&meta.dataset_sha256, &dataset_sha256) {
                 ensure!(

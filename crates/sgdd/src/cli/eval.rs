@@ -300,19 +300,8 @@ pub fn spectrum(args: &SpectrumArgs) -> Result<()> {
         let (_, _vs, model) = sgdd_train::restore_model(ck, &p, device)?;
         let preds = predict_split(&model, &p, cfg.train.batch_size, device)?;
         let (pred, truth) = (preds.pred, preds.truth);
-        // the full joint basis (K = N·T): every error component has a frequency
-        let (n, t) = (p.n as usize, p.t as usize);
-        let graph = spectral_core::Graph::from_edges(n, &p.undirected)?;
-        let basis = spectral_core::JointBasis::from_graph(
-            &graph,
-            t,
-            &spectral_core::JointBasisConfig::new(n * t),
-        )?;
-        let err = Vec::<f64>::try_from((&pred - &truth).to_kind(Kind::Double).flatten(0, -1))?;
-        let mu_max = basis.eigenvalues().iter().copied().fold(0.0, f64::max);
-        let edges = spectral_core::uniform_band_edges(0.0, mu_max + 1e-9, args.bands);
-        let be = spectral_core::band_energy(&basis, &err, p.samples as usize, 3, &edges)?;
-        let total = be.total.max(f64::MIN_POSITIVE);
+        let sp = sgdd_train::error_spectrum(&p, &pred, &truth, args.bands)?;
+        let total = sp.total.max(f64::MIN_POSITIVE);
         let label = args
             .label
             .get(i)
@@ -320,10 +309,10 @@ pub fn spectrum(args: &SpectrumArgs) -> Result<()> {
             .unwrap_or_else(|| cfg.model.kind.name().to_owned());
         out.push(ModelSpectrum {
             label,
-            fraction: be.energy.iter().map(|e| e / total).collect(),
-            energy: be.energy,
-            edges,
-            total: be.total,
+            fraction: sp.energy.iter().map(|e| e / total).collect(),
+            energy: sp.energy,
+            edges: sp.edges,
+            total: sp.total,
         });
     }
     let json = args.out.join("spectrum.json");

@@ -19,7 +19,8 @@ use super::train as train_cmd;
 /// The options every `sgdd repro` table takes.
 #[derive(Debug, Args)]
 pub struct ReproArgs {
-    /// The small budget (about ten minutes on two CPU cores) instead of the full one (a GPU).
+    /// The small budget (the N-body table: about six minutes on two CPU cores) instead of the
+    /// full one (a GPU).
     #[arg(long)]
     pub quick: bool,
     /// Where datasets are generated, imported or reused.
