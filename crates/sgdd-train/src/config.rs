@@ -116,6 +116,10 @@ pub enum ModelKind {
     Egno,
     /// SGDD-EGNO: teacher STSGNN, student GAT, SGE, EGNO decoder, alignment.
     Sgdd,
+    /// The control without a teacher: SGDD's student encoder (and SGE) conditioning the EGNO
+    /// decoder, trained on the prediction loss only (in effect EGNO plus a GAT conditioning
+    /// encoder). Every SGDD table carries it: it tells what the teacher adds.
+    NoTeacher,
 }
 
 /// Model settings.
@@ -152,6 +156,16 @@ pub struct ModelConfig {
     pub stage1_fraction: f64,
     /// Teacher forcing ratio after stage 1.
     pub stage2_ratio: f64,
+    /// Align standardised representations: teacher and student `z^sg` (per channel) and `ã`
+    /// (per spectral mode and channel) are centred and scaled by detached running statistics
+    /// of the teacher's, so the alignment teaches the part that varies between samples rather
+    /// than the teacher's near-constant mean (SPEC §4.4a).
+    pub align_standardize: bool,
+    /// Momentum of those running statistics (the weight of each new batch).
+    pub stats_momentum: f64,
+    /// Learning-rate multiplier of SGE's spectral weights `w` (Adam moves a weight by about lr
+    /// per step, so at 1 `w` barely leaves 1 in a short run).
+    pub sge_lr_scale: f64,
 }
 
 impl Default for ModelConfig {
@@ -172,6 +186,9 @@ impl Default for ModelConfig {
             align_spec: true,
             stage1_fraction: 1.0 / 3.0,
             stage2_ratio: 0.5,
+            align_standardize: false,
+            stats_momentum: 0.01,
+            sge_lr_scale: 1.0,
         }
     }
 }
@@ -349,6 +366,16 @@ impl RunConfig {
             "model.stage2_ratio must be in [0, 1], got {}",
             m.stage2_ratio
         );
+        ensure!(
+            m.stats_momentum > 0.0 && m.stats_momentum <= 1.0,
+            "model.stats_momentum must be in (0, 1], got {}",
+            m.stats_momentum
+        );
+        ensure!(
+            m.sge_lr_scale > 0.0 && m.sge_lr_scale.is_finite(),
+            "model.sge_lr_scale must be a finite number > 0, got {}",
+            m.sge_lr_scale
+        );
         ensure!(t.batch_size >= 1, "train.batch_size must be ≥ 1");
         ensure!(t.eval_every >= 1, "train.eval_every must be ≥ 1");
         ensure!(
@@ -421,12 +448,18 @@ impl ModelKind {
             Self::Static => "static",
             Self::Egno => "egno",
             Self::Sgdd => "sgdd",
+            Self::NoTeacher => "no-teacher",
         }
     }
 
     /// Whether the model has weights to train.
     pub fn trainable(self) -> bool {
-        matches!(self, Self::Egno | Self::Sgdd)
+        matches!(self, Self::Egno | Self::Sgdd | Self::NoTeacher)
+    }
+
+    /// Whether the model has SGDD's student encoder (and SGE) conditioning the decoder.
+    pub fn has_student(self) -> bool {
+        matches!(self, Self::Sgdd | Self::NoTeacher)
     }
 }
 

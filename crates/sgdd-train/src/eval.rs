@@ -5,7 +5,7 @@ use anyhow::{Context, Result, ensure};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{self, Batch, GraphCache, Prepared};
-use crate::metrics::{MetricSums, Metrics};
+use crate::metrics::{ImitationSums, MetricSums, Metrics};
 use crate::model::Model;
 
 /// Predictions of a split in original units.
@@ -102,6 +102,26 @@ pub fn evaluate_teacher(
             .context("the model has no teacher")
     })?;
     Ok(Some(m))
+}
+
+/// The student's imitation R² of the teacher's `z^sg` over a split ([`ImitationSums`]);
+/// `None` for models without a teacher.
+pub fn imitation_r2(
+    model: &Model,
+    p: &Prepared,
+    batch_size: usize,
+    device: Device,
+) -> Result<Option<f64>> {
+    let mut sums = ImitationSums::default();
+    let mut graphs = GraphCache::default();
+    let idx: Vec<i64> = (0..p.samples).collect();
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let batch = p.batch(chunk, device, &mut graphs)?;
+        if !model.imitation(&batch, &mut sums)? {
+            return Ok(None);
+        }
+    }
+    Ok(sums.r2())
 }
 
 /// Every prediction of a split, on the CPU, with the mean metrics.

@@ -47,10 +47,10 @@ pub use config::{
 pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
 pub use device::DeviceChoice;
 pub use eval::{
-    ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, predict_split,
-    rollout,
+    ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, imitation_r2,
+    predict_split, rollout,
 };
-pub use metrics::{MetricSums, Metrics};
+pub use metrics::{ImitationSums, MetricSums, Metrics};
 pub use model::{Model, ProblemDims, StepLoss};
 pub use optim::{Adam, AdamConfig, StepInfo};
 pub use rundir::{RUN_FILES, RunDir, RunMode};

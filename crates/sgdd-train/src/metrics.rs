@@ -84,6 +84,82 @@ impl MetricSums {
     }
 }
 
+/// Sums for the imitation R² of a student representation against the teacher's:
+/// `R² = 1 − Σ (z_s − z_t)² / Σ_c Σ (z_t,c − mean_c(z_t))²`, pooled over samples, frames and
+/// nodes, with the teacher's mean taken per channel `c` — the share of the teacher's variation
+/// between samples that the student reproduces (1: perfect, 0: no better than the teacher's
+/// mean, below 0: worse).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImitationSums {
+    count: f64,
+    sse: f64,
+    /// Per channel: Σ z_t and Σ z_t².
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+}
+
+impl ImitationSums {
+    /// Adds a batch of rows.
+    ///
+    /// # Shapes
+    /// `student`, `teacher`: `[.., d]` (any leading shape; channels last), equal shapes.
+    ///
+    /// # Panics
+    /// When the shapes differ or the width changes between batches.
+    #[track_caller]
+    pub fn add(&mut self, student: &Tensor, teacher: &Tensor) {
+        assert_eq!(
+            student.size(),
+            teacher.size(),
+            "student and teacher shapes differ"
+        );
+        let d = *teacher.size().last().expect("at least one dimension");
+        let t = teacher.to_kind(Kind::Double).reshape([-1, d]);
+        let s = student.to_kind(Kind::Double).reshape([-1, d]);
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; d as usize];
+            self.sum_sq = vec![0.0; d as usize];
+        }
+        assert_eq!(
+            self.sum.len(),
+            d as usize,
+            "the width changed between batches"
+        );
+        self.count += t.size()[0] as f64;
+        self.sse += (&s - &t).square().sum(Kind::Double).double_value(&[]);
+        let col =
+            |x: Tensor| Vec::<f64>::try_from(x.to_device(tch::Device::Cpu)).unwrap_or_default();
+        for (acc, v) in
+            self.sum
+                .iter_mut()
+                .zip(col(t.sum_dim_intlist(&[0i64][..], false, Kind::Double)))
+        {
+            *acc += v;
+        }
+        for (acc, v) in self.sum_sq.iter_mut().zip(col(t.square().sum_dim_intlist(
+            &[0i64][..],
+            false,
+            Kind::Double,
+        ))) {
+            *acc += v;
+        }
+    }
+
+    /// The R² (`None` before any batch, or when the teacher does not vary at all).
+    pub fn r2(&self) -> Option<f64> {
+        if self.count == 0.0 {
+            return None;
+        }
+        let sst: f64 = self
+            .sum
+            .iter()
+            .zip(&self.sum_sq)
+            .map(|(s, q)| q - s * s / self.count)
+            .sum();
+        (sst > 0.0).then(|| 1.0 - self.sse / sst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +215,41 @@ mod tests {
             assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         }
         assert_eq!(m.samples, 3);
+    }
+
+    /// Against the slow definition on the concatenated rows, over two batches.
+    #[test]
+    fn imitation_r2_matches_its_definition() {
+        tch::manual_seed(5);
+        let t = Tensor::randn([2, 7, 3], (Kind::Double, Device::Cpu)) * 2.0 + 1.0;
+        let s = &t + Tensor::randn([2, 7, 3], (Kind::Double, Device::Cpu)) * 0.5;
+        let mut sums = ImitationSums::default();
+        sums.add(&s.narrow(0, 0, 1), &t.narrow(0, 0, 1));
+        sums.add(&s.narrow(0, 1, 1), &t.narrow(0, 1, 1));
+        let rows = |x: &Tensor| Vec::<f64>::try_from(x.reshape([-1]).copy()).unwrap();
+        let (tv, sv) = (rows(&t), rows(&s));
+        let n = tv.len() / 3;
+        let mut sst = 0.0;
+        for c in 0..3 {
+            let mean = (0..n).map(|i| tv[i * 3 + c]).sum::<f64>() / n as f64;
+            sst += (0..n).map(|i| (tv[i * 3 + c] - mean).powi(2)).sum::<f64>();
+        }
+        let sse: f64 = tv.iter().zip(&sv).map(|(a, b)| (a - b).powi(2)).sum();
+        let want = 1.0 - sse / sst;
+        let got = sums.r2().unwrap();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        // the student equal to the teacher scores 1, the teacher's mean 0
+        let mut perfect = ImitationSums::default();
+        perfect.add(&t, &t);
+        assert_eq!(perfect.r2(), Some(1.0));
+        let mean = t
+            .reshape([-1, 3])
+            .mean_dim(0, true, Kind::Double)
+            .expand([14, 3], false);
+        let mut flat = ImitationSums::default();
+        flat.add(&mean, &t.reshape([-1, 3]));
+        assert!(flat.r2().unwrap().abs() < 1e-12);
+        assert_eq!(ImitationSums::default().r2(), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The models a run trains, from one config: plain EGNO, SGDD-EGNO (and its ablations), and the
-//! untrained baselines (constant-velocity extrapolation, static initial positions). SPEC §4.4.
+//! The models a run trains, from one config: plain EGNO, SGDD-EGNO (and its ablations), the
+//! no-teacher control (SGDD's student conditioning the decoder, no teacher), and the untrained
+//! baselines (constant-velocity extrapolation, static initial positions). SPEC §4.4, §4.4a.
 
 use anyhow::{Context, Result};
 use distill_kd::{
@@ -14,6 +15,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::config::{ModelConfig, ModelKind};
 use crate::data::{Batch, Prepared};
+use crate::metrics::ImitationSums;
 use crate::sge::{BasisCache, Sge, joint_basis};
 
 /// Shapes of the problem a model is built for.
@@ -41,17 +43,84 @@ impl ProblemDims {
     }
 }
 
-/// The SGDD parts: teacher, student, SGE over the dataset graph's joint basis, alignment.
+/// The SGDD parts: student, SGE over the dataset graph's joint basis, and (SGDD, not the
+/// no-teacher control) the teacher and the alignment.
 #[derive(Debug)]
 struct Distill {
-    teacher: Stsgnn,
+    teacher: Option<Teacher>,
     student: InitEncoder,
     sge: Sge,
     apply_sge: bool,
     basis: JointBasisSplitter,
     /// Bases of other graphs, for batches that mix graph sizes.
     other_bases: BasisCache,
+}
+
+/// The teacher and how its representation is aligned with the student's.
+#[derive(Debug)]
+struct Teacher {
+    net: Stsgnn,
     align: PiAlignment,
+    /// Detached running statistics of the teacher's `z^sg` and `ã` (when standardising).
+    stats: Option<RunningStats>,
+}
+
+/// Running mean and variance of the teacher's `z^sg` per channel (`[d]`) and of `ã` per
+/// spectral mode and channel (`[K, d]`), held as non-trainable variables so a checkpoint
+/// carries them and a resumed run continues them exactly.
+#[derive(Debug)]
+struct RunningStats {
+    z_mean: Tensor,
+    z_var: Tensor,
+    a_mean: Tensor,
+    a_var: Tensor,
+    /// 1 once initialised from the first batch.
+    seen: Tensor,
+    momentum: f64,
+}
+
+impl RunningStats {
+    fn new(path: &nn::Path<'_>, k: i64, d: i64, momentum: f64) -> Self {
+        Self {
+            z_mean: path.zeros_no_train("z_mean", &[d]),
+            z_var: path.ones_no_train("z_var", &[d]),
+            a_mean: path.zeros_no_train("a_mean", &[k, d]),
+            a_var: path.ones_no_train("a_var", &[k, d]),
+            seen: path.zeros_no_train("seen", &[1]),
+            momentum,
+        }
+    }
+
+    /// Updates the statistics from a batch of teacher outputs (`z`: `[T, B·N, d]`, `a`:
+    /// `[B, K, d]`); the first batch sets them. (The tensors are shared handles: updating them
+    /// in place needs no `&mut`.)
+    fn update(&self, z: &Tensor, a: &Tensor) {
+        let _guard = tch::no_grad_guard();
+        let z = z.detach().reshape([-1, z.size()[2]]);
+        let a = a.detach();
+        let (zm, zv) = (z.mean_dim(0, false, z.kind()), z.var_dim(0, false, false));
+        let (am, av) = (a.mean_dim(0, false, a.kind()), a.var_dim(0, false, false));
+        let m = if self.seen.double_value(&[0]) == 0.0 {
+            1.0
+        } else {
+            self.momentum
+        };
+        for (stat, new) in [
+            (&self.z_mean, zm),
+            (&self.z_var, zv),
+            (&self.a_mean, am),
+            (&self.a_var, av),
+        ] {
+            let updated = stat * (1.0 - m) + new * m;
+            stat.shallow_clone().copy_(&updated);
+        }
+        let _ = self.seen.shallow_clone().fill_(1.0);
+    }
+
+    /// `(x − mean) / sqrt(var + ε)` with detached statistics (`x`'s channels last).
+    fn standardize(mean: &Tensor, var: &Tensor, x: &Tensor) -> Tensor {
+        (x - mean.detach()) / (var.detach() + 1e-6).sqrt()
+    }
 }
 
 /// A trainable model (or the constant-velocity / static baseline).
@@ -93,7 +162,7 @@ impl Model {
         let device = vs.device();
         let decoder = match cfg.kind {
             ModelKind::ConstVel | ModelKind::Static => None,
-            ModelKind::Egno | ModelKind::Sgdd => Some(
+            ModelKind::Egno | ModelKind::Sgdd | ModelKind::NoTeacher => Some(
                 EgnoConfig {
                     node_in: dims.node_dim,
                     edge_dim: dims.edge_dim,
@@ -101,27 +170,29 @@ impl Model {
                     layers: cfg.decoder_layers,
                     horizon: dims.t,
                     num_modes: cfg.num_modes.min(dims.t / 2 + 1),
-                    cond_dim: if cfg.kind == ModelKind::Sgdd {
-                        cfg.z_dim
-                    } else {
-                        0
-                    },
+                    cond_dim: if cfg.kind.has_student() { cfg.z_dim } else { 0 },
                     ..Default::default()
                 }
                 .build(&root / "decoder")?,
             ),
         };
-        let distill = if cfg.kind == ModelKind::Sgdd {
-            let teacher = StsgnnConfig {
-                node_in: dims.node_dim,
-                edge_dim: dims.edge_dim,
-                hidden: cfg.hidden,
-                layers: cfg.teacher_layers,
-                out_dim: cfg.z_dim,
-                horizon: dims.t,
-                ..Default::default()
-            }
-            .build(&root / "teacher")?;
+        let distill = if cfg.kind.has_student() {
+            let teacher = if cfg.kind == ModelKind::Sgdd {
+                Some(
+                    StsgnnConfig {
+                        node_in: dims.node_dim,
+                        edge_dim: dims.edge_dim,
+                        hidden: cfg.hidden,
+                        layers: cfg.teacher_layers,
+                        out_dim: cfg.z_dim,
+                        horizon: dims.t,
+                        ..Default::default()
+                    }
+                    .build(&root / "teacher")?,
+                )
+            } else {
+                None
+            };
             let student = InitEncoderConfig {
                 node_in: dims.node_dim,
                 edge_dim: dims.edge_dim,
@@ -151,13 +222,27 @@ impl Model {
                 device,
             )?;
             let sge = Sge::new(&(&root / "sge"), basis.k());
-            let align = PiAlignConfig {
-                lambda: cfg.lambda,
-                rep_weight: if cfg.align_rep { 1.0 } else { 0.0 },
-                spec_weight: if cfg.align_spec { 1.0 } else { 0.0 },
-                ..Default::default()
-            }
-            .check()?;
+            let teacher = match teacher {
+                Some(net) => {
+                    let align = PiAlignConfig {
+                        lambda: cfg.lambda,
+                        rep_weight: if cfg.align_rep { 1.0 } else { 0.0 },
+                        spec_weight: if cfg.align_spec { 1.0 } else { 0.0 },
+                        ..Default::default()
+                    }
+                    .check()?;
+                    let stats = cfg.align_standardize.then(|| {
+                        RunningStats::new(
+                            &(&root / "align_stats"),
+                            basis.k() as i64,
+                            cfg.z_dim,
+                            cfg.stats_momentum,
+                        )
+                    });
+                    Some(Teacher { net, align, stats })
+                }
+                None => None,
+            };
             let other_bases = BasisCache::new(dims.t as usize, basis.k(), Kind::Float, device);
             Some(Distill {
                 teacher,
@@ -166,7 +251,6 @@ impl Model {
                 apply_sge: cfg.sge,
                 basis,
                 other_bases,
-                align,
             })
         } else {
             None
@@ -244,12 +328,31 @@ impl Model {
         let (Some(decoder), Some(d)) = (&self.decoder, &self.distill) else {
             return Ok(None);
         };
-        let (cond, _) = self.sge(d, &Self::teacher_z(d, batch)?, batch)?;
+        let Some(teacher) = &d.teacher else {
+            return Ok(None);
+        };
+        let (cond, _) = self.sge(d, &Self::teacher_z(teacher, batch)?, batch)?;
         Ok(Some(decoder.f_forward(&Self::state(batch), Some(&cond))?.x))
     }
 
+    /// How well the student's `z^sg_init` imitates the teacher's `z^sg_dyn` on a batch (sums
+    /// for [`ImitationSums`]); `None` for models without a teacher.
+    pub fn imitation(&self, batch: &Batch, sums: &mut ImitationSums) -> Result<bool> {
+        let Some(d) = &self.distill else {
+            return Ok(false);
+        };
+        let Some(teacher) = &d.teacher else {
+            return Ok(false);
+        };
+        let _guard = tch::no_grad_guard();
+        let (z_dyn, _) = self.sge(d, &Self::teacher_z(teacher, batch)?, batch)?;
+        let (z_init, _) = self.sge(d, &d.student.f_forward(&Self::state(batch))?, batch)?;
+        sums.add(&z_init, &z_dyn);
+        Ok(true)
+    }
+
     /// The teacher's `z_dyn` `[T, B·N, d]`, from frames `0..=T` (`G_0` and the privileged future).
-    fn teacher_z(d: &Distill, batch: &Batch) -> Result<Tensor> {
+    fn teacher_z(teacher: &Teacher, batch: &Batch) -> Result<Tensor> {
         let x = Tensor::cat(&[batch.x0.unsqueeze(0), batch.y.shallow_clone()], 0);
         let v = Tensor::cat(&[batch.v0.unsqueeze(0), batch.vy.shallow_clone()], 0);
         let traj = Trajectory {
@@ -259,7 +362,7 @@ impl Model {
             graph: &batch.graph,
             edge_attr: (batch.edge_attr.size()[1] > 0).then_some(&batch.edge_attr),
         };
-        Ok(d.teacher.f_forward(&traj)?)
+        Ok(teacher.net.f_forward(&traj)?)
     }
 
     /// The training loss of a batch at `iteration` (the schedule decides teacher forcing).
@@ -286,15 +389,40 @@ impl Model {
                 teacher_forced: false,
             });
         };
-        let z_dyn = Self::teacher_z(d, batch)?;
         let z_init = d.student.f_forward(&state)?;
-        let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch)?;
         let (zsg_init, a_init) = self.sge(d, &z_init, batch)?;
+        let Some(teacher) = &d.teacher else {
+            // the no-teacher control: the student conditions the decoder, prediction loss only
+            let pred = decoder.f_forward(&state, Some(&zsg_init))?.x;
+            let l = pred.mse_loss(&batch.y, tch::Reduction::Mean);
+            let v = l.double_value(&[]);
+            return Ok(StepLoss {
+                total: l,
+                pred: v,
+                rep: 0.0,
+                spec: 0.0,
+                teacher_forced: false,
+            });
+        };
+        let z_dyn = Self::teacher_z(teacher, batch)?;
+        let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch)?;
         let teacher_forced = schedule.decoder_input(iteration) == DecoderInput::Teacher;
         let cond = if teacher_forced { &zsg_dyn } else { &zsg_init };
         let pred = decoder.f_forward(&state, Some(cond))?.x;
         let l_pred = pred.mse_loss(&batch.y, tch::Reduction::Mean);
-        let align = d.align.forward(&zsg_init, &zsg_dyn, &a_init, &a_dyn)?;
+        let align = match &teacher.stats {
+            None => teacher
+                .align
+                .forward(&zsg_init, &zsg_dyn, &a_init, &a_dyn)?,
+            Some(st) => {
+                st.update(&zsg_dyn, &a_dyn);
+                let z = |x: &Tensor| RunningStats::standardize(&st.z_mean, &st.z_var, x);
+                let a = |x: &Tensor| RunningStats::standardize(&st.a_mean, &st.a_var, x);
+                teacher
+                    .align
+                    .forward(&z(&zsg_init), &z(&zsg_dyn), &a(&a_init), &a(&a_dyn))?
+            }
+        };
         let total = &l_pred + &align.total;
         Ok(StepLoss {
             pred: l_pred.double_value(&[]),

@@ -56,6 +56,8 @@ pub struct Adam {
     v: Vec<Tensor>,
     /// Steps that updated each parameter (its bias-correction count).
     param_steps: Vec<i64>,
+    /// Learning-rate multiplier of each parameter (1 unless set by [`Adam::set_lr_scale`]).
+    lr_scale: Vec<f64>,
     step: i64,
 }
 
@@ -80,6 +82,7 @@ impl Adam {
         let m = params.iter().map(Tensor::zeros_like).collect();
         let v = params.iter().map(Tensor::zeros_like).collect();
         let param_steps = vec![0; names.len()];
+        let lr_scale = vec![1.0; names.len()];
         Self {
             config,
             names,
@@ -87,6 +90,7 @@ impl Adam {
             m,
             v,
             param_steps,
+            lr_scale,
             step: 0,
         }
     }
@@ -99,6 +103,19 @@ impl Adam {
     /// The hyper-parameters in use.
     pub fn config(&self) -> AdamConfig {
         self.config
+    }
+
+    /// Multiplies the learning rate of every parameter whose name starts with `prefix` by
+    /// `scale` (a parameter group with its own rate); returns how many parameters matched.
+    pub fn set_lr_scale(&mut self, prefix: &str, scale: f64) -> usize {
+        let mut n = 0;
+        for (name, s) in self.names.iter().zip(&mut self.lr_scale) {
+            if name.starts_with(prefix) {
+                *s = scale;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Sets the learning rate (for schedules).
@@ -164,9 +181,10 @@ impl Adam {
             let bc1 = 1.0 - c.beta1.powi(t);
             let bc2 = 1.0 - c.beta2.powi(t);
             let g = if scale == 1.0 { g } else { g * scale };
+            let lr = c.lr * self.lr_scale[i];
             let p = &mut self.params[i];
             if c.weight_decay > 0.0 {
-                let _ = p.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
+                let _ = p.g_mul_scalar_(1.0 - lr * c.weight_decay);
             }
             let _ = self.m[i]
                 .g_mul_scalar_(c.beta1)
@@ -175,7 +193,7 @@ impl Adam {
                 .g_mul_scalar_(c.beta2)
                 .g_add_(&(g.square() * (1.0 - c.beta2)));
             let denom = (&self.v[i] / bc2).sqrt() + c.eps;
-            let update = (&self.m[i] / bc1) / denom * c.lr;
+            let update = (&self.m[i] / bc1) / denom * lr;
             let _ = p.g_sub_(&update);
         }
         StepInfo {
@@ -335,6 +353,25 @@ mod tests {
                 .unwrap()
         };
         assert_eq!((step_of("adam.step.a"), step_of("adam.step.b")), (4, 1));
+    }
+
+    /// Adam's first step moves every parameter by lr (the update is m̂/√v̂ = ±1): a group
+    /// with its own scale moves that many times as far.
+    #[test]
+    fn a_parameter_group_has_its_own_learning_rate() {
+        let vs = VarStore::new(Device::Cpu);
+        let a = (vs.root() / "net").var("a", &[1], nn::Init::Const(1.0));
+        let w = (vs.root() / "sge").var("w", &[1], nn::Init::Const(1.0));
+        let cfg = AdamConfig {
+            lr: 0.01,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut opt = Adam::new(&vs, cfg);
+        assert_eq!(opt.set_lr_scale("sge.", 10.0), 1);
+        opt.backward_step(&(&a + &w).sum(Kind::Float)).unwrap();
+        assert!((1.0 - a.double_value(&[0]) - 0.01).abs() < 1e-6);
+        assert!((1.0 - w.double_value(&[0]) - 0.1).abs() < 1e-6);
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct RunResult {
     /// SGDD only, a diagnostic: test metrics of the decoder conditioned on the teacher, which
     /// reads the future (what the student would reach with perfect distillation).
     pub teacher_oracle_test: Option<Metrics>,
+    /// SGDD only: the student's imitation R² of the teacher's `z^sg` on the test split.
+    pub imitation_r2_test: Option<f64>,
     /// Why training ended before `train.epochs` (early stopping), if it did.
     pub stopped_early: Option<String>,
 }
@@ -97,6 +99,10 @@ pub struct EpochLog {
     pub samples_per_second: f64,
     /// Validation metrics (original units), on evaluation epochs.
     pub val: Option<Metrics>,
+    /// SGDD: the student's imitation R² of the teacher's `z^sg` on the validation split, on
+    /// evaluation epochs.
+    #[serde(default)]
+    pub imitation_r2: Option<f64>,
 }
 
 /// The best validation so far.
@@ -286,7 +292,11 @@ impl Trainer {
         let (mut vs, model) = build_model(&cfg, &splits.train, device)?;
         let trainable = model.trainable();
         let steps_per_epoch = (splits.train.samples as u64).div_ceil(cfg.train.batch_size as u64);
-        let mut opt = trainable.then(|| Adam::new(&vs, cfg.train.adam));
+        let mut opt = trainable.then(|| {
+            let mut o = Adam::new(&vs, cfg.train.adam);
+            o.set_lr_scale("sge.", cfg.model.sge_lr_scale);
+            o
+        });
         let mut observer = opts.observer.take();
         let mut note = |s: &str| {
             if let Some(o) = observer.as_mut() {
@@ -607,8 +617,10 @@ impl Trainer {
         self.state.train_seconds += seconds;
         self.state.samples_seen += count;
         let last = epoch + 1 == t.epochs;
+        let mut imitation_r2 = None;
         let val = if (epoch + 1) % t.eval_every == 0 || last {
             let m = eval::evaluate(&self.model, &self.splits.val, bs, self.device)?;
+            imitation_r2 = eval::imitation_r2(&self.model, &self.splits.val, bs, self.device)?;
             let score = t.select.of(&m);
             if self.state.best.is_none_or(|b| score < b.score) {
                 self.state.best = Some(Best {
@@ -655,6 +667,7 @@ impl Trainer {
             grad_norm: sum_norm / steps,
             samples_per_second: count / seconds.max(1e-9),
             val,
+            imitation_r2,
         };
         let log_path = self.dir.join("metrics.jsonl");
         let mut f = std::fs::OpenOptions::new()
@@ -673,6 +686,9 @@ impl Trainer {
                     ("val/ade", v.ade),
                     ("val/fde", v.fde),
                 ]);
+            }
+            if let Some(r2) = log.imitation_r2 {
+                scalars.push(("val/imitation_r2", r2));
             }
             tb.scalars(log.step, &scalars)?;
             tb.flush()?;
@@ -735,6 +751,7 @@ impl Trainer {
                 bs,
                 self.device,
             )?,
+            imitation_r2_test: eval::imitation_r2(&self.model, &self.splits.test, bs, self.device)?,
             stopped_early: self.state.stopped_early.clone(),
         };
         if finished {

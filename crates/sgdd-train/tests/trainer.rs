@@ -135,9 +135,9 @@ fn losses(dir: &Path) -> Vec<(f64, f64)> {
 /// SGDD run goes through both stages of the teacher-forcing schedule (teacher-forced, then a
 /// coin flip per step), so on some steps the teacher gets no gradient at all — the case an
 /// optimiser that moves gradient-less parameters by momentum gets wrong after a restart.
-fn resume_at_every_boundary(kind: &str, epochs: usize) {
+fn resume_at_every_boundary(kind: &str, epochs: usize, set: &[&str]) {
     let _g = serial();
-    let cfg = config(kind, epochs);
+    let cfg = config_with(kind, epochs, set);
     let tmp = tempfile::tempdir().unwrap();
     let full = tmp.path().join("full");
     let (whole, _) = train(&cfg, &full, RunMode::Fresh, None).unwrap();
@@ -168,12 +168,42 @@ fn resume_at_every_boundary(kind: &str, epochs: usize) {
 #[test]
 fn sgdd_resumes_exactly_at_every_epoch_boundary() {
     // 12 training windows in batches of 5: 3 steps per epoch, 18 steps; stage 1 = 6 steps
-    resume_at_every_boundary("sgdd", 6);
+    resume_at_every_boundary("sgdd", 6, &[]);
+}
+
+/// The same with the running statistics of standardised alignment (non-trainable state the
+/// checkpoint must carry) and SGE's own learning rate.
+#[test]
+fn sgdd_with_standardised_alignment_resumes_exactly() {
+    resume_at_every_boundary(
+        "sgdd",
+        4,
+        &["model.align_standardize=true", "model.sge_lr_scale=10.0"],
+    );
+}
+
+#[test]
+fn no_teacher_control_resumes_exactly_and_has_no_teacher() {
+    resume_at_every_boundary("no-teacher", 3, &[]);
+    let _g = serial();
+    let cfg = config("no-teacher", 1);
+    let (_, test) = sgdd_load(&cfg);
+    let (vs, model) = sgdd_train::build_model(&cfg, &test, Device::Cpu).unwrap();
+    let names: Vec<String> = vs.variables().into_keys().collect();
+    assert!(names.iter().any(|n| n.starts_with("student.")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("teacher.")),
+        "{names:?}"
+    );
+    let batch = test
+        .batch(&[0, 1], Device::Cpu, &mut GraphCache::default())
+        .unwrap();
+    assert!(model.predict_with_teacher(&batch).unwrap().is_none());
 }
 
 #[test]
 fn egno_resumes_exactly_at_every_epoch_boundary() {
-    resume_at_every_boundary("egno", 4);
+    resume_at_every_boundary("egno", 4, &[]);
 }
 
 #[test]
