@@ -348,6 +348,13 @@ pub struct InitEncoderConfig {
     pub out_dim: i64,
     /// Frames `T`.
     pub horizon: i64,
+    /// Add direction-aware invariants of the initial state. Per edge (attention): the radial
+    /// relative velocity `u_ij = (v_i − v_j)·(x_i − x_j)/‖x_i − x_j‖` (approaching < 0 <
+    /// receding) and the tangential relative speed `‖(v_i − v_j) − u_ij r̂_ij‖`; per node: the
+    /// mean of `u_ij` and of `u_ij/‖x_i − x_j‖` over its neighbours (how fast, and how close,
+    /// its neighbourhood closes in). Without them the student sees only lengths and cannot tell
+    /// approaching from receding pairs (needs `with_velocity`).
+    pub direction_invariants: bool,
 }
 
 impl Default for InitEncoderConfig {
@@ -361,6 +368,7 @@ impl Default for InitEncoderConfig {
             layers: 2,
             out_dim: 64,
             horizon: 8,
+            direction_invariants: false,
         }
     }
 }
@@ -368,8 +376,11 @@ impl Default for InitEncoderConfig {
 impl InitEncoderConfig {
     fn gat(&self) -> GatConfig {
         GatConfig {
-            node_in: self.node_in + 1 + i64::from(self.with_velocity),
-            edge_dim: self.edge_dim + 1,
+            node_in: self.node_in
+                + 1
+                + i64::from(self.with_velocity)
+                + 2 * i64::from(self.direction_invariants),
+            edge_dim: self.edge_dim + 1 + 2 * i64::from(self.direction_invariants),
             hidden: self.hidden,
             heads: self.heads,
             layers: self.layers,
@@ -385,6 +396,12 @@ impl InitEncoderConfig {
     pub fn build(&self, p: nn::Path<'_>) -> Result<InitEncoder> {
         ensure_at_least("InitEncoderConfig", "node_in", self.node_in, 0)?;
         ensure_at_least("InitEncoderConfig", "edge_dim", self.edge_dim, 0)?;
+        ensure_config(
+            !self.direction_invariants || self.with_velocity,
+            "InitEncoderConfig",
+            "direction_invariants",
+            || "needs with_velocity (the invariants are built from v_0)".into(),
+        )?;
         let gat = self.gat().build(&p / "gat")?;
         let lift = TemporalLiftConfig {
             dim_in: self.out_dim,
@@ -440,9 +457,23 @@ impl InitEncoder {
         if let Some(v) = state.v {
             node.push(norm(v));
         }
-        let mut edge = vec![norm(&g.edge_vectors(state.x))];
+        let r = g.edge_vectors(state.x);
+        let dist = norm(&r);
+        let mut edge = vec![dist.shallow_clone()];
         if let Some(e) = state.edge_attr {
             edge.push(e.shallow_clone());
+        }
+        if cfg.direction_invariants {
+            let v = state
+                .v
+                .expect("checked: direction invariants need velocities");
+            let dv = g.edge_vectors(v);
+            let unit = &r / &dist;
+            let radial = (&dv * &unit).sum_dim_intlist(-1, true, None);
+            node.push(g.mean_at_receivers(&radial));
+            node.push(g.mean_at_receivers(&(&radial / &dist)));
+            edge.push(radial.shallow_clone());
+            edge.push(norm(&(&dv - &radial * &unit)));
         }
         let (node, edge) = (Tensor::cat(&node, -1), Tensor::cat(&edge, -1));
         Ok(self.gat.forward_unchecked(&node, g, Some(&edge)))
@@ -474,4 +505,64 @@ pub(crate) fn norm(u: &Tensor) -> Tensor {
     // sqrt(·) has an infinite derivative at 0; a tiny floor keeps gradients finite for zero
     // vectors (e.g. a one-node graph's offset from its centroid) without changing values above 1e-12.
     (u.square().sum_dim_intlist(-1, true, None) + 1e-24).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GraphBatch;
+    use tch::{Device, Kind, Tensor};
+
+    /// Two particles with the same distance and speeds, approaching in one state and receding in
+    /// the other: only the direction-aware invariants tell them apart, and they stay invariant
+    /// under a rotation and a translation.
+    #[test]
+    fn direction_invariants_tell_approaching_from_receding() {
+        let edges = [(0, 1), (1, 0)];
+        let graph = GraphBatch::from_edges(2, &edges, Device::Cpu).unwrap();
+        let x = Tensor::from_slice(&[0.0f64, 0.0, 0.0, 1.0, 0.0, 0.0]).view([2, 3]);
+        let toward = Tensor::from_slice(&[0.5f64, 0.1, 0.0, -0.5, 0.1, 0.0]).view([2, 3]);
+        let away = -&toward;
+        let h = Tensor::ones([2, 1], (Kind::Double, Device::Cpu));
+        let encode = |direction_invariants: bool| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let enc = InitEncoderConfig {
+                node_in: 1,
+                hidden: 8,
+                heads: 2,
+                layers: 1,
+                out_dim: 3,
+                horizon: 2,
+                direction_invariants,
+                ..Default::default()
+            }
+            .build(vs.root())
+            .unwrap();
+            let mut vs = vs;
+            vs.double();
+            let (h, graph) = (h.shallow_clone(), graph.clone());
+            move |x: &Tensor, v: &Tensor| {
+                enc.forward(&InitialState {
+                    x,
+                    v: Some(v),
+                    h: &h,
+                    graph: &graph,
+                    edge_attr: None,
+                })
+            }
+        };
+        let plain = encode(false);
+        assert!(plain(&x, &toward).allclose(&plain(&x, &away), 1e-12, 1e-12, false));
+        let aware = encode(true);
+        let (a, b) = (aware(&x, &toward), aware(&x, &away));
+        assert!(
+            !a.allclose(&b, 1e-6, 1e-6, false),
+            "approaching and receding look alike"
+        );
+        // a rotation about z by 90° and a translation leave the encoding unchanged
+        let q = Tensor::from_slice(&[0.0f64, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]).view([3, 3]);
+        let shift = Tensor::from_slice(&[3.0f64, -2.0, 0.5]);
+        let moved = aware(&(x.matmul(&q.tr()) + &shift), &toward.matmul(&q.tr()));
+        assert!(moved.allclose(&a, 1e-9, 1e-9, false));
+    }
 }

@@ -122,6 +122,16 @@ pub enum ModelKind {
     NoTeacher,
 }
 
+/// See [`ModelConfig::student`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StudentKind {
+    /// The paper's GAT student.
+    Gat,
+    /// The teacher's architecture on the constant-velocity future of `G_0`.
+    CvFuture,
+}
+
 /// Model settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,8 +148,15 @@ pub struct ModelConfig {
     pub z_dim: i64,
     /// Teacher (STSGNN) layers.
     pub teacher_layers: i64,
-    /// Student (GAT) layers.
+    /// Student layers (GAT layers, or STSGNN layers of the `cv-future` student).
     pub student_layers: i64,
+    /// The student `E_init`: `gat` (the paper's: a GAT over invariants of `G_0` and a linear
+    /// lift) or `cv-future` (the teacher's architecture, with its own weights, reading the
+    /// constant-velocity extrapolation of `G_0` — what `G_0` says about the future).
+    pub student: StudentKind,
+    /// GAT student: add direction-aware invariants (radial relative velocities), so it can tell
+    /// approaching from receding particles.
+    pub student_directions: bool,
     /// GAT heads.
     pub heads: i64,
     /// Number of joint spectral basis vectors K (SGDD).
@@ -178,6 +195,8 @@ impl Default for ModelConfig {
             z_dim: 32,
             teacher_layers: 2,
             student_layers: 2,
+            student: StudentKind::Gat,
+            student_directions: false,
             heads: 4,
             k: 10,
             sge: true,

@@ -13,7 +13,7 @@ use graph_nets::{
 };
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::config::{ModelConfig, ModelKind};
+use crate::config::{ModelConfig, ModelKind, StudentKind};
 use crate::data::{Batch, Prepared};
 use crate::metrics::ImitationSums;
 use crate::sge::{BasisCache, Sge, joint_basis};
@@ -48,12 +48,57 @@ impl ProblemDims {
 #[derive(Debug)]
 struct Distill {
     teacher: Option<Teacher>,
-    student: InitEncoder,
+    student: Student,
     sge: Sge,
     apply_sge: bool,
     basis: JointBasisSplitter,
     /// Bases of other graphs, for batches that mix graph sizes.
     other_bases: BasisCache,
+}
+
+/// SGDD's student `E_init`, which reads only `G_0`.
+#[derive(Debug)]
+enum Student {
+    /// The paper's: a GAT over invariants of `G_0` and a linear lift to `T` frames.
+    Gat(InitEncoder),
+    /// The teacher's architecture (an STSGNN with its own weights) reading a synthetic future
+    /// built from `G_0` alone — the constant-velocity extrapolation `x_0 + v_0 τ` at the target
+    /// times — so the student can compute what the teacher's future distances carry.
+    CvFuture(Stsgnn),
+}
+
+impl Student {
+    /// `z_init` `[T, B·N, d]`.
+    fn forward(&self, state: &InitialState<'_>, times: &[f64]) -> Result<Tensor> {
+        match self {
+            Self::Gat(enc) => Ok(enc.f_forward(state)?),
+            Self::CvFuture(net) => {
+                let v = state.v.context("the constant-velocity student needs v_0")?;
+                let (x, v) = cv_future(state.x, v, times);
+                Ok(net.f_forward(&Trajectory {
+                    x: &x,
+                    v: Some(&v),
+                    h: state.h,
+                    graph: state.graph,
+                    edge_attr: state.edge_attr,
+                })?)
+            }
+        }
+    }
+}
+
+/// The constant-velocity future of `G_0`: positions `x_0 + v_0 τ` and velocities `v_0` at
+/// `τ = 0` and each target time, `[T+1, N, 3]` each.
+fn cv_future(x0: &Tensor, v0: &Tensor, times: &[f64]) -> (Tensor, Tensor) {
+    let mut tau = vec![0.0];
+    tau.extend_from_slice(times);
+    let tau = Tensor::from_slice(&tau)
+        .to_kind(x0.kind())
+        .to_device(x0.device())
+        .view([-1, 1, 1]);
+    let x = x0.unsqueeze(0) + v0.unsqueeze(0) * &tau;
+    let v = v0.unsqueeze(0).expand_as(&x).contiguous();
+    (x, v)
 }
 
 /// The teacher and how its representation is aligned with the student's.
@@ -193,17 +238,34 @@ impl Model {
             } else {
                 None
             };
-            let student = InitEncoderConfig {
-                node_in: dims.node_dim,
-                edge_dim: dims.edge_dim,
-                hidden: cfg.hidden,
-                heads: cfg.heads,
-                layers: cfg.student_layers,
-                out_dim: cfg.z_dim,
-                horizon: dims.t,
-                ..Default::default()
-            }
-            .build(&root / "student")?;
+            let student = match cfg.student {
+                StudentKind::Gat => Student::Gat(
+                    InitEncoderConfig {
+                        node_in: dims.node_dim,
+                        edge_dim: dims.edge_dim,
+                        hidden: cfg.hidden,
+                        heads: cfg.heads,
+                        layers: cfg.student_layers,
+                        out_dim: cfg.z_dim,
+                        horizon: dims.t,
+                        direction_invariants: cfg.student_directions,
+                        ..Default::default()
+                    }
+                    .build(&root / "student")?,
+                ),
+                StudentKind::CvFuture => Student::CvFuture(
+                    StsgnnConfig {
+                        node_in: dims.node_dim,
+                        edge_dim: dims.edge_dim,
+                        hidden: cfg.hidden,
+                        layers: cfg.student_layers,
+                        out_dim: cfg.z_dim,
+                        horizon: dims.t,
+                        ..Default::default()
+                    }
+                    .build(&root / "student")?,
+                ),
+            };
             let joint = (dims.n * dims.t) as usize;
             anyhow::ensure!(
                 cfg.k <= joint,
@@ -315,7 +377,10 @@ impl Model {
         };
         let state = Self::state(batch);
         let cond = match &self.distill {
-            Some(d) => Some(self.sge(d, &d.student.f_forward(&state)?, batch)?.0),
+            Some(d) => Some(
+                self.sge(d, &d.student.forward(&state, &self.target_times)?, batch)?
+                    .0,
+            ),
             None => None,
         };
         Ok(decoder.f_forward(&state, cond.as_ref())?.x)
@@ -346,7 +411,8 @@ impl Model {
         };
         let _guard = tch::no_grad_guard();
         let (z_dyn, _) = self.sge(d, &Self::teacher_z(teacher, batch)?, batch)?;
-        let (z_init, _) = self.sge(d, &d.student.f_forward(&Self::state(batch))?, batch)?;
+        let z = d.student.forward(&Self::state(batch), &self.target_times)?;
+        let (z_init, _) = self.sge(d, &z, batch)?;
         sums.add(&z_init, &z_dyn);
         Ok(true)
     }
@@ -389,7 +455,7 @@ impl Model {
                 teacher_forced: false,
             });
         };
-        let z_init = d.student.f_forward(&state)?;
+        let z_init = d.student.forward(&state, &self.target_times)?;
         let (zsg_init, a_init) = self.sge(d, &z_init, batch)?;
         let Some(teacher) = &d.teacher else {
             // the no-teacher control: the student conditions the decoder, prediction loss only

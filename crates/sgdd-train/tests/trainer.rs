@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use sgdd_train::{
-    CheckedRunConfig, Event, GraphCache, Model, ModelKind, RunConfig, RunMode, RunResult, Trainer,
+    CheckedRunConfig, Event, GraphCache, Model, RunConfig, RunMode, RunResult, Trainer,
     TrainerOptions,
 };
 use tch::{Device, Kind};
@@ -84,26 +84,55 @@ fn train(
     Ok((r, notes))
 }
 
+/// Every student — the paper's GAT, the GAT with direction invariants, the constant-velocity
+/// future through the teacher's architecture — and the no-teacher control predict from `G_0`
+/// only: NaN future frames change nothing.
 #[test]
 fn inference_never_reads_the_future() {
     let _g = serial();
-    let cfg = config("sgdd", 1);
-    let (_, test) = sgdd_load(&cfg);
-    let (_vs, model) = sgdd_train::build_model(&cfg, &test, Device::Cpu).unwrap();
-    assert_eq!(model.kind(), ModelKind::Sgdd);
-    let idx: Vec<i64> = (0..test.samples).collect();
-    let mut batch = test
-        .batch(&idx, Device::Cpu, &mut GraphCache::default())
-        .unwrap();
-    let before = tch::no_grad(|| model.predict(&batch)).unwrap();
-    let _ = batch.y.fill_(f64::NAN);
-    let _ = batch.vy.fill_(f64::NAN);
-    let after = tch::no_grad(|| model.predict(&batch)).unwrap();
-    assert_eq!(before.isfinite().all().int64_value(&[]), 1);
-    assert!(
-        before.equal(&after),
-        "predictions changed when the future frames became NaN"
+    for (kind, set) in [
+        ("sgdd", vec![]),
+        ("sgdd", vec!["model.student_directions=true"]),
+        ("sgdd", vec!["model.student=\"cv-future\""]),
+        ("no-teacher", vec!["model.student=\"cv-future\""]),
+    ] {
+        let cfg = config_with(kind, 1, &set);
+        let (_, test) = sgdd_load(&cfg);
+        let (_vs, model) = sgdd_train::build_model(&cfg, &test, Device::Cpu).unwrap();
+        assert_eq!(model.kind(), cfg.model.kind);
+        let idx: Vec<i64> = (0..test.samples).collect();
+        let mut batch = test
+            .batch(&idx, Device::Cpu, &mut GraphCache::default())
+            .unwrap();
+        let before = tch::no_grad(|| model.predict(&batch)).unwrap();
+        let _ = batch.y.fill_(f64::NAN);
+        let _ = batch.vy.fill_(f64::NAN);
+        let after = tch::no_grad(|| model.predict(&batch)).unwrap();
+        assert_eq!(before.isfinite().all().int64_value(&[]), 1);
+        assert!(
+            before.equal(&after),
+            "{kind} {set:?}: predictions changed when the future frames became NaN"
+        );
+    }
+}
+
+/// The constant-velocity student trains, and its imitation R² is reported.
+#[test]
+fn the_cv_future_student_trains_and_reports_imitation() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config_with(
+        "sgdd",
+        2,
+        &[
+            "model.student=\"cv-future\"",
+            "model.align_standardize=true",
+        ],
     );
+    let (r, _) = train(&cfg, &tmp.path().join("run"), RunMode::Fresh, None).unwrap();
+    assert!(r.imitation_r2_test.is_some_and(f64::is_finite), "{r:?}");
+    let log = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap();
+    assert!(log.contains("\"imitation_r2\":"), "{log}");
 }
 
 fn sgdd_load(cfg: &RunConfig) -> (traj_data::Dataset, sgdd_train::Prepared) {
