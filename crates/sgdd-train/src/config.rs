@@ -161,6 +161,10 @@ pub struct ModelConfig {
     pub heads: i64,
     /// Number of joint spectral basis vectors K (SGDD).
     pub k: usize,
+    /// Lower K to the nearest gap of the joint spectrum, so SGE never keeps part of a
+    /// degenerate eigenspace (on a complete graph one eigenvalue has multiplicity N − 1); the K
+    /// used is reported as `spectral_k` in `result.json`.
+    pub k_at_gap: bool,
     /// Apply SGE (learnable spectral weights); off: `z^sg = z` (ablation).
     pub sge: bool,
     /// Weight λ of the alignment loss.
@@ -199,6 +203,7 @@ impl Default for ModelConfig {
             student_directions: false,
             heads: 4,
             k: 10,
+            k_at_gap: true,
             sge: true,
             lambda: 1.0,
             align_rep: true,

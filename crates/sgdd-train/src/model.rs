@@ -43,6 +43,9 @@ impl ProblemDims {
     }
 }
 
+/// Relative tolerance under which two joint eigenvalues are one (degenerate) eigenvalue.
+const GAP_TOL: f64 = 1e-6;
+
 /// The SGDD parts: student, SGE over the dataset graph's joint basis, and (SGDD, not the
 /// no-teacher control) the teacher and the alignment.
 #[derive(Debug)]
@@ -275,11 +278,32 @@ impl Model {
                 dims.n,
                 dims.t
             );
+            let k = if cfg.k_at_gap {
+                // one mode more than asked shows whether K cuts a degenerate eigenspace
+                let (probe, _) = joint_basis(
+                    dims.n as usize,
+                    undirected,
+                    dims.t as usize,
+                    (cfg.k + 1).min(joint),
+                    Kind::Float,
+                    Device::Cpu,
+                )?;
+                let k = probe.k_at_gap(cfg.k, GAP_TOL);
+                anyhow::ensure!(
+                    k >= 1,
+                    "model.k = {} lies inside the first eigenspace of the joint spectrum; \
+                     choose a larger K or model.k_at_gap = false",
+                    cfg.k
+                );
+                k
+            } else {
+                cfg.k
+            };
             let (_, basis) = joint_basis(
                 dims.n as usize,
                 undirected,
                 dims.t as usize,
-                cfg.k,
+                k,
                 Kind::Float,
                 device,
             )?;
@@ -517,6 +541,11 @@ impl Model {
     /// The kind of model.
     pub fn kind(&self) -> ModelKind {
         self.kind
+    }
+
+    /// The number of joint spectral modes K of SGE (after the cut at an eigenvalue gap).
+    pub fn spectral_k(&self) -> Option<usize> {
+        self.distill.as_ref().map(|d| d.basis.k())
     }
 
     /// The learned spectral weights `w` (SGDD with SGE), for reports.

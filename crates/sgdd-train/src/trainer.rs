@@ -56,6 +56,8 @@ pub struct RunResult {
     pub test: Metrics,
     /// Optimiser steps.
     pub steps: i64,
+    /// Joint spectral modes K used by SGE (`model.k`, lowered to an eigenvalue gap).
+    pub spectral_k: Option<usize>,
     /// Learned spectral weights `w` (SGDD with SGE).
     pub spectral_weights: Option<Vec<f64>>,
     /// SGDD only, a diagnostic: test metrics of the decoder conditioned on the teacher, which
@@ -355,6 +357,15 @@ impl Trainer {
                 )
             })?;
             note(&format!("initialised the weights from {}", init.display()));
+        }
+        if let Some(k) = model.spectral_k() {
+            if k != cfg.model.k {
+                note(&format!(
+                    "model.k = {} would cut a degenerate eigenspace of the joint spectrum: SGE uses \
+                     K = {k} (model.k_at_gap = false keeps {})",
+                    cfg.model.k, cfg.model.k
+                ));
+            }
         }
         let schedule = if trainable {
             let total = steps_per_epoch * cfg.train.epochs as u64;
@@ -744,6 +755,7 @@ impl Trainer {
             val,
             test: eval::evaluate(&self.model, &self.splits.test, bs, self.device)?,
             steps: self.opt.as_ref().map_or(0, Adam::steps),
+            spectral_k: self.model.spectral_k(),
             spectral_weights: self.model.spectral_weights(),
             teacher_oracle_test: eval::evaluate_teacher(
                 &self.model,

@@ -115,10 +115,17 @@ pub struct KSuggestion {
     pub cumulative: Vec<f64>,
 }
 
+/// Relative tolerance under which two joint eigenvalues count as one (degenerate) eigenvalue.
+const GAP_TOL: f64 = 1e-9;
+
 /// Smallest `K` such that the `K` lowest joint modes capture at least `fraction` of the total
 /// energy of a signal set: `Σ_{k<K} e_k ≥ fraction · Σ_b ‖z_b‖²`, with `e_k` from
-/// [`mode_energy`]. The candidate `K` range is that of the basis offered (build it with the
-/// largest `K` you would consider, up to `N·T`). A signal set with no energy suggests `K = 0`.
+/// [`mode_energy`], then moved to the end of its eigenspace so it never cuts through a
+/// degenerate eigenvalue ([`cut_at_gap`](crate::cut_at_gap); relative tolerance 1e-9) — when
+/// that eigenspace runs past the basis offered, `K` is cut down to the gap before it instead and
+/// `captured` says what it keeps. The candidate `K` range is that of the basis offered (build it
+/// with the largest `K` you would consider, up to `N·T`). A signal set with no energy suggests
+/// `K = 0`.
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] when `fraction ∉ (0, 1]`; [`Error::ShapeMismatch`];
@@ -154,11 +161,18 @@ pub fn suggest_k<T: Float>(
     // Rounding can leave a full basis a hair under 1: allow a relative 1e-12.
     let target = fraction * (1.0 - 1e-12);
     match cumulative.iter().position(|&c| c >= target) {
-        Some(i) => Ok(KSuggestion {
-            k: i + 1,
-            captured: cumulative[i],
-            cumulative,
-        }),
+        Some(i) => {
+            let mu = basis.eigenvalues();
+            let complete = mu.len() == basis.n_frames() * basis.n_nodes();
+            let up = (i + 1..=mu.len())
+                .find(|&c| crate::cut_at_gap(mu, c, GAP_TOL, complete) == c && c > 0);
+            let k = up.unwrap_or_else(|| crate::cut_at_gap(mu, i + 1, GAP_TOL, complete));
+            Ok(KSuggestion {
+                k,
+                captured: if k == 0 { 0.0 } else { cumulative[k - 1] },
+                cumulative,
+            })
+        }
         None => Err(Error::EnergyNotReached {
             fraction,
             captured: cumulative.last().copied().unwrap_or(0.0),

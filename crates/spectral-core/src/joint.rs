@@ -346,6 +346,20 @@ impl JointBasis {
         &self.mu
     }
 
+    /// The largest `K' ≤ k` that does not cut through a degenerate eigenspace of this basis's
+    /// spectrum: `μ_{K'−1} < μ_{K'}` up to `rel_tol · max(1, |μ|)` (see [`cut_at_gap`]). Build
+    /// the basis with at least `k + 1` modes so the eigenvalue after the cut is known (with
+    /// exactly `k` modes, `k` itself is taken as a gap when `k = N·T`).
+    pub fn k_at_gap(&self, k: usize, rel_tol: f64) -> usize {
+        let full = self.n_frames * self.n_nodes;
+        cut_at_gap(
+            &self.mu,
+            k.min(self.mu.len()),
+            rel_tol,
+            self.mu.len() == full,
+        )
+    }
+
     /// `j_max`: number of leading temporal modes the selection touches.
     pub fn n_temporal_modes(&self) -> usize {
         self.counts.len()
@@ -433,4 +447,65 @@ fn row_major<T: Float>(m: MatRef<'_, f64>) -> Vec<T> {
         }
     }
     out
+}
+
+/// The largest `K' ≤ k` such that the ascending eigenvalues `mu` have a gap after the first
+/// `K'`: `mu[K'] − mu[K'−1] > rel_tol · max(1, |mu[K']|)`. A truncated basis that keeps part of
+/// a degenerate eigenspace depends on an arbitrary choice of vectors inside it (on a complete
+/// graph, one eigenvalue has multiplicity `N − 1`: keeping some of its vectors breaks the
+/// symmetry between particles once they are weighted differently). When `k` is the whole
+/// spectrum (`complete`, `k = mu.len()`), `k` is returned; `K' = 0` only when the first
+/// eigenspace itself extends past `k`.
+pub fn cut_at_gap(mu: &[f64], k: usize, rel_tol: f64, complete: bool) -> usize {
+    let k = k.min(mu.len());
+    if k == mu.len() && complete {
+        return k;
+    }
+    (1..=k)
+        .rev()
+        .find(|&c| match mu.get(c) {
+            Some(&next) => next - mu[c - 1] > rel_tol * next.abs().max(1.0),
+            None => false,
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod gap_tests {
+    use super::*;
+
+    #[test]
+    fn cuts_fall_between_eigenspaces() {
+        let mu = [0.0, 1.0, 1.0, 1.0, 2.0, 2.5];
+        assert_eq!(cut_at_gap(&mu, 3, 1e-9, false), 1);
+        assert_eq!(cut_at_gap(&mu, 4, 1e-9, false), 4);
+        assert_eq!(cut_at_gap(&mu, 5, 1e-9, false), 5);
+        assert_eq!(
+            cut_at_gap(&mu, 6, 1e-9, false),
+            5,
+            "the 6th is last: unknown next"
+        );
+        assert_eq!(cut_at_gap(&mu, 6, 1e-9, true), 6);
+        assert_eq!(cut_at_gap(&[1.0, 1.0, 1.0], 2, 1e-9, false), 0);
+        // nearly equal within the tolerance counts as degenerate
+        assert_eq!(cut_at_gap(&[0.0, 1.0, 1.0 + 1e-12, 3.0], 2, 1e-9, false), 1);
+    }
+
+    /// A complete graph on 5 nodes has spatial eigenvalues 0 and 1.25 (×4) for the normalised
+    /// Laplacian; with T = 1 the joint spectrum is the spatial one: K = 3 falls back to 1.
+    #[test]
+    fn a_complete_graph_keeps_whole_eigenspaces() {
+        let edges: Vec<(usize, usize)> = (0..5)
+            .flat_map(|i| (i + 1..5).map(move |j| (i, j)))
+            .collect();
+        let g = Graph::from_edges(5, &edges).unwrap();
+        let b = JointBasis::from_graph(&g, 1, &JointBasisConfig::new(5)).unwrap();
+        assert_eq!(b.k_at_gap(3, 1e-9), 1);
+        assert_eq!(b.k_at_gap(5, 1e-9), 5);
+        // a zero-mean signal lives in the degenerate eigenspace: suggest_k keeps all of it
+        let signal = [1.0f64, -2.0, 0.5, 0.25, 0.25];
+        let s = crate::suggest_k(&b, &signal, 1, 1, 0.3).unwrap();
+        assert_eq!(s.k, 5);
+        assert!((s.captured - 1.0).abs() < 1e-12);
+    }
 }

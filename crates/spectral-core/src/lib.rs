@@ -120,7 +120,7 @@ pub use eigen::{
 pub use error::{Error, Result};
 pub use float::Float;
 pub use graph::Graph;
-pub use joint::{JointBasis, JointBasisConfig, ModePair, SpatialSolver};
+pub use joint::{JointBasis, JointBasisConfig, ModePair, SpatialSolver, cut_at_gap};
 pub use kernels::{SgeGrad, SgeOutput};
 pub use laplacian::{Laplacian, LaplacianKind};
 pub use partial::{PartialEigen, PartialEigenConfig};
