@@ -209,6 +209,15 @@ pub enum Error {
         actual: String,
     },
 
+    /// A sources manifest has no source of this name.
+    #[error("no source {name:?} in the sources manifest (known: {})", known.join(", "))]
+    UnknownSource {
+        /// The name asked for.
+        name: String,
+        /// The names the manifest lists.
+        known: Vec<String>,
+    },
+
     // ----------------------------------------------------------------- data
     /// An array has the wrong number of elements.
     #[error("{what}: expected {expected} values, got {got}")]

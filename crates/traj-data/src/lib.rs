@@ -96,17 +96,21 @@
 //! naming the file and the problem, never panics on arbitrary bytes (proptested in
 //! `tests/robustness.rs`, fuzzed by the cargo-fuzz targets in `fuzz/`). Converters turn them into
 //! datasets in the papers' settings:
-//! - [`protein`]: DCD + PSF → backbone trajectories with contact edges (EGNO's ADK setting);
-//! - [`molecule`]: MD17/rMD17 → the GeoTDM or the EGNO setting;
+//! - [`protein`]: DCD + PSF → backbone trajectories with contact edges (EGNO's ADK setting, the
+//!   ADK files in [`protein::ADK_TRAJECTORIES`]);
+//! - [`molecule`]: MD17/rMD17 → the GeoTDM or the EGNO setting ([`molecule::convert_md17`]), the
+//!   molecules by name ([`molecule::Md17Molecule`], [`molecule::Rmd17Molecule`]); [`xtb`]
+//!   generates MD17-style trajectories with GFN2-xTB through Python;
 //! - [`mocap`]: CMU motion capture (EGNO's published joint coordinates, or ASF + AMC by forward
-//!   kinematics) → bones + 2-hop graphs;
+//!   kinematics, trials chosen by [`mocap::CmuSelection`]) → bones + 2-hop graphs;
 //! - [`convert`]: the pieces they share (contact graphs, 2-hop edges, finite-difference velocities,
 //!   and [`convert::write_split_dir`], the one writer of a train/val/test directory with its
 //!   manifest).
 //!
 //! [`sources`] reads `datasets/manifest.toml` (where each external file comes from, its size and
-//! sha256), downloads resumably with HTTP `Range`, verifies before placing atomically, and
-//! extracts single members of `.tar.gz` archives.
+//! sha256; built in as [`sources::Sources::built_in`]), obtains files with pip or (feature
+//! `download`) resumable HTTP `Range` downloads, verifies before placing atomically, and extracts
+//! single members of `.tar.gz` archives.
 
 pub mod convert;
 mod dataset;
@@ -126,6 +130,7 @@ pub mod sources;
 mod split;
 mod trajectory;
 mod window;
+pub mod xtb;
 
 pub use dataset::{Dataset, DatasetLayout, DatasetMeta};
 pub use error::{Element, Error, Result};

@@ -196,6 +196,62 @@ fn round_significant(x: f64, digits: i32) -> f64 {
     (x * scale).round() / scale
 }
 
+/// The source of the ADK files in `datasets/manifest.toml`: the PyPI archive of
+/// `mdanalysistests` (obtained with `pip download --no-deps`), whose members are the files of
+/// [`ADK_TRAJECTORIES`].
+pub const ADK_SOURCE: &str = "mdanalysistests-2.11.0";
+
+/// One adenylate kinase (ADK) trajectory of [`ADK_SOURCE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdkTrajectory {
+    /// The dataset name (`adk-dims`).
+    pub name: &'static str,
+    /// The PSF topology's file name in the cache.
+    pub topology: &'static str,
+    /// The DCD trajectory's file name in the cache.
+    pub trajectory: &'static str,
+}
+
+/// The ADK trajectories of `mdanalysistests`: two DIMS transitions with CHARMM and one targeted
+/// MD run with NAMD.
+pub const ADK_TRAJECTORIES: [AdkTrajectory; 3] = [
+    AdkTrajectory {
+        name: "adk-dims",
+        topology: "adk.psf",
+        trajectory: "adk_dims.dcd",
+    },
+    AdkTrajectory {
+        name: "adk-dims2",
+        topology: "adk.psf",
+        trajectory: "adk_dims2.dcd",
+    },
+    AdkTrajectory {
+        name: "adk-tmd-namd",
+        topology: "adk_closed_NAMD.psf",
+        trajectory: "adk_gbis_tmd-fast1_NAMD.dcd",
+    },
+];
+
+impl AdkTrajectory {
+    /// Converts this trajectory, its files in `cache`, into the dataset directory
+    /// `out_root/<name>` in EGNO's protein setting ([`ProteinSpec::default`], chronological
+    /// 60/20/20 by frame) and returns its manifest.
+    ///
+    /// # Errors
+    /// As [`write_protein_dataset_dir`].
+    pub fn write_dataset_dir(&self, cache: &Path, out_root: &Path) -> ImportResult<Manifest> {
+        let split = crate::split::SplitSpec::new(SplitMethod::FrameChronological).check()?;
+        write_protein_dataset_dir(
+            self.name,
+            &cache.join(self.topology),
+            &cache.join(self.trajectory),
+            &ProteinSpec::default(),
+            &split,
+            &out_root.join(self.name),
+        )
+    }
+}
+
 /// Converts one protein trajectory (`psf` + `dcd`) into a dataset directory: the trajectory cut
 /// chronologically by frame into `train`/`val`/`test` files (`split`, EGNO: 60/20/20) and a
 /// [`Manifest`] with sizes and sha256. The time between frames is taken from the DCD header
