@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail, ensure};
 use graph_nets::GraphBatch;
 use tch::{Device, Kind, Tensor};
-use traj_data::{Dataset, Split, TargetFrames, WindowIndex, WindowSpec};
+use traj_data::{Dataset, EdgeList, Split, TargetFrames, WindowIndex, WindowSpec};
 
 use crate::config::{DataConfig, StartsKind, TargetsKind};
 
@@ -117,23 +117,19 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
         .collect::<traj_data::Result<Vec<_>>>()?;
     let n = ds.num_nodes();
     let nbody = is_nbody(ds);
-    let undirected: Vec<(usize, usize)> = if nbody {
-        (0..n)
-            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
-            .collect()
+    let graph = if nbody {
+        EdgeList::complete(n)
     } else {
         match ds.trajectories()[0].edges() {
-            Some(e) => e.pairs().iter().map(|p| (p[0], p[1])).collect(),
+            Some(e) => e.clone(),
             None => bail!(
                 "dataset `{}` has no edge list and is not an N-body system",
                 ds.meta().name
             ),
         }
     };
-    let edges: Vec<(i64, i64)> = undirected
-        .iter()
-        .flat_map(|&(a, b)| [(a as i64, b as i64), (b as i64, a as i64)])
-        .collect();
+    let undirected = Vec::<(usize, usize)>::from(&graph);
+    let edges = graph.directed();
 
     let (mut x0, mut v0, mut h, mut y, mut vy, mut ea) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::convert::{bones_and_two_hop, finite_difference_velocities, write_split_dir};
+use crate::convert::{bones_and_two_hop, finite_difference_velocities, write_splits};
 use crate::dataset::{Dataset, DatasetLayout, DatasetMeta};
 use crate::formats::asf_amc::{Amc, Asf, read_amc, read_asf};
 use crate::formats::npz::Npz;
@@ -259,7 +259,7 @@ pub fn write_asf_amc_dir(
         );
     }
     let datasets: [Dataset; 3] = datasets.try_into().expect("three splits");
-    write_split_dir(name, &datasets, out_dir)
+    Ok(write_splits(name, &datasets, out_dir)?)
 }
 
 /// Converts the published CMU subject 09 "run" folder into `train`/`val`/`test` safetensors files
@@ -291,7 +291,7 @@ pub fn import_mocap_run(from: &Path, out_dir: &Path) -> ImportResult<Manifest> {
         )?;
     }
     let datasets = read_mocap_run(&npz_path, &split_path)?;
-    write_split_dir("mocap-run", &datasets, out_dir)
+    Ok(write_splits("mocap-run", &datasets, out_dir)?)
 }
 
 /// Reads the npz and split of the "run" set into train, val and test datasets (no checksum

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{bones_and_two_hop, contact_edges, write_split_dir};
+use crate::convert::{bones_and_two_hop, contact_edges, write_splits};
 use crate::dataset::{Dataset, DatasetMeta};
 use crate::error::Error;
 use crate::formats::md17::{Md17, read_md17};
@@ -331,7 +331,7 @@ pub fn convert_md17(
             from,
         )?,
     };
-    let manifest = write_split_dir(name, &splits, out)?;
+    let manifest = write_splits(name, &splits, out)?;
     Ok(Md17Conversion {
         num_frames: md.num_frames,
         num_atoms: md.num_atoms(),
@@ -614,7 +614,7 @@ pub fn md17_egno(
     // bonds in the first frame between the kept atoms
     let first = frame_of(0);
     let bonds = contact_edges(&first, spec.bond_cutoff);
-    let edges = bones_and_two_hop(&bonds, n).map_err(|e| ImportError::in_file(path, e))?;
+    let edges = bones_and_two_hop(bonds.pairs(), n).map_err(|e| ImportError::in_file(path, e))?;
     let types: Vec<i64> = atoms
         .iter()
         .map(|&i| i64::from(md.atomic_numbers[i]))

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{contact_edges, finite_difference_velocities, write_split_dir};
+use crate::convert::{contact_edges, finite_difference_velocities, write_splits};
 use crate::dataset::{Dataset, DatasetMeta};
 use crate::error::Error;
 use crate::formats::dcd::{Dcd, read_dcd};
@@ -13,7 +13,7 @@ use crate::formats::psf::{Psf, read_psf};
 use crate::import_error::{ImportError, ImportResult};
 use crate::manifest::Manifest;
 use crate::split::{CheckedSplitSpec, SplitMethod};
-use crate::trajectory::{EdgeList, MetadataMap, Trajectory};
+use crate::trajectory::{MetadataMap, Trajectory};
 use crate::window::WindowSpec;
 
 /// Backbone atom names, in the order of [`ProteinSpec`]'s node types (N = 0, CA = 1, C = 2, O = 3).
@@ -147,7 +147,7 @@ pub fn protein_trajectory(
             .with_velocities(velocities)?
             .with_node_features(features, 1)?
             .with_node_types(types)?
-            .with_edges(EdgeList::new(edges)?)?
+            .with_edges(edges)?
             .with_metadata(meta))
     };
     build().map_err(|e| ImportError::in_file(dcd_path, e))
@@ -290,7 +290,11 @@ pub fn write_protein_dataset_dir(
     });
     let dataset = protein_dataset(name, &psf, &dcd, dt_ps, spec, dcd_path, source.clone())?;
     let splits = dataset.split(split)?;
-    write_split_dir(name, &[splits.train, splits.val, splits.test], out_dir)
+    Ok(write_splits(
+        name,
+        &[splits.train, splits.val, splits.test],
+        out_dir,
+    )?)
 }
 
 #[cfg(test)]
@@ -310,7 +314,7 @@ mod tests {
         let pts: Vec<f64> = (0..6).flat_map(|i| [i as f64, 0.0, 0.0]).collect();
         let e = contact_edges(&pts, 2.5);
         assert_eq!(e.len(), 5 + 4);
-        assert!(e.iter().all(|&[a, b]| a < b && b - a <= 2));
+        assert!(e.pairs().iter().all(|&[a, b]| a < b && b - a <= 2));
         assert!(
             contact_edges(&pts, 1.0).is_empty(),
             "strictly closer than the cutoff"

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use traj_data::convert::write_split_dir;
+use traj_data::convert::write_splits;
 use traj_data::formats::md17::{Md17, Md17Flavor, parse_md17, read_md17, write_md17};
 use traj_data::formats::npz::{NpzArray, encode_npz};
 use traj_data::molecule::{
@@ -298,7 +298,7 @@ fn egno_setting() {
     );
     // written and read back through the manifest
     let dir = tempfile::tempdir().unwrap();
-    write_split_dir("e", &splits, dir.path()).unwrap();
+    write_splits("e", &splits, dir.path()).unwrap();
     assert_eq!(load_split(dir.path(), Split::Test).unwrap(), splits[2]);
     // too short for EGNO's margins
     let msg = md17_egno(&md, "e", &EgnoMd17Spec::default(), Path::new("e.npz"))
