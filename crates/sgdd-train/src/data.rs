@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail, ensure};
 use graph_nets::GraphBatch;
 use tch::{Device, Kind, Tensor};
-use traj_data::{Dataset, EdgeList, Split, TargetFrames, WindowIndex, WindowSpec};
+use traj_data::{Dataset, EdgeList, Split};
 
-use crate::config::{DataConfig, StartsKind, TargetsKind};
+use crate::config::DataConfig;
 
 /// All windows of one split, as tensors (on the CPU until batched).
 #[derive(Debug)]
@@ -92,20 +92,8 @@ pub fn load(cfg: &DataConfig, split: Split, limit: Option<usize>) -> Result<(Dat
 /// Cuts the EGNO-style windows of a dataset into tensors.
 pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
     ensure!(!ds.is_empty(), "the dataset is empty");
-    let mut spec = WindowSpec::egno(cfg.start_frame, cfg.delta_frame, cfg.num_targets).targets(
-        match cfg.targets {
-            TargetsKind::Strided => TargetFrames::Strided,
-            TargetsKind::Consecutive => TargetFrames::Consecutive,
-        },
-    );
-    if cfg.starts == StartsKind::Sliding {
-        spec = spec.sliding(cfg.stride);
-    }
-    let spec = spec.check()?;
-    let index: Vec<WindowIndex> = match cfg.starts {
-        StartsKind::Fixed | StartsKind::Sliding => spec.index(ds)?,
-        StartsKind::Metadata => metadata_starts(ds)?,
-    };
+    let spec = cfg.window_spec().check()?;
+    let index = spec.index(ds)?;
     ensure!(
         !index.is_empty(),
         "no window fits: trajectories are too short for the horizon (delta_frame {})",
@@ -216,32 +204,6 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
         scale: Tensor::from_slice(&scale),
         target_times,
     })
-}
-
-/// The windows a trajectory's metadata `start_frames` lists (EGNO's motion-capture split).
-fn metadata_starts(ds: &Dataset) -> Result<Vec<WindowIndex>> {
-    let mut out = Vec::new();
-    for (i, t) in ds.trajectories().iter().enumerate() {
-        let starts = t
-            .metadata()
-            .get("start_frames")
-            .and_then(|v| v.as_array())
-            .with_context(|| {
-                format!(
-                    "trajectory {i} has no metadata `start_frames` (data.starts = \"metadata\")"
-                )
-            })?;
-        for s in starts {
-            let anchor = s
-                .as_u64()
-                .with_context(|| format!("trajectory {i}: start frame {s} is not an integer"))?;
-            out.push(WindowIndex {
-                trajectory: i,
-                anchor: anchor as usize,
-            });
-        }
-    }
-    Ok(out)
 }
 
 impl Prepared {

@@ -1,13 +1,129 @@
-//! The data layer as the trainer sees it: edge lists built by traj-data agree with the graph
-//! builders of spectral-core and graph-nets.
+//! The data layer as the trainer sees it: the `[data]` keys of every shipped config, the window
+//! spec they make, and edge lists built by traj-data agreeing with the graph builders of
+//! spectral-core and graph-nets.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use graph_nets::GraphBatch;
 use rand::{Rng, SeedableRng};
+use sgdd_train::RunConfig;
 use tch::{Device, Kind, Tensor};
-use traj_data::EdgeList;
 use traj_data::convert::{bones_and_two_hop, contact_edges};
+use traj_data::{EdgeList, Starts, TargetFrames};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every config under `configs/` and `configs/repro/` parses, checks, and survives the round
+/// trip through `to_toml` (what a checkpoint stores and a resume reads back).
+#[test]
+fn every_shipped_config_parses_unchanged() {
+    let mut seen = 0;
+    for dir in ["configs", "configs/repro"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        for path in files {
+            let cfg = RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e:#}"));
+            let again = RunConfig::from_toml(&cfg.to_toml(), &[]).unwrap();
+            assert_eq!(again, cfg, "{}", path.display());
+            assert!(cfg.differences(&again.into_inner()).is_empty());
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let d = &cfg.data;
+            let expected = match name.as_str() {
+                "nbody-charged" | "nbody" | "nbody-quick" => {
+                    (Starts::Fixed(vec![30]), 10, 5, TargetFrames::Strided)
+                }
+                "adk" | "adk-quick" => {
+                    (Starts::Sliding { stride: 1 }, 15, 4, TargetFrames::Strided)
+                }
+                "md17-xtb" | "md17-xtb-quick" => {
+                    (Starts::Fixed(vec![0]), 8, 8, TargetFrames::Strided)
+                }
+                "mocap-run" | "mocap-run-quick" => {
+                    (Starts::Metadata, 30, 5, TargetFrames::Consecutive)
+                }
+                other => panic!("a new config {other}: add its windows here"),
+            };
+            assert_eq!(
+                (d.starts.clone(), d.delta_frame, d.num_targets, d.targets),
+                expected,
+                "{}",
+                path.display()
+            );
+            d.window_spec().check().unwrap();
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 9);
+}
+
+/// The flat `[data]` keys map onto the typed window starts, defaults included; keys a choice
+/// does not use are accepted; bad values name their key.
+#[test]
+fn data_keys_map_to_typed_window_starts() {
+    let data = |keys: &str| {
+        RunConfig::from_toml(&format!("[data]\ndir = \"d\"\n{keys}"), &[]).map(|c| c.data.clone())
+    };
+    let d = data("").unwrap();
+    assert_eq!(
+        (d.starts.clone(), d.delta_frame, d.num_targets, d.targets),
+        (Starts::Fixed(vec![30]), 10, 5, TargetFrames::Strided)
+    );
+    assert_eq!(
+        d.window_spec(),
+        traj_data::WindowSpec::egno(30, 10, 5),
+        "the defaults are EGNO's N-body windows"
+    );
+    assert_eq!(
+        data("starts = \"sliding\"\nstride = 4\nstart_frame = 0")
+            .unwrap()
+            .starts,
+        Starts::Sliding { stride: 4 }
+    );
+    assert_eq!(
+        data("starts = \"sliding\"").unwrap().starts,
+        Starts::Sliding { stride: 1 }
+    );
+    assert_eq!(
+        data("starts = \"fixed\"\nstride = 1\nstart_frame = 7")
+            .unwrap()
+            .starts,
+        Starts::Fixed(vec![7])
+    );
+    assert_eq!(
+        data("starts = \"metadata\"\ntargets = \"consecutive\"")
+            .unwrap()
+            .window_spec(),
+        traj_data::WindowSpec::egno(0, 10, 5)
+            .targets(TargetFrames::Consecutive)
+            .metadata_starts()
+    );
+    for (keys, key) in [
+        ("starts = \"sometimes\"", "data.starts"),
+        ("targets = \"all\"", "data.targets"),
+        ("stride = \"two\"", "data.stride"),
+        ("starts = \"sliding\"\nstride = 0", "data.stride"),
+        ("strides = 2", "strides"),
+    ] {
+        let err = format!("{:#}", data(keys).unwrap_err());
+        assert!(err.contains(key), "{keys}: {err}");
+    }
+    let mut two = RunConfig::from_toml("[data]\ndir = \"d\"\n", &[])
+        .unwrap()
+        .into_inner();
+    two.data.starts = Starts::Fixed(vec![3, 9]);
+    let err = format!("{:#}", two.check().unwrap_err());
+    assert!(
+        err.contains("data.start_frame: a run config has one start frame"),
+        "{err}"
+    );
+}
 
 /// `(receiver, sender)` pairs of a graph batch, in edge order.
 fn directed(g: &GraphBatch) -> Vec<(i64, i64)> {

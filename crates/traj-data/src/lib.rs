@@ -20,7 +20,8 @@
 //!
 //! - [`WindowSpec`] → [`CheckedWindowSpec`] → [`Windows`] of [`Sample`]s: condition frames ending
 //!   at an anchor, targets consecutive or strided up to `anchor + delta_frame` (EGNO), or sliding
-//!   `(n_condition, n_predict)` windows (GeoTDM). See [`WindowSpec::egno`], [`WindowSpec::geotdm`].
+//!   `(n_condition, n_predict)` windows (GeoTDM), or anchors each trajectory lists in its metadata
+//!   ([`Starts::Metadata`]). See [`WindowSpec::egno`], [`WindowSpec::geotdm`].
 //! - [`NormalizationSpec::fit`] (on the training split) → [`Normalization::apply`] (to any split)
 //!   records the centre of each trajectory and the scale in [`DatasetMeta::normalization`];
 //!   [`Dataset::denormalize`] and each sample's [`PositionTransform`] map back to original units.
@@ -146,5 +147,6 @@ pub use normalize::{
 pub use split::{CheckedSplitSpec, Split, SplitIndices, SplitMethod, SplitSpec, Splits};
 pub use trajectory::{EdgeList, MetadataMap, Trajectory};
 pub use window::{
-    CheckedWindowSpec, Sample, Starts, TargetFrames, WindowIndex, WindowSpec, Windows,
+    CheckedWindowSpec, START_FRAMES_KEY, Sample, Starts, TargetFrames, WindowIndex, WindowSpec,
+    Windows,
 };

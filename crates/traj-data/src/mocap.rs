@@ -390,15 +390,12 @@ pub fn read_mocap_run(npz_path: &Path, split_path: &Path) -> ImportResult<[Datas
             let velocities = finite_difference_velocities(&arr.data, t, 1.0);
             let mut meta = MetadataMap::new();
             meta.insert("trial".into(), trial.into());
-            meta.insert(
-                "start_frames".into(),
-                serde_json::to_value(starts).unwrap_or_default(),
-            );
             let build = || -> crate::Result<Trajectory> {
                 Ok(Trajectory::new(t, n, arr.data.clone())?
                     .with_velocities(velocities)?
                     .with_edges(bones_and_two_hop(&bones, n)?)?
-                    .with_metadata(meta))
+                    .with_metadata(meta)
+                    .with_start_frames(starts))
             };
             trajectories.push(build().map_err(|e| ImportError::in_file(npz_path, e))?);
         }

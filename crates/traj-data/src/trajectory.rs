@@ -405,6 +405,48 @@ impl Trajectory {
         &self.metadata
     }
 
+    /// The anchors of this trajectory's own windows: the metadata entry
+    /// [`crate::START_FRAMES_KEY`] (`start_frames`), a list of frame indices, in the order listed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMetadata`] when the entry is absent, not a list, or holds something other
+    /// than a non-negative integer.
+    pub fn start_frames(&self) -> Result<Vec<usize>> {
+        let key = crate::window::START_FRAMES_KEY;
+        let bad = |reason: String| Error::InvalidMetadata { reason };
+        let list = match self.metadata.get(key) {
+            None => {
+                return Err(bad(format!(
+                    "no `{key}` in the trajectory's metadata (the window spec starts windows there)"
+                )));
+            }
+            Some(serde_json::Value::Array(list)) => list,
+            Some(other) => {
+                return Err(bad(format!(
+                    "`{key}` is {other}, not a list of frame indices"
+                )));
+            }
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_u64()
+                    .and_then(|a| usize::try_from(a).ok())
+                    .ok_or_else(|| bad(format!("`{key}` entry {i} is {v}, not a frame index")))
+            })
+            .collect()
+    }
+
+    /// Records the anchors of this trajectory's own windows under [`crate::START_FRAMES_KEY`]
+    /// (see [`Trajectory::start_frames`]).
+    pub fn with_start_frames(mut self, anchors: &[usize]) -> Self {
+        self.metadata.insert(
+            crate::window::START_FRAMES_KEY.into(),
+            serde_json::Value::from(anchors.to_vec()),
+        );
+        self
+    }
+
     /// Mutable access to the metadata map.
     pub fn metadata_mut(&mut self) -> &mut MetadataMap {
         &mut self.metadata
