@@ -16,6 +16,67 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The project's Python: the active venv's, else the workspace `.venv`'s, else `python3`.
+fn python() -> PathBuf {
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        return Path::new(&venv).join("bin/python");
+    }
+    let project = workspace().join(".venv/bin/python");
+    if project.exists() {
+        project
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// A user's npz written by numpy (traj-data's `make_npz_import_fixture.py`: `multi.npz` holds
+/// 5 trajectories of 12 frames of 4 nodes, positions `s + 0.5 f + 0.25 n − 0.125 k`, velocities
+/// and edges), imported with `sgdd data import npz`'s library call, trains: a run config's
+/// `prepare` cuts its windows.
+#[test]
+fn an_imported_npz_prepares_for_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = workspace().join("crates/traj-data/tests/fixtures/make_npz_import_fixture.py");
+    let out = std::process::Command::new(python())
+        .arg(&script)
+        .arg(dir.path())
+        .output()
+        .expect("the project's python, with numpy");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = dir.path().join("multi");
+    traj_data::npz_import::import_npz(
+        &dir.path().join("multi.npz"),
+        &traj_data::npz_import::NpzImportSpec::default(),
+        &data,
+    )
+    .unwrap();
+    let toml = format!(
+        "[data]\ndir = {:?}\nstarts = \"sliding\"\nstride = 2\ndelta_frame = 4\nnum_targets = 2\n[model]\nkind = \"egno\"\n",
+        data.display().to_string()
+    );
+    let cfg = RunConfig::from_toml(&toml, &[]).unwrap();
+    let (ds, p) = sgdd_train::load_split(&cfg.data, traj_data::Split::Train, None).unwrap();
+    assert_eq!(ds.len(), 3);
+    // 12 frames, horizon 4: anchors 0, 2, 4, 6 in each of the 3 training trajectories
+    assert_eq!((p.samples, p.n, p.t), (12, 4, 2));
+    assert_eq!(p.target_times, vec![2.0, 4.0]);
+    assert_eq!(p.undirected, vec![(0, 1), (1, 2), (2, 3), (0, 3)]);
+    assert_eq!((p.node_dim(), p.edge_dim()), (2, 1));
+    // sample 5: trajectory 1, anchor 2; node 3, component x
+    let x = p.x0.double_value(&[5, 3, 0]);
+    assert_eq!(x, 1.0 + 0.5 * 2.0 + 0.25 * 3.0);
+    let y = p.y.double_value(&[5, 1, 3, 0]);
+    assert_eq!(
+        y,
+        1.0 + 0.5 * 6.0 + 0.25 * 3.0,
+        "the second target, frame 2 + 4"
+    );
+}
+
 /// Every config under `configs/` and `configs/repro/` parses, checks, and survives the round
 /// trip through `to_toml` (what a checkpoint stores and a resume reads back).
 #[test]

@@ -104,6 +104,9 @@
 //!   generates MD17-style trajectories with GFN2-xTB through Python;
 //! - [`mocap`]: CMU motion capture (EGNO's published joint coordinates, or ASF + AMC by forward
 //!   kinematics, trials chosen by [`mocap::CmuSelection`]) → bones + 2-hop graphs;
+//! - [`npz_import`]: a user's own trajectories from a numpy `.npz` (`positions` `[frames, N, 3]`,
+//!   optional velocities, node types/features, edges or a cutoff), split and written with a
+//!   manifest (`docs/data-format.md` is the user's guide to the contract and the format);
 //! - [`convert`]: the pieces they share (contact graphs, 2-hop edges, finite-difference velocities,
 //!   and [`convert::write_split_dir`], the one writer of a train/val/test directory with its
 //!   manifest).
@@ -125,6 +128,7 @@ pub mod mocap;
 pub mod molecule;
 pub mod nbody;
 mod normalize;
+pub mod npz_import;
 pub mod numpy_legacy;
 pub mod protein;
 pub mod sources;

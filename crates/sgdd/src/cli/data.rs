@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use traj_data::SplitMethod;
 use traj_data::mocap::{CmuSelection, CmuTrials};
 use traj_data::molecule::{Md17File, Md17Molecule, Md17Setting, obtain_md17};
 use traj_data::nbody::{NBodySpec, System};
+use traj_data::npz_import::{EdgeSource, NpzImportSpec, VelocitySource};
 use traj_data::protein::{ADK_SOURCE, ADK_TRAJECTORIES, ProteinSpec};
 use traj_data::sources::{Source, Sources, extract_tar, obtain, python_executable};
 use traj_data::xtb::{self, XtbRun};
@@ -88,6 +90,72 @@ pub enum Import {
     MocapRun(MocapRunArgs),
     /// An MD17 or rMD17 `.npz` in the GeoTDM or the EGNO setting.
     Md17(Md17Args),
+    /// Your own trajectories from a numpy `.npz`: `positions` [frames, N, 3] or [trajectories,
+    /// frames, N, 3] (required); optional `velocities` (else central finite differences),
+    /// `trajectory_lengths`, `node_types` [N], `node_features` [N, F], `edges` [E, 2] with
+    /// `edge_attr` [E, A] (else `--cutoff`). See docs/data-format.md.
+    Npz(NpzArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NpzArgs {
+    /// The `.npz` file.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Output directory (train/val/test.safetensors and manifest.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Dataset name [default: the file stem].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Time between consecutive frames, in `--time-unit`.
+    #[arg(long, default_value_t = 1.0)]
+    pub dt: f64,
+    /// Length unit of the positions (e.g. angstrom, nm).
+    #[arg(long, default_value = "dimensionless")]
+    pub unit: String,
+    /// Time unit of `--dt` (e.g. fs, ps).
+    #[arg(long, default_value = "dimensionless")]
+    pub time_unit: String,
+    /// Without an `edges` array: join nodes closer than this (in `--unit`) in the first frame.
+    #[arg(long)]
+    pub cutoff: Option<f64>,
+    /// Train, val and test fractions, summing to 1.
+    #[arg(long, default_value = "0.6,0.2,0.2", value_parser = parse_fractions)]
+    pub split: [f64; 3],
+    /// How to split: `auto` (by frame for one trajectory, by trajectory in file order for
+    /// several), `frames` (each trajectory cut chronologically), `trajectories` (in file order)
+    /// or `random` (trajectories shuffled with `--seed`).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub split_by: SplitBy,
+    /// Shuffle seed of `--split-by random`.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// See [`NpzArgs::split_by`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitBy {
+    /// By frame for one trajectory, by trajectory for several.
+    Auto,
+    /// Every trajectory cut chronologically.
+    Frames,
+    /// Whole trajectories in file order.
+    Trajectories,
+    /// Whole trajectories, shuffled with `--seed`.
+    Random,
+}
+
+/// `0.6,0.2,0.2` → `[0.6, 0.2, 0.2]`.
+fn parse_fractions(s: &str) -> Result<[f64; 3], String> {
+    let parts: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    parts
+        .try_into()
+        .map_err(|_| format!("{s:?}: expected three fractions, train,val,test"))
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +300,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             });
             convert_md17(&args.from, &name, args.setting, args.seed, &args.out)
         }
+        DataCommand::Import(Import::Npz(args)) => import_npz(&args),
         DataCommand::Fetch(Fetch::Md17(args)) => fetch_md17(&args),
         DataCommand::Fetch(Fetch::CmuMocap(args)) => fetch_cmu(&args),
     }
@@ -471,6 +540,50 @@ fn import_mocap_run(args: &MocapRunArgs) -> Result<()> {
     Ok(())
 }
 
+fn import_npz(args: &NpzArgs) -> Result<()> {
+    let spec = NpzImportSpec {
+        name: args.name.clone(),
+        dt: args.dt,
+        length_unit: args.unit.clone(),
+        time_unit: args.time_unit.clone(),
+        cutoff: args.cutoff,
+        fractions: args.split,
+        split_by: match args.split_by {
+            SplitBy::Auto => None,
+            SplitBy::Frames => Some(SplitMethod::FrameChronological),
+            SplitBy::Trajectories => Some(SplitMethod::TrajectoryChronological),
+            SplitBy::Random => Some(SplitMethod::TrajectoryRandom { seed: args.seed }),
+        },
+    };
+    let r = traj_data::npz_import::import_npz(&args.from, &spec, &args.out)?;
+    let velocities = match r.velocities {
+        VelocitySource::File => "from the file",
+        VelocitySource::FiniteDifferences => "by central finite differences",
+    };
+    let edges = match r.edges {
+        EdgeSource::File => format!("{} edges from the file", r.num_edges),
+        EdgeSource::Cutoff(c) => {
+            format!("{} edges closer than {c} in the first frame", r.num_edges)
+        }
+        EdgeSource::None => "no edges".into(),
+    };
+    println!(
+        "{}: {} trajectories, {} frames of {} nodes; velocities {velocities}; {edges}",
+        args.from.display(),
+        r.num_trajectories,
+        r.num_frames,
+        r.num_nodes
+    );
+    for (i, e) in r.manifest.files.iter().enumerate() {
+        println!(
+            "  {} {} trajectories / {} frames, {} bytes, sha256 {}",
+            e.file, r.split_trajectories[i], r.split_frames[i], e.bytes, e.sha256
+        );
+    }
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
 fn generate_md17_xtb(args: &Md17XtbArgs) -> Result<()> {
     let py = python_executable(args.python.as_deref());
     if !xtb::has_packages(&py)? {
@@ -610,6 +723,39 @@ mod tests {
                 assert_eq!(a.trials, CmuTrials::List(vec!["01".into(), "02".into()]))
             }
             other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "data",
+            "import",
+            "npz",
+            "--from",
+            "a.npz",
+            "--out",
+            "o",
+            "--dt",
+            "0.5",
+            "--unit",
+            "angstrom",
+            "--cutoff",
+            "5",
+            "--split",
+            "0.8,0.1,0.1",
+            "--split-by",
+            "random",
+        ]) {
+            DataCommand::Import(Import::Npz(a)) => {
+                assert_eq!((a.dt, a.cutoff, a.split), (0.5, Some(5.0), [0.8, 0.1, 0.1]));
+                assert_eq!((a.unit.as_str(), a.split_by), ("angstrom", SplitBy::Random));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["0.5,0.5", "a,b,c"] {
+            assert!(
+                Cli::try_parse_from([
+                    "sgdd", "data", "import", "npz", "--from", "a", "--out", "o", "--split", bad
+                ])
+                .is_err()
+            );
         }
         let err = Cli::try_parse_from([
             "sgdd",
