@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
+use traj_data::{Starts, TargetFrames, WindowSpec};
 
 use crate::optim::AdamConfig;
 
@@ -27,67 +28,128 @@ pub struct RunConfig {
 }
 
 /// The dataset and the windows cut from it.
+///
+/// In the TOML file the windows are flat keys (`start_frame`, `delta_frame`, `num_targets`,
+/// `targets = "strided" | "consecutive"`, `starts = "fixed" | "sliding" | "metadata"`,
+/// `stride`); here they are typed, and [`DataConfig::window_spec`] is the one place that turns
+/// them into traj-data's [`WindowSpec`]. Every window conditions on one frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "DataToml", into = "DataToml")]
 pub struct DataConfig {
     /// A dataset directory (`manifest.json` and `train/val/test.safetensors`).
     pub dir: PathBuf,
-    /// The condition frame (EGNO's `frame_0`; N-body: 30).
-    #[serde(default = "default_start")]
-    pub start_frame: usize,
-    /// Horizon: the last target is `start_frame + delta_frame` (N-body: 10).
-    #[serde(default = "default_delta")]
+    /// Where windows start: `starts = "fixed"` at `start_frame` in every trajectory (EGNO's
+    /// `frame_0`; N-body: 30), `"sliding"` every `stride` frames, or `"metadata"` at each
+    /// trajectory's own `start_frames` (as the mocap import records EGNO's split). Keys that
+    /// the choice does not use (`stride` for fixed starts, `start_frame` for the others) are
+    /// accepted and ignored.
+    pub starts: Starts,
+    /// Horizon: the last target is the condition frame + `delta_frame` (N-body: 10).
     pub delta_frame: usize,
-    /// Predicted frames T, evenly spaced up to the horizon (N-body: 5).
-    #[serde(default = "default_targets")]
+    /// Predicted frames T up to the horizon (N-body: 5).
     pub num_targets: usize,
-    /// Which frames up to the horizon are targets: `strided` (EGNO N-body, protein) or
-    /// `consecutive` (EGNO motion capture).
-    #[serde(default = "default_targets_kind")]
-    pub targets: TargetsKind,
-    /// Where windows start: `fixed` (at `start_frame` in every trajectory), `sliding` (every
-    /// `stride` frames) or `metadata` (each trajectory's `start_frames`, as the mocap import
-    /// records EGNO's split).
-    #[serde(default = "default_starts_kind")]
-    pub starts: StartsKind,
-    /// Step between sliding windows.
-    #[serde(default = "default_stride")]
-    pub stride: usize,
+    /// Which frames up to the horizon are targets: `strided` (evenly spaced; EGNO N-body,
+    /// protein) or `consecutive` (the last T; EGNO motion capture).
+    pub targets: TargetFrames,
     /// Use at most this many training trajectories (all when absent).
-    #[serde(default)]
     pub max_train: Option<usize>,
     /// Use at most this many validation/test trajectories (all when absent).
-    #[serde(default)]
     pub max_eval: Option<usize>,
 }
 
-/// See [`DataConfig::targets`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TargetsKind {
-    /// `T` frames evenly spaced up to the horizon.
-    Strided,
-    /// The last `T` frames up to the horizon.
-    Consecutive,
+impl DataConfig {
+    /// The windows this config cuts: one condition frame, then [`DataConfig::num_targets`]
+    /// targets up to [`DataConfig::delta_frame`] frames later, anchored as
+    /// [`DataConfig::starts`] says.
+    pub fn window_spec(&self) -> WindowSpec {
+        WindowSpec {
+            condition_frames: 1,
+            delta_frame: self.delta_frame,
+            num_targets: self.num_targets,
+            targets: self.targets,
+            starts: self.starts.clone(),
+        }
+    }
 }
 
-/// See [`DataConfig::starts`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `[data]` as written in the TOML file: flat window keys (see [`DataConfig`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataToml {
+    dir: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_frame: Option<usize>,
+    #[serde(default = "default_delta")]
+    delta_frame: usize,
+    #[serde(default = "default_targets")]
+    num_targets: usize,
+    #[serde(default = "default_targets_kind")]
+    targets: TargetFrames,
+    #[serde(default)]
+    starts: StartsName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stride: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_train: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_eval: Option<usize>,
+}
+
+/// The TOML spelling of the choice in [`Starts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum StartsKind {
-    /// `start_frame` in every trajectory.
+enum StartsName {
+    #[default]
     Fixed,
-    /// Every `stride` frames.
     Sliding,
-    /// Each trajectory's metadata `start_frames`.
     Metadata,
 }
 
-fn default_targets_kind() -> TargetsKind {
-    TargetsKind::Strided
+impl From<DataToml> for DataConfig {
+    fn from(t: DataToml) -> Self {
+        let starts = match t.starts {
+            StartsName::Fixed => Starts::Fixed(vec![t.start_frame.unwrap_or_else(default_start)]),
+            StartsName::Sliding => Starts::Sliding {
+                stride: t.stride.unwrap_or_else(default_stride),
+            },
+            StartsName::Metadata => Starts::Metadata,
+        };
+        Self {
+            dir: t.dir,
+            starts,
+            delta_frame: t.delta_frame,
+            num_targets: t.num_targets,
+            targets: t.targets,
+            max_train: t.max_train,
+            max_eval: t.max_eval,
+        }
+    }
 }
-fn default_starts_kind() -> StartsKind {
-    StartsKind::Fixed
+
+impl From<DataConfig> for DataToml {
+    /// The flat keys; fixed starts write their first anchor ([`RunConfig::check`] refuses more).
+    fn from(c: DataConfig) -> Self {
+        let (starts, start_frame, stride) = match c.starts {
+            Starts::Fixed(anchors) => (StartsName::Fixed, anchors.first().copied(), None),
+            Starts::Sliding { stride } => (StartsName::Sliding, None, Some(stride)),
+            Starts::Metadata => (StartsName::Metadata, None, None),
+        };
+        Self {
+            dir: c.dir,
+            start_frame,
+            delta_frame: c.delta_frame,
+            num_targets: c.num_targets,
+            targets: c.targets,
+            starts,
+            stride,
+            max_train: c.max_train,
+            max_eval: c.max_eval,
+        }
+    }
+}
+
+fn default_targets_kind() -> TargetFrames {
+    TargetFrames::Strided
 }
 fn default_stride() -> usize {
     1
@@ -360,7 +422,17 @@ impl RunConfig {
             d.delta_frame,
             d.num_targets
         );
-        ensure!(d.stride >= 1, "data.stride must be ≥ 1");
+        match &d.starts {
+            Starts::Fixed(anchors) => ensure!(
+                anchors.len() == 1,
+                "data.start_frame: a run config has one start frame, got {anchors:?}"
+            ),
+            Starts::Sliding { stride } => ensure!(*stride >= 1, "data.stride must be ≥ 1"),
+            Starts::Metadata => {}
+        }
+        d.window_spec()
+            .check()
+            .map_err(|e| anyhow::anyhow!("data: {e}"))?;
         ensure!(d.max_train != Some(0), "data.max_train must be ≥ 1");
         ensure!(d.max_eval != Some(0), "data.max_eval must be ≥ 1");
         for (key, v) in [

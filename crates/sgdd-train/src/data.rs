@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail, ensure};
 use graph_nets::GraphBatch;
 use tch::{Device, Kind, Tensor};
-use traj_data::{Dataset, Split, TargetFrames, WindowIndex, WindowSpec};
+use traj_data::{Dataset, EdgeList, Split};
 
-use crate::config::{DataConfig, StartsKind, TargetsKind};
+use crate::config::DataConfig;
 
 /// All windows of one split, as tensors (on the CPU until batched).
 #[derive(Debug)]
@@ -92,20 +92,8 @@ pub fn load(cfg: &DataConfig, split: Split, limit: Option<usize>) -> Result<(Dat
 /// Cuts the EGNO-style windows of a dataset into tensors.
 pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
     ensure!(!ds.is_empty(), "the dataset is empty");
-    let mut spec = WindowSpec::egno(cfg.start_frame, cfg.delta_frame, cfg.num_targets).targets(
-        match cfg.targets {
-            TargetsKind::Strided => TargetFrames::Strided,
-            TargetsKind::Consecutive => TargetFrames::Consecutive,
-        },
-    );
-    if cfg.starts == StartsKind::Sliding {
-        spec = spec.sliding(cfg.stride);
-    }
-    let spec = spec.check()?;
-    let index: Vec<WindowIndex> = match cfg.starts {
-        StartsKind::Fixed | StartsKind::Sliding => spec.index(ds)?,
-        StartsKind::Metadata => metadata_starts(ds)?,
-    };
+    let spec = cfg.window_spec().check()?;
+    let index = spec.index(ds)?;
     ensure!(
         !index.is_empty(),
         "no window fits: trajectories are too short for the horizon (delta_frame {})",
@@ -117,23 +105,19 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
         .collect::<traj_data::Result<Vec<_>>>()?;
     let n = ds.num_nodes();
     let nbody = is_nbody(ds);
-    let undirected: Vec<(usize, usize)> = if nbody {
-        (0..n)
-            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
-            .collect()
+    let graph = if nbody {
+        EdgeList::complete(n)
     } else {
         match ds.trajectories()[0].edges() {
-            Some(e) => e.pairs().iter().map(|p| (p[0], p[1])).collect(),
+            Some(e) => e.clone(),
             None => bail!(
                 "dataset `{}` has no edge list and is not an N-body system",
                 ds.meta().name
             ),
         }
     };
-    let edges: Vec<(i64, i64)> = undirected
-        .iter()
-        .flat_map(|&(a, b)| [(a as i64, b as i64), (b as i64, a as i64)])
-        .collect();
+    let undirected = Vec::<(usize, usize)>::from(&graph);
+    let edges = graph.directed();
 
     let (mut x0, mut v0, mut h, mut y, mut vy, mut ea) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -220,32 +204,6 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
         scale: Tensor::from_slice(&scale),
         target_times,
     })
-}
-
-/// The windows a trajectory's metadata `start_frames` lists (EGNO's motion-capture split).
-fn metadata_starts(ds: &Dataset) -> Result<Vec<WindowIndex>> {
-    let mut out = Vec::new();
-    for (i, t) in ds.trajectories().iter().enumerate() {
-        let starts = t
-            .metadata()
-            .get("start_frames")
-            .and_then(|v| v.as_array())
-            .with_context(|| {
-                format!(
-                    "trajectory {i} has no metadata `start_frames` (data.starts = \"metadata\")"
-                )
-            })?;
-        for s in starts {
-            let anchor = s
-                .as_u64()
-                .with_context(|| format!("trajectory {i}: start frame {s} is not an integer"))?;
-            out.push(WindowIndex {
-                trajectory: i,
-                anchor: anchor as usize,
-            });
-        }
-    }
-    Ok(out)
 }
 
 impl Prepared {

@@ -190,13 +190,14 @@ pub fn rollout(
     device: Device,
 ) -> Result<Rollout> {
     ensure!(windows >= 1, "--rollout must be ≥ 1");
-    ensure!(
-        data.starts == crate::StartsKind::Fixed,
-        "a rollout chains windows from a fixed start frame (data.starts = \"fixed\"), the \
-         checkpoint's data uses {:?}",
-        data.starts
-    );
-    let frames_needed = data.start_frame + windows * data.delta_frame + 1;
+    let start = match &data.starts {
+        traj_data::Starts::Fixed(a) if a.len() == 1 => a[0],
+        other => anyhow::bail!(
+            "a rollout chains windows from one fixed start frame (data.starts = \"fixed\"), the \
+             checkpoint's data uses {other:?}"
+        ),
+    };
+    let frames_needed = start + windows * data.delta_frame + 1;
     let shortest = ds
         .trajectories()
         .iter()
@@ -205,16 +206,15 @@ pub fn rollout(
         .unwrap_or(0);
     ensure!(
         shortest >= frames_needed,
-        "a rollout of {windows} windows from frame {} needs {frames_needed} frames per \
+        "a rollout of {windows} windows from frame {start} needs {frames_needed} frames per \
          trajectory (Δ = {}), the shortest has {shortest}: choose fewer windows or an earlier \
          start frame",
-        data.start_frame,
         data.delta_frame
     );
     let per_window: Vec<Prepared> = (0..windows)
         .map(|r| {
             let mut d = data.clone();
-            d.start_frame = data.start_frame + r * data.delta_frame;
+            d.starts = traj_data::Starts::Fixed(vec![start + r * data.delta_frame]);
             data::prepare(ds, &d)
         })
         .collect::<Result<_>>()?;

@@ -474,10 +474,10 @@ fn static_baseline_scores_the_displacement_from_the_condition_frame() {
     assert_eq!(r.steps, 0);
     let ds = traj_data::load_split(&cfg.data.dir, traj_data::Split::Test).unwrap();
     // condition on frame 30, targets 32, 34, …, 40 (the default N-body windows)
-    let (start, last) = (
-        cfg.data.start_frame,
-        cfg.data.start_frame + cfg.data.delta_frame,
-    );
+    let traj_data::Starts::Fixed(ref anchors) = cfg.data.starts else {
+        panic!("fixed windows")
+    };
+    let (start, last) = (anchors[0], anchors[0] + cfg.data.delta_frame);
     let msd = |a: &[f64], b: &[f64]| {
         a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len() as f64
     };
@@ -544,13 +544,12 @@ fn sliding_and_metadata_windows() {
     let mut cfg = config("egno", 1).into_inner();
     let ds = traj_data::load_split(&cfg.data.dir, traj_data::Split::Val).unwrap();
     // 50 frames, horizon 10: sliding anchors 0, 5, …, 35 → 8 per trajectory
-    cfg.data.starts = sgdd_train::StartsKind::Sliding;
-    cfg.data.stride = 5;
+    cfg.data.starts = traj_data::Starts::Sliding { stride: 5 };
     let p = sgdd_train::prepare(&ds, &cfg.data).unwrap();
     assert_eq!(p.samples, 8 * ds.len() as i64);
     // per-trajectory start frames from metadata, consecutive targets
-    cfg.data.starts = sgdd_train::StartsKind::Metadata;
-    cfg.data.targets = sgdd_train::TargetsKind::Consecutive;
+    cfg.data.starts = traj_data::Starts::Metadata;
+    cfg.data.targets = traj_data::TargetFrames::Consecutive;
     let (meta, _, trajs) = ds.clone().into_parts();
     let trajs: Vec<_> = trajs
         .into_iter()

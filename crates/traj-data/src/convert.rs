@@ -1,18 +1,23 @@
-//! Pieces shared by the converters ([`crate::protein`], [`crate::molecule`], [`crate::mocap`]):
-//! contact and bond graphs, 2-hop edges, finite-difference velocities, and the writer of a
-//! train/val/test dataset directory.
+//! Pieces shared by the converters ([`crate::protein`], [`crate::molecule`], [`crate::mocap`],
+//! [`crate::nbody`]): contact and bond graphs, 2-hop edges, finite-difference velocities, and the
+//! one writer of a train/val/test dataset directory.
 
+use std::borrow::Borrow;
 use std::path::Path;
 
 use crate::dataset::Dataset;
+use crate::error::Error;
 use crate::format::write_dataset;
-use crate::import_error::{ImportError, ImportResult};
 use crate::manifest::Manifest;
 use crate::split::Split;
 use crate::trajectory::EdgeList;
 
-/// All pairs `[i, j]`, `i < j`, of the `N × 3` points closer than `cutoff` (strictly).
-pub fn contact_edges(points: &[f64], cutoff: f64) -> Vec<[usize; 2]> {
+/// The contact (radius) graph of `N × 3` points: every pair `[i, j]`, `i < j`, closer than
+/// `cutoff` (strictly), in the order `(i, j)` ascending, without attributes.
+///
+/// The same pairs as `spectral_core::Graph::radius` (a cell list, for large `N`); this is the
+/// obvious `O(N²)` loop, which the converters run once per dataset.
+pub fn contact_edges(points: &[f64], cutoff: f64) -> EdgeList {
     let n = points.len() / 3;
     let c2 = cutoff * cutoff;
     let mut pairs = Vec::new();
@@ -26,7 +31,7 @@ pub fn contact_edges(points: &[f64], cutoff: f64) -> Vec<[usize; 2]> {
             }
         }
     }
-    pairs
+    EdgeList::from_canonical(pairs)
 }
 
 /// Velocities by finite differences of `T × N × 3` positions spaced `dt`: central differences
@@ -82,23 +87,47 @@ pub fn bones_and_two_hop(bones: &[[usize; 2]], num_nodes: usize) -> crate::Resul
     EdgeList::new(pairs)?.with_attributes(types, 1)
 }
 
-/// Writes `train`/`val`/`test` safetensors files and a [`Manifest`] for three split datasets.
+/// Writes a dataset directory: for each split in [`Split::ALL`] order, `split(s)` makes the
+/// dataset, which is written (atomically) to `<split>.safetensors` before the next is made, so a
+/// generator need hold one split in memory; then the [`Manifest`] (`manifest.json`: `name`,
+/// `generator`, each file's trajectory count, byte size and sha256). Creates `out_dir` if needed.
+/// This is the one writer of a dataset directory; every converter and generator calls it.
+///
+/// `split` may return the dataset or a reference to it (`D: Borrow<Dataset>`), and its own error
+/// type, into which this function's errors convert.
 ///
 /// # Errors
-/// I/O errors naming the file.
-pub fn write_split_dir(
+/// The first error of `split`; I/O errors naming the file.
+pub fn write_split_dir<D, E>(
     name: &str,
-    splits: &[Dataset; 3],
+    generator: serde_json::Value,
     out_dir: &Path,
-) -> ImportResult<Manifest> {
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| ImportError::io(out_dir, "create directory", e))?;
-    let mut manifest = Manifest::new(name, splits[0].meta().generator.clone());
-    for (s, ds) in Split::ALL.into_iter().zip(splits) {
+    mut split: impl FnMut(Split) -> Result<D, E>,
+) -> Result<Manifest, E>
+where
+    D: Borrow<Dataset>,
+    E: From<Error>,
+{
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, "create directory", e))?;
+    let mut manifest = Manifest::new(name, generator);
+    for s in Split::ALL {
+        let dataset = split(s)?;
+        let dataset = dataset.borrow();
         let file = s.file_name();
-        write_dataset(out_dir.join(&file), ds)?;
-        manifest.add_file(out_dir, &file, Some(s), ds.len())?;
+        write_dataset(out_dir.join(&file), dataset)?;
+        manifest.add_file(out_dir, &file, Some(s), dataset.len())?;
     }
     manifest.write(out_dir)?;
     Ok(manifest)
+}
+
+/// [`write_split_dir`] for three datasets already made (train, val, test), recording the train
+/// split's [`crate::DatasetMeta::generator`] in the manifest.
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn write_splits(name: &str, splits: &[Dataset; 3], out_dir: &Path) -> crate::Result<Manifest> {
+    write_split_dir(name, splits[0].meta().generator.clone(), out_dir, |s| {
+        Ok::<_, Error>(&splits[s.index()])
+    })
 }

@@ -171,6 +171,66 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    // ------------------------------------------------- arrays of a user's file
+    /// An array the import needs is not in the user's file.
+    #[error("{}: array `{key}` is missing", path.display())]
+    MissingArray {
+        /// The file.
+        path: PathBuf,
+        /// The array's name.
+        key: String,
+    },
+    /// The user's file holds an array the import does not know (a misspelt name would otherwise
+    /// be ignored silently).
+    #[error("{}: unknown array `{key}` (known: {known})", path.display())]
+    UnknownArray {
+        /// The file.
+        path: PathBuf,
+        /// The array's name.
+        key: String,
+        /// The names the import reads.
+        known: &'static str,
+    },
+    /// An array of the user's file has an element type the import cannot use.
+    #[error("{}: array `{key}` has dtype {got}, expected {expected}", path.display())]
+    ArrayDtype {
+        /// The file.
+        path: PathBuf,
+        /// The array's name.
+        key: String,
+        /// The dtypes accepted.
+        expected: &'static str,
+        /// The dtype found (numpy's name, e.g. `int64`).
+        got: String,
+    },
+    /// An array of the user's file has the wrong shape.
+    #[error("{}: array `{key}` has shape {got:?}, expected {expected}", path.display())]
+    ArrayShape {
+        /// The file.
+        path: PathBuf,
+        /// The array's name.
+        key: String,
+        /// The shape expected, in words and symbols (e.g. `[frames, N, 3]`).
+        expected: String,
+        /// The shape found.
+        got: Vec<usize>,
+    },
+    /// A value of an array of the user's file cannot be used (NaN, a node index out of range,
+    /// ...), at its index in the array's own shape.
+    #[error("{}: array `{key}`{index:?} = {value}: {reason}", path.display())]
+    ArrayValue {
+        /// The file.
+        path: PathBuf,
+        /// The array's name.
+        key: String,
+        /// The element's index, one entry per axis of the array.
+        index: Vec<usize>,
+        /// The value, printed.
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
     // ------------------------------------------------------------- manifest
     /// `manifest.json` does not parse or is inconsistent.
     #[error("{}: corrupt manifest: {reason}", path.display())]
@@ -207,6 +267,15 @@ pub enum Error {
         expected: String,
         /// Hash of the file (lower-case hex).
         actual: String,
+    },
+
+    /// A sources manifest has no source of this name.
+    #[error("no source {name:?} in the sources manifest (known: {})", known.join(", "))]
+    UnknownSource {
+        /// The name asked for.
+        name: String,
+        /// The names the manifest lists.
+        known: Vec<String>,
     },
 
     // ----------------------------------------------------------------- data

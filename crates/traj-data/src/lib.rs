@@ -20,7 +20,8 @@
 //!
 //! - [`WindowSpec`] → [`CheckedWindowSpec`] → [`Windows`] of [`Sample`]s: condition frames ending
 //!   at an anchor, targets consecutive or strided up to `anchor + delta_frame` (EGNO), or sliding
-//!   `(n_condition, n_predict)` windows (GeoTDM). See [`WindowSpec::egno`], [`WindowSpec::geotdm`].
+//!   `(n_condition, n_predict)` windows (GeoTDM), or anchors each trajectory lists in its metadata
+//!   ([`Starts::Metadata`]). See [`WindowSpec::egno`], [`WindowSpec::geotdm`].
 //! - [`NormalizationSpec::fit`] (on the training split) → [`Normalization::apply`] (to any split)
 //!   records the centre of each trajectory and the scale in [`DatasetMeta::normalization`];
 //!   [`Dataset::denormalize`] and each sample's [`PositionTransform`] map back to original units.
@@ -96,17 +97,24 @@
 //! naming the file and the problem, never panics on arbitrary bytes (proptested in
 //! `tests/robustness.rs`, fuzzed by the cargo-fuzz targets in `fuzz/`). Converters turn them into
 //! datasets in the papers' settings:
-//! - [`protein`]: DCD + PSF → backbone trajectories with contact edges (EGNO's ADK setting);
-//! - [`molecule`]: MD17/rMD17 → the GeoTDM or the EGNO setting;
+//! - [`protein`]: DCD + PSF → backbone trajectories with contact edges (EGNO's ADK setting, the
+//!   ADK files in [`protein::ADK_TRAJECTORIES`]);
+//! - [`molecule`]: MD17/rMD17 → the GeoTDM or the EGNO setting ([`molecule::convert_md17`]), the
+//!   molecules by name ([`molecule::Md17Molecule`], [`molecule::Rmd17Molecule`]); [`xtb`]
+//!   generates MD17-style trajectories with GFN2-xTB through Python;
 //! - [`mocap`]: CMU motion capture (EGNO's published joint coordinates, or ASF + AMC by forward
-//!   kinematics) → bones + 2-hop graphs;
+//!   kinematics, trials chosen by [`mocap::CmuSelection`]) → bones + 2-hop graphs;
+//! - [`npz_import`]: a user's own trajectories from a numpy `.npz` (`positions` `[frames, N, 3]`,
+//!   optional velocities, node types/features, edges or a cutoff), split and written with a
+//!   manifest (`docs/data-format.md` is the user's guide to the contract and the format);
 //! - [`convert`]: the pieces they share (contact graphs, 2-hop edges, finite-difference velocities,
 //!   and [`convert::write_split_dir`], the one writer of a train/val/test directory with its
 //!   manifest).
 //!
 //! [`sources`] reads `datasets/manifest.toml` (where each external file comes from, its size and
-//! sha256), downloads resumably with HTTP `Range`, verifies before placing atomically, and
-//! extracts single members of `.tar.gz` archives.
+//! sha256; built in as [`sources::Sources::built_in`]), obtains files with pip or (feature
+//! `download`) resumable HTTP `Range` downloads, verifies before placing atomically, and extracts
+//! single members of `.tar.gz` archives.
 
 pub mod convert;
 mod dataset;
@@ -120,12 +128,14 @@ pub mod mocap;
 pub mod molecule;
 pub mod nbody;
 mod normalize;
+pub mod npz_import;
 pub mod numpy_legacy;
 pub mod protein;
 pub mod sources;
 mod split;
 mod trajectory;
 mod window;
+pub mod xtb;
 
 pub use dataset::{Dataset, DatasetLayout, DatasetMeta};
 pub use error::{Element, Error, Result};
@@ -141,5 +151,6 @@ pub use normalize::{
 pub use split::{CheckedSplitSpec, Split, SplitIndices, SplitMethod, SplitSpec, Splits};
 pub use trajectory::{EdgeList, MetadataMap, Trajectory};
 pub use window::{
-    CheckedWindowSpec, Sample, Starts, TargetFrames, WindowIndex, WindowSpec, Windows,
+    CheckedWindowSpec, START_FRAMES_KEY, Sample, Starts, TargetFrames, WindowIndex, WindowSpec,
+    Windows,
 };

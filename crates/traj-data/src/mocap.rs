@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::convert::{bones_and_two_hop, finite_difference_velocities, write_split_dir};
+use crate::convert::{bones_and_two_hop, finite_difference_velocities, write_splits};
 use crate::dataset::{Dataset, DatasetLayout, DatasetMeta};
 use crate::formats::asf_amc::{Amc, Asf, read_amc, read_asf};
 use crate::formats::npz::Npz;
@@ -64,6 +64,153 @@ pub fn asf_amc_trajectory(asf: &Asf, amc: &Amc, amc_path: &Path) -> ImportResult
 /// EGNO's split of CMU subject 09's eleven "run" trials (`09_01` … `09_11` are indices 0 … 10).
 pub const RUN_TRIAL_SPLIT: [&[usize]; 3] = [&[1, 2, 5, 6, 10], &[0, 4, 9], &[3, 7, 8]];
 
+/// Which trials of a CMU subject: subject 09's eleven "run" trials, or a list of trial numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CmuTrials {
+    /// `run`: subject 09's running trials `01` … `11`, split as EGNO does ([`RUN_TRIAL_SPLIT`]).
+    Run,
+    /// Trial numbers as the CMU site writes them (`01`, `02`, …), split chronologically 60/20/20.
+    List(Vec<String>),
+}
+
+impl std::str::FromStr for CmuTrials {
+    type Err = crate::Error;
+
+    /// `run`, or a comma list of trial numbers (`01,02,05`).
+    fn from_str(s: &str) -> crate::Result<Self> {
+        if s == "run" {
+            return Ok(Self::Run);
+        }
+        let list: Vec<String> = s.split(',').map(|t| t.trim().to_string()).collect();
+        if list
+            .iter()
+            .any(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(crate::Error::Parse {
+                what: "CMU trial list",
+                input: s.into(),
+                expected: "run, or trial numbers separated by commas (01,02)",
+            });
+        }
+        Ok(Self::List(list))
+    }
+}
+
+impl std::fmt::Display for CmuTrials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Run => f.write_str("run"),
+            Self::List(l) => f.write_str(&l.join(",")),
+        }
+    }
+}
+
+/// Trials of one CMU motion-capture subject, as listed in `datasets/manifest.toml`
+/// (`cmu-<subject>-asf`, `cmu-<subject>-<trial>-amc`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CmuSelection {
+    /// Subject number as the CMU site writes it (`09`).
+    pub subject: String,
+    /// Which trials.
+    pub trials: CmuTrials,
+}
+
+impl CmuSelection {
+    /// The trial numbers (`01` … `11` for [`CmuTrials::Run`]).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidSpec`] for `run` with a subject other than 09.
+    pub fn trial_numbers(&self) -> crate::Result<Vec<String>> {
+        match &self.trials {
+            CmuTrials::Run if self.subject == "09" => {
+                Ok((1..=11).map(|i| format!("{i:02}")).collect())
+            }
+            CmuTrials::Run => Err(crate::Error::spec(
+                "CMU trial selection",
+                format!(
+                    "the `run` trial list is known for subject 09 only (not {}); list the trials: 01,02,...",
+                    self.subject
+                ),
+            )),
+            CmuTrials::List(l) => Ok(l.clone()),
+        }
+    }
+
+    /// The manifest sources to obtain: the skeleton first, then one motion per trial.
+    ///
+    /// # Errors
+    /// As [`CmuSelection::trial_numbers`].
+    pub fn source_names(&self) -> crate::Result<Vec<String>> {
+        let mut names = vec![format!("cmu-{}-asf", self.subject)];
+        names.extend(
+            self.trial_numbers()?
+                .iter()
+                .map(|t| format!("cmu-{}-{t}-amc", self.subject)),
+        );
+        Ok(names)
+    }
+
+    /// Indices into the trials of the train, val and test motions: EGNO's split for `run`,
+    /// otherwise the trials in order, chronologically 60/20/20.
+    ///
+    /// # Errors
+    /// As [`CmuSelection::trial_numbers`].
+    pub fn split(&self) -> crate::Result<[Vec<usize>; 3]> {
+        match self.trials {
+            CmuTrials::Run => {
+                self.trial_numbers()?;
+                Ok(RUN_TRIAL_SPLIT.map(<[usize]>::to_vec))
+            }
+            CmuTrials::List(_) => {
+                let n = self.trial_numbers()?.len();
+                let c = crate::split::SplitSpec::new(
+                    crate::split::SplitMethod::TrajectoryChronological,
+                )
+                .check()?
+                .trajectory_indices(n)?;
+                Ok([c.train, c.val, c.test])
+            }
+        }
+    }
+
+    /// The dataset name, `cmu-<subject>-<trials>` (`cmu-09-run`, `cmu-09-01,02`).
+    pub fn dataset_name(&self) -> String {
+        format!("cmu-{}-{}", self.subject, self.trials)
+    }
+
+    /// Converts the skeleton and motions (the files of [`CmuSelection::source_names`], in that
+    /// order) into the dataset directory `out_dir` with [`CmuSelection::split`].
+    ///
+    /// # Errors
+    /// As [`write_asf_amc_dir`]; [`ImportError::Unusable`] when `files` does not hold the skeleton
+    /// and one motion per trial.
+    pub fn write_dataset_dir(
+        &self,
+        files: &[std::path::PathBuf],
+        out_dir: &Path,
+    ) -> ImportResult<Manifest> {
+        let split = self.split()?;
+        let trials = self.trial_numbers()?.len();
+        let Some((asf, amcs)) = files.split_first().filter(|(_, a)| a.len() == trials) else {
+            return Err(ImportError::unusable(
+                out_dir,
+                format!(
+                    "{} needs a skeleton and {trials} motions, got {} files",
+                    self.dataset_name(),
+                    files.len()
+                ),
+            ));
+        };
+        write_asf_amc_dir(
+            &self.dataset_name(),
+            asf,
+            amcs,
+            [&split[0], &split[1], &split[2]],
+            out_dir,
+        )
+    }
+}
+
 /// Converts an ASF skeleton and AMC motions into a dataset directory (`train`/`val`/`test` and a
 /// manifest). `split[s]` lists the indices into `amcs` of split `s`.
 ///
@@ -112,7 +259,7 @@ pub fn write_asf_amc_dir(
         );
     }
     let datasets: [Dataset; 3] = datasets.try_into().expect("three splits");
-    write_split_dir(name, &datasets, out_dir)
+    Ok(write_splits(name, &datasets, out_dir)?)
 }
 
 /// Converts the published CMU subject 09 "run" folder into `train`/`val`/`test` safetensors files
@@ -144,7 +291,7 @@ pub fn import_mocap_run(from: &Path, out_dir: &Path) -> ImportResult<Manifest> {
         )?;
     }
     let datasets = read_mocap_run(&npz_path, &split_path)?;
-    write_split_dir("mocap-run", &datasets, out_dir)
+    Ok(write_splits("mocap-run", &datasets, out_dir)?)
 }
 
 /// Reads the npz and split of the "run" set into train, val and test datasets (no checksum
@@ -243,15 +390,12 @@ pub fn read_mocap_run(npz_path: &Path, split_path: &Path) -> ImportResult<[Datas
             let velocities = finite_difference_velocities(&arr.data, t, 1.0);
             let mut meta = MetadataMap::new();
             meta.insert("trial".into(), trial.into());
-            meta.insert(
-                "start_frames".into(),
-                serde_json::to_value(starts).unwrap_or_default(),
-            );
             let build = || -> crate::Result<Trajectory> {
                 Ok(Trajectory::new(t, n, arr.data.clone())?
                     .with_velocities(velocities)?
                     .with_edges(bones_and_two_hop(&bones, n)?)?
-                    .with_metadata(meta))
+                    .with_metadata(meta)
+                    .with_start_frames(starts))
             };
             trajectories.push(build().map_err(|e| ImportError::in_file(npz_path, e))?);
         }
@@ -288,6 +432,37 @@ pub fn read_mocap_run(npz_path: &Path, split_path: &Path) -> ImportResult<[Datas
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cmu_selections() {
+        let run = CmuSelection {
+            subject: "09".into(),
+            trials: "run".parse().unwrap(),
+        };
+        assert_eq!(run.source_names().unwrap().len(), 12);
+        assert_eq!(run.source_names().unwrap()[11], "cmu-09-11-amc");
+        assert_eq!(run.split().unwrap()[0], vec![1, 2, 5, 6, 10]);
+        assert_eq!(run.dataset_name(), "cmu-09-run");
+        let other = CmuSelection {
+            subject: "10".into(),
+            ..run.clone()
+        };
+        let err = other.source_names().unwrap_err().to_string();
+        assert!(err.contains("subject 09 only"), "{err}");
+        let list = CmuSelection {
+            subject: "09".into(),
+            trials: "01, 02,03,04,05".parse().unwrap(),
+        };
+        assert_eq!(list.dataset_name(), "cmu-09-01,02,03,04,05");
+        assert_eq!(list.source_names().unwrap()[1], "cmu-09-01-amc");
+        assert_eq!(
+            list.split().unwrap(),
+            [vec![0, 1, 2], vec![3], vec![4]],
+            "chronological 60/20/20"
+        );
+        assert!("01,,02".parse::<CmuTrials>().is_err());
+        assert!("walk".parse::<CmuTrials>().is_err());
+    }
 
     #[test]
     fn two_hop_edges_of_a_path_and_a_star() {

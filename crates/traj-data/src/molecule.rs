@@ -14,19 +14,333 @@
 //!   frame and its `T` targets (frames `start + k·Δ/T`, `k = 0..=T`), so [`egno_windows`]
 //!   (condition on frame 0, targets 1..=T) reads them.
 
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{bones_and_two_hop, contact_edges};
+use crate::convert::{bones_and_two_hop, contact_edges, write_splits};
 use crate::dataset::{Dataset, DatasetMeta};
 use crate::error::Error;
-use crate::formats::md17::Md17;
+use crate::formats::md17::{Md17, read_md17};
 use crate::import_error::{ImportError, ImportResult};
+use crate::manifest::Manifest;
 use crate::normalize::NormalizationSpec;
 use crate::split::{Split, SplitMethod, SplitSpec};
 use crate::trajectory::{MetadataMap, Trajectory};
 use crate::window::{TargetFrames, WindowSpec};
+
+/// The eight molecules of MD17 (sGDML), by the names the project uses (the sGDML file names:
+/// `md17_<name>.npz`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Md17Molecule {
+    /// `aspirin` (21 atoms, 13 heavy).
+    Aspirin,
+    /// `benzene` (12 atoms, 6 heavy).
+    Benzene,
+    /// `ethanol` (9 atoms, 3 heavy).
+    Ethanol,
+    /// `malonaldehyde` (9 atoms, 5 heavy).
+    Malonaldehyde,
+    /// `naphthalene` (18 atoms, 10 heavy).
+    Naphthalene,
+    /// `salicylic_acid` (16 atoms, 10 heavy; rMD17 calls it `salicylic`).
+    SalicylicAcid,
+    /// `toluene` (15 atoms, 7 heavy).
+    Toluene,
+    /// `uracil` (12 atoms, 8 heavy).
+    Uracil,
+}
+
+/// The accepted spellings of [`Md17Molecule`], for error messages.
+const MD17_NAMES: &str =
+    "aspirin, benzene, ethanol, malonaldehyde, naphthalene, salicylic_acid, toluene, uracil";
+
+impl Md17Molecule {
+    /// All eight, in alphabetical order.
+    pub const ALL: [Md17Molecule; 8] = [
+        Self::Aspirin,
+        Self::Benzene,
+        Self::Ethanol,
+        Self::Malonaldehyde,
+        Self::Naphthalene,
+        Self::SalicylicAcid,
+        Self::Toluene,
+        Self::Uracil,
+    ];
+
+    /// The name (`salicylic_acid`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Aspirin => "aspirin",
+            Self::Benzene => "benzene",
+            Self::Ethanol => "ethanol",
+            Self::Malonaldehyde => "malonaldehyde",
+            Self::Naphthalene => "naphthalene",
+            Self::SalicylicAcid => "salicylic_acid",
+            Self::Toluene => "toluene",
+            Self::Uracil => "uracil",
+        }
+    }
+
+    /// The name in the rMD17 archive (`salicylic` for salicylic acid, otherwise [`Self::name`]).
+    pub fn rmd17_name(self) -> &'static str {
+        match self {
+            Self::SalicylicAcid => "salicylic",
+            other => other.name(),
+        }
+    }
+
+    /// The source of the original MD17 file in `datasets/manifest.toml` (`md17-<name>`).
+    pub fn source_name(self) -> String {
+        format!("md17-{}", self.name())
+    }
+}
+
+impl fmt::Display for Md17Molecule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Md17Molecule {
+    type Err = Error;
+
+    /// Parses a name of [`Md17Molecule::name`].
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::Parse {
+                what: "MD17 molecule",
+                input: s.into(),
+                expected: MD17_NAMES,
+            })
+    }
+}
+
+/// A molecule of the revised MD17 archive (`rmd17_<name>.npz`): MD17's eight and two more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rmd17Molecule {
+    /// One of MD17's eight (salicylic acid is `salicylic` in the archive).
+    Md17(Md17Molecule),
+    /// `azobenzene` (rMD17 only).
+    Azobenzene,
+    /// `paracetamol` (rMD17 only).
+    Paracetamol,
+}
+
+impl Rmd17Molecule {
+    /// The name in the archive (`salicylic`, `azobenzene`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Md17(m) => m.rmd17_name(),
+            Self::Azobenzene => "azobenzene",
+            Self::Paracetamol => "paracetamol",
+        }
+    }
+
+    /// The file inside the archive, `rmd17_<name>.npz`.
+    pub fn file_name(self) -> String {
+        format!("rmd17_{}.npz", self.name())
+    }
+}
+
+impl fmt::Display for Rmd17Molecule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Rmd17Molecule {
+    type Err = Error;
+
+    /// Parses an MD17 name (`salicylic_acid`) or an rMD17 name (`salicylic`, `azobenzene`,
+    /// `paracetamol`).
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "azobenzene" => Ok(Self::Azobenzene),
+            "paracetamol" => Ok(Self::Paracetamol),
+            "salicylic" => Ok(Self::Md17(Md17Molecule::SalicylicAcid)),
+            _ => s.parse().map(Self::Md17).map_err(|_| Error::Parse {
+                what: "rMD17 molecule",
+                input: s.into(),
+                expected: "aspirin, azobenzene, benzene, ethanol, malonaldehyde, naphthalene, \
+                           paracetamol, salicylic (or salicylic_acid), toluene, uracil",
+            }),
+        }
+    }
+}
+
+/// Which MD17 file to obtain: the original (sGDML host) or the revised one (rMD17 archive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Md17File {
+    /// `md17_<name>.npz` from the sGDML host (source `md17-<name>`).
+    Original(Md17Molecule),
+    /// `rmd17_<name>.npz` from the rMD17 archive (source [`RMD17_SOURCE`]).
+    Revised(Rmd17Molecule),
+}
+
+/// The source of the rMD17 archive in `datasets/manifest.toml`.
+pub const RMD17_SOURCE: &str = "rmd17";
+
+impl Md17File {
+    /// The dataset name the project gives it: `md17-<name>` or `rmd17-<name>`.
+    pub fn dataset_name(self) -> String {
+        match self {
+            Self::Original(m) => m.source_name(),
+            Self::Revised(m) => format!("rmd17-{}", m.name()),
+        }
+    }
+}
+
+/// Obtains an MD17 or rMD17 file into `cache`, verified against `sources` (for rMD17: the archive,
+/// then the one member). Returns the path of the `.npz` and what was obtained from the manifest
+/// (the `.npz` itself, or the rMD17 archive).
+///
+/// # Errors
+/// [`Error::UnknownSource`] when the manifest lacks the source, [`ImportError::Unusable`] when
+/// the rMD17 archive has no member for the molecule, and the errors of
+/// [`crate::sources::obtain`] and [`crate::sources::extract_tar`].
+#[cfg(feature = "download")]
+pub fn obtain_md17(
+    file: Md17File,
+    sources: &crate::sources::Sources,
+    cache: &Path,
+    python: &Path,
+    progress: crate::sources::Progress<'_>,
+) -> ImportResult<(std::path::PathBuf, crate::sources::Obtained)> {
+    use crate::sources::{extract_tar, obtain};
+    match file {
+        Md17File::Original(m) => {
+            let source = sources.require(&m.source_name())?;
+            let got = obtain(source, cache, python, progress)?;
+            Ok((got.path.clone(), got))
+        }
+        Md17File::Revised(m) => {
+            let source = sources.require(RMD17_SOURCE)?;
+            let name = m.file_name();
+            let member: Vec<_> = source
+                .members
+                .iter()
+                .filter(|x| x.file == name)
+                .cloned()
+                .collect();
+            if member.is_empty() {
+                let known: Vec<&str> = source.members.iter().map(|m| m.file.as_str()).collect();
+                return Err(ImportError::unusable(
+                    &source.cache_path(cache),
+                    format!("rMD17 has no {name} (known: {})", known.join(", ")),
+                ));
+            }
+            let got = obtain(source, cache, python, progress)?;
+            let npz = extract_tar(&got.path, &member, cache)?.remove(0);
+            Ok((npz, got))
+        }
+    }
+}
+
+/// The two MD17 settings of the papers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Md17Setting {
+    /// GeoTDM / LaM-SLidE ([`GeoTdmMd17Spec`]): all atoms, every 10th frame, chronological
+    /// 60/20/20, 10 + 20 windows.
+    Geotdm,
+    /// EGNO / SGDD ([`EgnoMd17Spec`]): heavy atoms, bonds < 1.6 Å + 2-hop, Δ = 3000, T = 8,
+    /// 500/2000/2000 windows.
+    Egno,
+}
+
+impl Md17Setting {
+    /// `geotdm` or `egno`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Geotdm => "geotdm",
+            Self::Egno => "egno",
+        }
+    }
+}
+
+impl fmt::Display for Md17Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Md17Setting {
+    type Err = Error;
+
+    /// Parses `geotdm` or `egno`.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "geotdm" => Ok(Self::Geotdm),
+            "egno" => Ok(Self::Egno),
+            _ => Err(Error::Parse {
+                what: "MD17 setting",
+                input: s.into(),
+                expected: "geotdm, egno",
+            }),
+        }
+    }
+}
+
+/// What [`convert_md17`] read and wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Md17Conversion {
+    /// Frames of the input trajectory.
+    pub num_frames: usize,
+    /// Atoms of the input trajectory.
+    pub num_atoms: usize,
+    /// The input's `theory` string, if any.
+    pub theory: Option<String>,
+    /// Nodes per trajectory of the dataset (all atoms, or the heavy atoms).
+    pub num_nodes: usize,
+    /// Trajectories in train, val, test.
+    pub num_trajectories: [usize; 3],
+    /// The dataset directory's manifest.
+    pub manifest: Manifest,
+}
+
+/// Reads an MD17 or rMD17 `.npz` and writes the dataset directory `out` (train/val/test and a
+/// manifest) in `setting`; `seed` is the `np.random.seed` of EGNO's start-frame draw (EGNO's code
+/// uses 100; the GeoTDM setting draws nothing and ignores it).
+///
+/// # Errors
+/// Reader errors naming `from`; [`ImportError::Unusable`] when the trajectory does not fit the
+/// setting (e.g. fewer frames than EGNO's margins); I/O errors naming the output file.
+pub fn convert_md17(
+    from: &Path,
+    name: &str,
+    setting: Md17Setting,
+    seed: u32,
+    out: &Path,
+) -> ImportResult<Md17Conversion> {
+    let md = read_md17(from)?;
+    let splits = match setting {
+        Md17Setting::Geotdm => md17_geotdm(&md, name, &GeoTdmMd17Spec::default(), from)?,
+        Md17Setting::Egno => md17_egno(
+            &md,
+            name,
+            &EgnoMd17Spec {
+                seed,
+                ..EgnoMd17Spec::default()
+            },
+            from,
+        )?,
+    };
+    let manifest = write_splits(name, &splits, out)?;
+    Ok(Md17Conversion {
+        num_frames: md.num_frames,
+        num_atoms: md.num_atoms(),
+        theory: md.theory,
+        num_nodes: splits[0].num_nodes(),
+        num_trajectories: [splits[0].len(), splits[1].len(), splits[2].len()],
+        manifest,
+    })
+}
 
 /// The GeoTDM / LaM-SLidE MD17 setting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -300,7 +614,7 @@ pub fn md17_egno(
     // bonds in the first frame between the kept atoms
     let first = frame_of(0);
     let bonds = contact_edges(&first, spec.bond_cutoff);
-    let edges = bones_and_two_hop(&bonds, n).map_err(|e| ImportError::in_file(path, e))?;
+    let edges = bones_and_two_hop(bonds.pairs(), n).map_err(|e| ImportError::in_file(path, e))?;
     let types: Vec<i64> = atoms
         .iter()
         .map(|&i| i64::from(md.atomic_numbers[i]))

@@ -31,7 +31,6 @@
 //! schedules the trajectories, nor on the sizes of the other splits.
 
 use std::fmt;
-use std::fs;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,9 +42,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::convert::write_split_dir;
 use crate::dataset::{Dataset, DatasetLayout, DatasetMeta};
 use crate::error::{Error, Result};
-use crate::format::write_dataset;
 use crate::manifest::Manifest;
 use crate::split::Split;
 use crate::trajectory::{EdgeList, MetadataMap, Trajectory};
@@ -692,21 +691,17 @@ pub fn generate_dataset_dir(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Manifest> {
     spec.validate()?;
-    fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, "create directory", e))?;
     let total = spec.n_train + spec.n_val + spec.n_test;
     let done = AtomicUsize::new(0);
     let tick = || progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
     let generator =
         serde_json::to_value(spec).map_err(|e| Error::spec("N-body spec", e.to_string()))?;
-    let mut manifest = Manifest::new(format!("nbody-{}", spec.system), generator);
-    for split in Split::ALL {
-        let dataset = spec.generate_split_with_progress(split, &tick)?;
-        let file = split.file_name();
-        write_dataset(out_dir.join(&file), &dataset)?;
-        manifest.add_file(out_dir, &file, Some(split), dataset.len())?;
-    }
-    manifest.write(out_dir)?;
-    Ok(manifest)
+    write_split_dir(
+        &format!("nbody-{}", spec.system),
+        generator,
+        out_dir,
+        |split| spec.generate_split_with_progress(split, &tick),
+    )
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{contact_edges, finite_difference_velocities, write_split_dir};
+use crate::convert::{contact_edges, finite_difference_velocities, write_splits};
 use crate::dataset::{Dataset, DatasetMeta};
 use crate::error::Error;
 use crate::formats::dcd::{Dcd, read_dcd};
@@ -13,7 +13,7 @@ use crate::formats::psf::{Psf, read_psf};
 use crate::import_error::{ImportError, ImportResult};
 use crate::manifest::Manifest;
 use crate::split::{CheckedSplitSpec, SplitMethod};
-use crate::trajectory::{EdgeList, MetadataMap, Trajectory};
+use crate::trajectory::{MetadataMap, Trajectory};
 use crate::window::WindowSpec;
 
 /// Backbone atom names, in the order of [`ProteinSpec`]'s node types (N = 0, CA = 1, C = 2, O = 3).
@@ -147,7 +147,7 @@ pub fn protein_trajectory(
             .with_velocities(velocities)?
             .with_node_features(features, 1)?
             .with_node_types(types)?
-            .with_edges(EdgeList::new(edges)?)?
+            .with_edges(edges)?
             .with_metadata(meta))
     };
     build().map_err(|e| ImportError::in_file(dcd_path, e))
@@ -196,6 +196,62 @@ fn round_significant(x: f64, digits: i32) -> f64 {
     (x * scale).round() / scale
 }
 
+/// The source of the ADK files in `datasets/manifest.toml`: the PyPI archive of
+/// `mdanalysistests` (obtained with `pip download --no-deps`), whose members are the files of
+/// [`ADK_TRAJECTORIES`].
+pub const ADK_SOURCE: &str = "mdanalysistests-2.11.0";
+
+/// One adenylate kinase (ADK) trajectory of [`ADK_SOURCE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdkTrajectory {
+    /// The dataset name (`adk-dims`).
+    pub name: &'static str,
+    /// The PSF topology's file name in the cache.
+    pub topology: &'static str,
+    /// The DCD trajectory's file name in the cache.
+    pub trajectory: &'static str,
+}
+
+/// The ADK trajectories of `mdanalysistests`: two DIMS transitions with CHARMM and one targeted
+/// MD run with NAMD.
+pub const ADK_TRAJECTORIES: [AdkTrajectory; 3] = [
+    AdkTrajectory {
+        name: "adk-dims",
+        topology: "adk.psf",
+        trajectory: "adk_dims.dcd",
+    },
+    AdkTrajectory {
+        name: "adk-dims2",
+        topology: "adk.psf",
+        trajectory: "adk_dims2.dcd",
+    },
+    AdkTrajectory {
+        name: "adk-tmd-namd",
+        topology: "adk_closed_NAMD.psf",
+        trajectory: "adk_gbis_tmd-fast1_NAMD.dcd",
+    },
+];
+
+impl AdkTrajectory {
+    /// Converts this trajectory, its files in `cache`, into the dataset directory
+    /// `out_root/<name>` in EGNO's protein setting ([`ProteinSpec::default`], chronological
+    /// 60/20/20 by frame) and returns its manifest.
+    ///
+    /// # Errors
+    /// As [`write_protein_dataset_dir`].
+    pub fn write_dataset_dir(&self, cache: &Path, out_root: &Path) -> ImportResult<Manifest> {
+        let split = crate::split::SplitSpec::new(SplitMethod::FrameChronological).check()?;
+        write_protein_dataset_dir(
+            self.name,
+            &cache.join(self.topology),
+            &cache.join(self.trajectory),
+            &ProteinSpec::default(),
+            &split,
+            &out_root.join(self.name),
+        )
+    }
+}
+
 /// Converts one protein trajectory (`psf` + `dcd`) into a dataset directory: the trajectory cut
 /// chronologically by frame into `train`/`val`/`test` files (`split`, EGNO: 60/20/20) and a
 /// [`Manifest`] with sizes and sha256. The time between frames is taken from the DCD header
@@ -234,7 +290,11 @@ pub fn write_protein_dataset_dir(
     });
     let dataset = protein_dataset(name, &psf, &dcd, dt_ps, spec, dcd_path, source.clone())?;
     let splits = dataset.split(split)?;
-    write_split_dir(name, &[splits.train, splits.val, splits.test], out_dir)
+    Ok(write_splits(
+        name,
+        &[splits.train, splits.val, splits.test],
+        out_dir,
+    )?)
 }
 
 #[cfg(test)]
@@ -254,7 +314,7 @@ mod tests {
         let pts: Vec<f64> = (0..6).flat_map(|i| [i as f64, 0.0, 0.0]).collect();
         let e = contact_edges(&pts, 2.5);
         assert_eq!(e.len(), 5 + 4);
-        assert!(e.iter().all(|&[a, b]| a < b && b - a <= 2));
+        assert!(e.pairs().iter().all(|&[a, b]| a < b && b - a <= 2));
         assert!(
             contact_edges(&pts, 1.0).is_empty(),
             "strictly closer than the cutoff"

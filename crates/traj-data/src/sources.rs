@@ -27,7 +27,8 @@
 //! once it matches the manifest.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +39,14 @@ use crate::import_error::{ImportError, ImportResult};
 #[cfg(feature = "download")]
 mod fetch;
 #[cfg(feature = "download")]
-pub use fetch::{Progress, download, extract_tar};
+pub use fetch::{Obtained, Progress, download, extract_tar, obtain};
+
+/// `datasets/manifest.toml` of this version of the crate, built in, so that a copied binary needs
+/// no checkout ([`Sources::built_in`]).
+pub const BUILT_IN_MANIFEST: &str = include_str!("../../../datasets/manifest.toml");
+
+/// The name [`Sources::built_in`] reports in its errors.
+const BUILT_IN_PATH: &str = "datasets/manifest.toml (built in)";
 
 /// Version of `datasets/manifest.toml` this reader understands.
 pub const SOURCES_VERSION: u32 = 1;
@@ -172,10 +180,133 @@ impl Sources {
         Ok(s)
     }
 
+    /// The manifest built into the crate ([`BUILT_IN_MANIFEST`]).
+    ///
+    /// # Errors
+    /// As [`Sources::parse`] (the crate's tests parse it, so never in practice).
+    pub fn built_in() -> ImportResult<Sources> {
+        Self::parse(BUILT_IN_MANIFEST, Path::new(BUILT_IN_PATH))
+    }
+
     /// The source called `name`.
     pub fn get(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|s| s.name == name)
     }
+
+    /// The source called `name`, or an error listing the known names.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSource`].
+    pub fn require(&self, name: &str) -> ImportResult<&Source> {
+        self.get(name).ok_or_else(|| {
+            Error::UnknownSource {
+                name: name.into(),
+                known: self.sources.iter().map(|s| s.name.clone()).collect(),
+            }
+            .into()
+        })
+    }
+}
+
+impl Source {
+    /// Where the file lives in the cache directory `cache`.
+    pub fn cache_path(&self, cache: &Path) -> PathBuf {
+        cache.join(&self.file)
+    }
+
+    /// Whether the source is a tar archive (`.tar.gz`, `.tgz`, `.tar.bz2`) with members to take
+    /// out of it.
+    pub fn is_archive(&self) -> bool {
+        !self.members.is_empty()
+            && [".tar.gz", ".tgz", ".tar.bz2", ".tbz2"]
+                .iter()
+                .any(|e| self.file.ends_with(e))
+    }
+}
+
+/// The Python interpreter to run helpers with: `explicit` if given, else the active virtual
+/// environment's `bin/python` (`VIRTUAL_ENV`), else the project's `.venv/bin/python` (relative to
+/// the working directory), else `python3` from `PATH`.
+pub fn python_executable(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        let p = Path::new(&venv).join("bin/python");
+        return if p.exists() {
+            p
+        } else {
+            PathBuf::from("python")
+        };
+    }
+    let project = PathBuf::from(".venv/bin/python");
+    if project.exists() {
+        project
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Runs `command` to completion; a failure to start it or a non-zero exit is an
+/// [`ImportError::Command`] with the exit status and the last 15 lines of its standard error.
+pub(crate) fn run_command(command: &mut Command) -> ImportResult<std::process::Output> {
+    let line = {
+        let prog = command.get_program().to_string_lossy().into_owned();
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::iter::once(prog)
+            .chain(args)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let out = command.output().map_err(|e| ImportError::Command {
+        command: line.clone(),
+        problem: format!("could not start: {e}"),
+    })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        return Err(ImportError::Command {
+            command: line,
+            problem: format!("{}\n{tail}", out.status),
+        });
+    }
+    Ok(out)
+}
+
+/// Obtains a PyPI source (one with [`Source::pypi`]) into `cache` with
+/// `python -m pip download --no-deps`, unless it is there already, and verifies it against the
+/// manifest. Returns its path and sha256.
+///
+/// # Errors
+/// [`ImportError::Unusable`] for a source without a PyPI requirement; [`ImportError::Command`]
+/// when pip fails; [`Error::SizeMismatch`] / [`Error::ChecksumMismatch`] naming the file.
+pub fn pip_download(
+    source: &Source,
+    cache: &Path,
+    python: &Path,
+) -> ImportResult<(PathBuf, String)> {
+    let dest = source.cache_path(cache);
+    let Some(req) = &source.pypi else {
+        return Err(ImportError::unusable(
+            &dest,
+            format!("source {:?} has no PyPI requirement", source.name),
+        ));
+    };
+    if !dest.exists() {
+        run_command(
+            Command::new(python)
+                .args(["-m", "pip", "download", "--no-deps", "-q"])
+                .arg(req)
+                .arg("-d")
+                .arg(cache),
+        )?;
+    }
+    let hash = verify_file(&dest, &source.expected)?;
+    Ok((dest, hash))
 }
 
 /// Checks `path` against `expected` (size first, then sha256; unknown values are not checked) and
@@ -214,6 +345,25 @@ pub fn verify_file(path: &Path, expected: &Expected) -> ImportResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_in_manifest_parses_and_pins_the_adk_archive() {
+        let s = Sources::built_in().unwrap();
+        let adk = s.require(crate::protein::ADK_SOURCE).unwrap();
+        assert_eq!(adk.expected.bytes, Some(59_555_441));
+        assert!(adk.expected.sha256.is_some());
+        assert_eq!(adk.members.len(), 5);
+        assert!(adk.is_archive());
+        for m in crate::molecule::Md17Molecule::ALL {
+            s.require(&m.source_name()).unwrap();
+        }
+        let err = s.require("md17-water").unwrap_err().to_string();
+        assert!(
+            err.starts_with("no source \"md17-water\" in the sources manifest (known: ")
+                && err.contains("md17-aspirin"),
+            "{err}"
+        );
+    }
 
     const GOOD: &str = r#"
 version = 1

@@ -42,7 +42,7 @@ impl Split {
         format!("{}.safetensors", self.as_str())
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Split::Train => 0,
             Split::Val => 1,

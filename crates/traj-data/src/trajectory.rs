@@ -46,6 +46,36 @@ impl EdgeList {
         })
     }
 
+    /// An edge list of pairs already `[a, b]` with `a < b` and distinct (a builder that makes
+    /// them so, like [`crate::convert::contact_edges`]).
+    pub(crate) fn from_canonical(pairs: Vec<[usize; 2]>) -> Self {
+        debug_assert!(pairs.iter().all(|&[a, b]| a < b));
+        Self {
+            pairs,
+            attributes: Vec::new(),
+            num_attributes: 0,
+        }
+    }
+
+    /// The complete graph on `n` nodes: every pair `[i, j]`, `i < j`, in the order `(i, j)`
+    /// ascending (as `spectral_core::Graph::complete`), without attributes.
+    pub fn complete(n: usize) -> Self {
+        Self::from_canonical(
+            (0..n)
+                .flat_map(|i| (i + 1..n).map(move |j| [i, j]))
+                .collect(),
+        )
+    }
+
+    /// The edges in both directions, `(a, b)` then `(b, a)` for each edge in order, as the
+    /// `(receiver, sender)` pairs of a message-passing graph (e.g. `graph_nets::GraphBatch`).
+    pub fn directed(&self) -> Vec<(i64, i64)> {
+        self.pairs
+            .iter()
+            .flat_map(|&[a, b]| [(a as i64, b as i64), (b as i64, a as i64)])
+            .collect()
+    }
+
     /// Attaches `E × num_attributes` attributes (row-major). `num_attributes = 0` removes them.
     ///
     /// # Errors
@@ -120,6 +150,32 @@ impl EdgeList {
             }
         }
         Ok(())
+    }
+}
+
+/// The undirected edges as `(a, b)` tuples, `a < b`, in edge order: the form
+/// `spectral_core::Graph::from_edges` and the spatial Laplacian take.
+impl From<&EdgeList> for Vec<(usize, usize)> {
+    fn from(e: &EdgeList) -> Self {
+        e.pairs.iter().map(|&[a, b]| (a, b)).collect()
+    }
+}
+
+/// [`EdgeList::new`] (either orientation; self-loops and duplicates rejected).
+impl TryFrom<Vec<[usize; 2]>> for EdgeList {
+    type Error = Error;
+
+    fn try_from(pairs: Vec<[usize; 2]>) -> Result<Self> {
+        Self::new(pairs)
+    }
+}
+
+/// [`EdgeList::new`] from `(a, b)` tuples (e.g. `spectral_core::Graph`'s edges without weights).
+impl TryFrom<&[(usize, usize)]> for EdgeList {
+    type Error = Error;
+
+    fn try_from(pairs: &[(usize, usize)]) -> Result<Self> {
+        Self::new(pairs.iter().map(|&(a, b)| [a, b]).collect())
     }
 }
 
@@ -349,6 +405,48 @@ impl Trajectory {
         &self.metadata
     }
 
+    /// The anchors of this trajectory's own windows: the metadata entry
+    /// [`crate::START_FRAMES_KEY`] (`start_frames`), a list of frame indices, in the order listed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMetadata`] when the entry is absent, not a list, or holds something other
+    /// than a non-negative integer.
+    pub fn start_frames(&self) -> Result<Vec<usize>> {
+        let key = crate::window::START_FRAMES_KEY;
+        let bad = |reason: String| Error::InvalidMetadata { reason };
+        let list = match self.metadata.get(key) {
+            None => {
+                return Err(bad(format!(
+                    "no `{key}` in the trajectory's metadata (the window spec starts windows there)"
+                )));
+            }
+            Some(serde_json::Value::Array(list)) => list,
+            Some(other) => {
+                return Err(bad(format!(
+                    "`{key}` is {other}, not a list of frame indices"
+                )));
+            }
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_u64()
+                    .and_then(|a| usize::try_from(a).ok())
+                    .ok_or_else(|| bad(format!("`{key}` entry {i} is {v}, not a frame index")))
+            })
+            .collect()
+    }
+
+    /// Records the anchors of this trajectory's own windows under [`crate::START_FRAMES_KEY`]
+    /// (see [`Trajectory::start_frames`]).
+    pub fn with_start_frames(mut self, anchors: &[usize]) -> Self {
+        self.metadata.insert(
+            crate::window::START_FRAMES_KEY.into(),
+            serde_json::Value::from(anchors.to_vec()),
+        );
+        self
+    }
+
     /// Mutable access to the metadata map.
     pub fn metadata_mut(&mut self) -> &mut MetadataMap {
         &mut self.metadata
@@ -385,6 +483,33 @@ impl Trajectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_list_conversions() {
+        let k4 = EdgeList::complete(4);
+        assert_eq!(
+            Vec::<(usize, usize)>::from(&k4),
+            vec![(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+        );
+        assert!(EdgeList::complete(0).is_empty() && EdgeList::complete(1).is_empty());
+        let e = EdgeList::try_from(vec![[2, 0], [1, 2]]).unwrap();
+        assert_eq!(e.pairs(), &[[0, 2], [1, 2]]);
+        assert_eq!(e.directed(), vec![(0, 2), (2, 0), (1, 2), (2, 1)]);
+        let tuples = Vec::<(usize, usize)>::from(&e);
+        assert_eq!(EdgeList::try_from(&tuples[..]).unwrap(), e);
+        assert!(matches!(
+            EdgeList::try_from(vec![[1, 1]]),
+            Err(Error::SelfLoop { node: 1, .. })
+        ));
+        assert!(matches!(
+            EdgeList::try_from(&[(0, 1), (1, 0)][..]),
+            Err(Error::DuplicateEdge {
+                edge: 1,
+                first: 0,
+                ..
+            })
+        ));
+    }
 
     fn line(t: usize, n: usize) -> Vec<f64> {
         (0..t * n * 3).map(|i| i as f64).collect()

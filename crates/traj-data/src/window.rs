@@ -9,16 +9,21 @@
 //!     (EGNO's N-body setting: anchor 30, `Δ = 10`, `T = 5` → 32, 34, 36, 38, 40; its protein
 //!     setting `Δ = 15`, `T = 4` → +3, +7, +11, +15).
 //!
-//! Anchors are either a fixed list ([`Starts::Fixed`], EGNO: `[30]`) or slide through each
-//! trajectory with a stride ([`Starts::Sliding`], GeoTDM). Samples are enumerated trajectory by
-//! trajectory, anchors ascending.
+//! Anchors are a fixed list ([`Starts::Fixed`], EGNO: `[30]`), slide through each trajectory with
+//! a stride ([`Starts::Sliding`], GeoTDM), or are listed per trajectory in its metadata under
+//! [`START_FRAMES_KEY`] ([`Starts::Metadata`], EGNO's motion-capture split). Samples are
+//! enumerated trajectory by trajectory, anchors ascending (metadata anchors in the order listed).
 
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::normalize::PositionTransform;
-use crate::trajectory::EdgeList;
+use crate::trajectory::{EdgeList, Trajectory};
+
+/// The trajectory metadata key listing a trajectory's own window anchors (a JSON array of
+/// non-negative integers), read by [`Starts::Metadata`]; see [`Trajectory::start_frames`].
+pub const START_FRAMES_KEY: &str = "start_frames";
 
 /// Which frames up to the horizon are targets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +48,10 @@ pub enum Starts {
         /// Step between consecutive anchors (>= 1).
         stride: usize,
     },
+    /// Each trajectory's own anchors, listed in its metadata under [`START_FRAMES_KEY`] (as
+    /// [`crate::mocap::import_mocap_run`] records EGNO's split); a trajectory without them, or
+    /// with an anchor whose window does not fit, is an error.
+    Metadata,
 }
 
 /// Unchecked window parameters (a builder); [`WindowSpec::check`] validates them into a
@@ -146,6 +155,12 @@ impl WindowSpec {
         self
     }
 
+    /// Uses each trajectory's metadata anchors ([`Starts::Metadata`]).
+    pub fn metadata_starts(mut self) -> Self {
+        self.starts = Starts::Metadata;
+        self
+    }
+
     /// Validates the parameters.
     ///
     /// # Errors
@@ -166,7 +181,7 @@ impl WindowSpec {
         }
         match &self.starts {
             Starts::Sliding { stride: 0 } => return bad("sliding stride must be >= 1".into()),
-            Starts::Sliding { .. } => {}
+            Starts::Sliding { .. } | Starts::Metadata => {}
             Starts::Fixed(anchors) => {
                 if anchors.is_empty() {
                     return bad("the list of start frames is empty".into());
@@ -281,10 +296,13 @@ impl CheckedWindowSpec {
         self.spec.num_targets
     }
 
-    /// The anchors of a trajectory with `num_frames` frames, ascending.
+    /// The anchors of a trajectory with `num_frames` frames, ascending, for fixed or sliding
+    /// starts (metadata starts depend on the trajectory: see
+    /// [`CheckedWindowSpec::trajectory_anchors`]).
     ///
     /// # Errors
-    /// [`Error::WindowOutOfRange`] when fixed anchors do not fit.
+    /// [`Error::WindowOutOfRange`] when fixed anchors do not fit; [`Error::InvalidSpec`] for
+    /// [`Starts::Metadata`].
     pub fn anchors(&self, num_frames: usize) -> Result<Vec<usize>> {
         let delta = self.spec.delta_frame;
         match &self.spec.starts {
@@ -302,18 +320,49 @@ impl CheckedWindowSpec {
                 .step_by(*stride)
                 .take_while(|a| a + delta < num_frames)
                 .collect()),
+            Starts::Metadata => Err(Error::spec(
+                "window spec",
+                "metadata start frames belong to a trajectory: use trajectory_anchors",
+            )),
         }
     }
 
-    /// Every window of `dataset`, trajectory by trajectory, anchors ascending.
+    /// The anchors of trajectory `t`: as [`CheckedWindowSpec::anchors`] for fixed and sliding
+    /// starts; for [`Starts::Metadata`] its [`Trajectory::start_frames`], in the order listed,
+    /// each checked to leave room for the condition frames and the horizon.
     ///
     /// # Errors
-    /// [`Error::InTrajectory`] around [`Error::WindowOutOfRange`] for fixed anchors that do not fit.
+    /// [`Error::WindowOutOfRange`] for an anchor whose window does not fit; for metadata starts,
+    /// the errors of [`Trajectory::start_frames`].
+    pub fn trajectory_anchors(&self, t: &Trajectory) -> Result<Vec<usize>> {
+        if self.spec.starts != Starts::Metadata {
+            return self.anchors(t.num_frames());
+        }
+        let anchors = t.start_frames()?;
+        let (c, delta) = (self.spec.condition_frames, self.spec.delta_frame);
+        if let Some(&a) = anchors
+            .iter()
+            .find(|&&a| a + 1 < c || a.saturating_add(delta) >= t.num_frames())
+        {
+            return Err(Error::WindowOutOfRange {
+                needed: a.saturating_add(delta),
+                num_frames: t.num_frames(),
+            });
+        }
+        Ok(anchors)
+    }
+
+    /// Every window of `dataset`, trajectory by trajectory, anchors ascending (metadata anchors in
+    /// the order listed).
+    ///
+    /// # Errors
+    /// [`Error::InTrajectory`] around the errors of [`CheckedWindowSpec::trajectory_anchors`]
+    /// (fixed or metadata anchors that do not fit, missing or malformed metadata anchors).
     pub fn index(&self, dataset: &Dataset) -> Result<Vec<WindowIndex>> {
         let mut out = Vec::new();
         for (trajectory, t) in dataset.trajectories().iter().enumerate() {
             let anchors = self
-                .anchors(t.num_frames())
+                .trajectory_anchors(t)
                 .map_err(|e| e.in_trajectory(trajectory))?;
             out.extend(
                 anchors
@@ -455,6 +504,61 @@ mod tests {
             })
             .collect();
         Dataset::new(DatasetMeta::new("w", "test", 0.1), trajs).unwrap()
+    }
+
+    #[test]
+    fn metadata_starts() {
+        let spec = WindowSpec::egno(0, 10, 5)
+            .targets(TargetFrames::Consecutive)
+            .metadata_starts()
+            .check()
+            .unwrap();
+        let ds = dataset(&[20, 30], 1);
+        let (meta, layout, trajs) = ds.clone().into_parts();
+        let with = |lists: [serde_json::Value; 2]| {
+            let trajs = trajs
+                .iter()
+                .zip(lists)
+                .map(|(t, l)| {
+                    let mut m = t.metadata().clone();
+                    m.insert(START_FRAMES_KEY.into(), l);
+                    t.clone().with_metadata(m)
+                })
+                .collect();
+            Dataset::with_layout(meta.clone(), layout, trajs).unwrap()
+        };
+        let good = with([serde_json::json!([5, 0]), serde_json::json!([19])]);
+        let idx = spec.index(&good).unwrap();
+        let got: Vec<(usize, usize)> = idx.iter().map(|w| (w.trajectory, w.anchor)).collect();
+        assert_eq!(got, vec![(0, 5), (0, 0), (1, 19)], "in the order listed");
+        assert_eq!(
+            spec.sample(&good, idx[2]).unwrap().target_frames,
+            vec![25, 26, 27, 28, 29]
+        );
+        // a window past the end, a missing list, a malformed entry: errors naming the trajectory
+        for (lists, needle) in [
+            (
+                [serde_json::json!([0]), serde_json::json!([20])],
+                "trajectory 1: window needs frame 30, but the trajectory has 30 frames",
+            ),
+            (
+                [serde_json::json!([0]), serde_json::json!("3")],
+                "trajectory 1: invalid dataset metadata: `start_frames` is \"3\", not a list of frame indices",
+            ),
+            (
+                [serde_json::json!([0]), serde_json::json!([1, -2])],
+                "trajectory 1: invalid dataset metadata: `start_frames` entry 1 is -2, not a frame index",
+            ),
+        ] {
+            let err = spec.index(&with(lists)).unwrap_err().to_string();
+            assert_eq!(err, needle);
+        }
+        let err = spec.index(&ds).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "trajectory 0: invalid dataset metadata: no `start_frames` in the trajectory's metadata (the window spec starts windows there)"
+        );
+        assert!(spec.anchors(50).is_err());
     }
 
     #[test]

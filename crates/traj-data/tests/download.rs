@@ -228,3 +228,111 @@ fn the_project_manifest_parses_and_lists_the_sources() {
         assert!(sources.get(name).is_some(), "{name}");
     }
 }
+
+/// Serves `body` for every request on 127.0.0.1 (one connection at a time); returns its URL.
+fn serve_bytes(body: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/md17.npz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    url
+}
+
+/// MD17 from a mirror on loopback: a manifest with the wrong sha256 is refused before anything
+/// is placed; with the right one the file is placed and converts.
+#[test]
+fn obtain_md17_from_a_local_mirror_verifies_then_converts() {
+    use traj_data::formats::md17::{Md17, Md17Flavor, write_md17};
+    use traj_data::molecule::{
+        EgnoMd17Spec, Md17File, Md17Molecule, Md17Setting, convert_md17, obtain_md17,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let frames = 60;
+    let md = Md17 {
+        flavor: Md17Flavor::Md17,
+        name: None,
+        theory: None,
+        atomic_numbers: vec![6, 8],
+        num_frames: frames,
+        positions: (0..frames * 6).map(|i| (i as f64 * 0.1).sin()).collect(),
+        energies: None,
+        forces: None,
+    };
+    let npz = dir.path().join("served.npz");
+    write_md17(&npz, &md).unwrap();
+    let bytes = std::fs::read(&npz).unwrap();
+    let url = serve_bytes(bytes.clone());
+    let manifest = |sha: &str| {
+        let text = format!(
+            "version = 1\n[[source]]\nname = \"md17-aspirin\"\nfile = \"md17_aspirin.npz\"\nurl = \"{url}\"\nbytes = {}\nsha256 = \"{sha}\"\n",
+            bytes.len()
+        );
+        Sources::parse(&text, Path::new("manifest.toml")).unwrap()
+    };
+    let file = Md17File::Original(Md17Molecule::Aspirin);
+    let python = Path::new("python3");
+    let bad_cache = dir.path().join("bad-cache");
+    std::fs::create_dir_all(&bad_cache).unwrap();
+    let err = obtain_md17(
+        file,
+        &manifest(&"0".repeat(64)),
+        &bad_cache,
+        python,
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("md17_aspirin.npz.part: sha256 mismatch"),
+        "{err}"
+    );
+    assert!(!bad_cache.join("md17_aspirin.npz").exists());
+
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let (path, got) =
+        obtain_md17(file, &manifest(&sha(&bytes)), &cache, python, &|_, _| {}).unwrap();
+    assert_eq!(path, cache.join("md17_aspirin.npz"));
+    assert_eq!((got.pinned, got.sha256.clone()), (true, sha(&bytes)));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // the rMD17 archive is not in this manifest: an error naming the known sources
+    let err = obtain_md17(
+        Md17File::Revised("aspirin".parse().unwrap()),
+        &manifest(&sha(&bytes)),
+        &cache,
+        python,
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no source \"rmd17\" in the sources manifest (known: md17-aspirin)"),
+        "{err}"
+    );
+
+    let out = dir.path().join("out");
+    convert_md17(
+        &path,
+        &file.dataset_name(),
+        Md17Setting::Geotdm,
+        EgnoMd17Spec::default().seed,
+        &out,
+    )
+    .unwrap();
+    let test = traj_data::load_split(&out, traj_data::Split::Test).unwrap();
+    assert_eq!(test.num_nodes(), 2);
+    assert_eq!(test.meta().name, "md17-aspirin");
+}

@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use traj_data::convert::write_split_dir;
+use traj_data::convert::write_splits;
 use traj_data::formats::md17::{Md17, Md17Flavor, parse_md17, read_md17, write_md17};
 use traj_data::formats::npz::{NpzArray, encode_npz};
 use traj_data::molecule::{
-    EgnoMd17Spec, GeoTdmMd17Spec, egno_start_frames, egno_windows, geotdm_windows, md17_egno,
-    md17_geotdm,
+    EgnoMd17Spec, GeoTdmMd17Spec, Md17Molecule, Md17Setting, Rmd17Molecule, convert_md17,
+    egno_start_frames, egno_windows, geotdm_windows, md17_egno, md17_geotdm,
 };
 use traj_data::{Error, ImportError, Split, load_split};
 
@@ -298,7 +298,7 @@ fn egno_setting() {
     );
     // written and read back through the manifest
     let dir = tempfile::tempdir().unwrap();
-    write_split_dir("e", &splits, dir.path()).unwrap();
+    write_splits("e", &splits, dir.path()).unwrap();
     assert_eq!(load_split(dir.path(), Split::Test).unwrap(), splits[2]);
     // too short for EGNO's margins
     let msg = md17_egno(&md, "e", &EgnoMd17Spec::default(), Path::new("e.npz"))
@@ -365,4 +365,108 @@ fn egno_start_frames_match_numpy() {
             );
         }
     }
+}
+
+/// `convert_md17` writes the GeoTDM setting and refuses, naming the file, a trajectory too short
+/// for EGNO's margins.
+#[test]
+fn convert_md17_writes_both_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    // a 3-atom molecule (C, O, H) vibrating, 60 frames
+    let frames = 60;
+    let positions = (0..frames)
+        .flat_map(|t| {
+            let s = 0.01 * (t as f64 * 0.3).sin();
+            [0.0, 0.0, 0.0, 1.2 + s, 0.0, 0.0, -0.6, 0.9 + s, 0.0]
+        })
+        .collect();
+    let md = Md17 {
+        flavor: Md17Flavor::Md17,
+        name: Some("tiny".into()),
+        theory: None,
+        atomic_numbers: vec![6, 8, 1],
+        num_frames: frames,
+        positions,
+        energies: None,
+        forces: None,
+    };
+    let npz = dir.path().join("tiny.npz");
+    write_md17(&npz, &md).unwrap();
+    let out = dir.path().join("geotdm");
+    let c = convert_md17(&npz, "tiny", Md17Setting::Geotdm, 0, &out).unwrap();
+    assert_eq!(
+        (c.num_frames, c.num_atoms, c.num_nodes, c.num_trajectories),
+        (60, 3, 3, [1, 1, 1])
+    );
+    assert_eq!(c.manifest.files.len(), 3);
+    let train = load_split(&out, Split::Train).unwrap();
+    assert_eq!(
+        train.trajectories()[0].num_frames(),
+        4,
+        "60 frames / 10 → 6 → 4 train"
+    );
+    // the EGNO setting leaves 10,000 frames at each end: refused, naming the file
+    let err = convert_md17(
+        &npz,
+        "tiny",
+        Md17Setting::Egno,
+        100,
+        &dir.path().join("egno"),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tiny.npz: 60 frames leave nothing between the margins"),
+        "{err}"
+    );
+}
+
+#[test]
+fn molecule_names_round_trip() {
+    for m in Md17Molecule::ALL {
+        assert_eq!(m.to_string().parse::<Md17Molecule>().unwrap(), m);
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, format!("\"{m}\""));
+        assert_eq!(serde_json::from_str::<Md17Molecule>(&json).unwrap(), m);
+    }
+    assert_eq!(Md17Molecule::SalicylicAcid.name(), "salicylic_acid");
+    assert_eq!(
+        Md17Molecule::SalicylicAcid.source_name(),
+        "md17-salicylic_acid"
+    );
+    let err = "water".parse::<Md17Molecule>().unwrap_err().to_string();
+    assert!(
+        err.starts_with("unknown MD17 molecule \"water\" (expected one of: aspirin, benzene"),
+        "{err}"
+    );
+    // rMD17 names salicylic acid `salicylic` and has two more molecules
+    for (input, file) in [
+        ("salicylic_acid", "rmd17_salicylic.npz"),
+        ("salicylic", "rmd17_salicylic.npz"),
+        ("paracetamol", "rmd17_paracetamol.npz"),
+        ("uracil", "rmd17_uracil.npz"),
+    ] {
+        assert_eq!(input.parse::<Rmd17Molecule>().unwrap().file_name(), file);
+    }
+    assert!("water".parse::<Rmd17Molecule>().is_err());
+    for s in [Md17Setting::Geotdm, Md17Setting::Egno] {
+        assert_eq!(s.to_string().parse::<Md17Setting>().unwrap(), s);
+    }
+    assert!("dft".parse::<Md17Setting>().is_err());
+}
+
+#[test]
+fn truncation_keeps_the_first_frames() {
+    let mut md = ethanol_like(10);
+    md.energies = Some((0..10).map(f64::from).collect());
+    md.forces = Some(md.positions.clone());
+    let full = md.clone();
+    md.truncate(20);
+    assert_eq!(md, full, "longer than the trajectory: unchanged");
+    md.truncate(4);
+    let n3 = full.num_atoms() * 3;
+    assert_eq!(md.num_frames, 4);
+    assert_eq!(md.positions, full.positions[..4 * n3]);
+    assert_eq!(md.forces.as_deref(), Some(&full.positions[..4 * n3]));
+    assert_eq!(md.energies, Some(vec![0.0, 1.0, 2.0, 3.0]));
 }

@@ -148,7 +148,13 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
     let ds = traj_data::read_dataset(&args.input)?;
     let mut data = cfg.data.clone();
     if let Some(f) = args.start_frame {
-        data.start_frame = f;
+        anyhow::ensure!(
+            matches!(data.starts, traj_data::Starts::Fixed(_)),
+            "--start-frame applies to windows at a fixed start frame; the checkpoint's data uses \
+             {:?}",
+            data.starts
+        );
+        data.starts = traj_data::Starts::Fixed(vec![f]);
     }
     let p = sgdd_train::prepare(&ds, &data)
         .with_context(|| format!("windows of {}", args.input.display()))?;

@@ -46,7 +46,7 @@ pub struct ReproArgs {
 pub struct Md17ReproArgs {
     /// aspirin, benzene, ethanol, malonaldehyde, naphthalene, salicylic_acid, toluene or uracil.
     #[arg(long)]
-    pub molecule: String,
+    pub molecule: traj_data::molecule::Md17Molecule,
     #[command(flatten)]
     pub common: ReproArgs,
 }
@@ -253,12 +253,7 @@ pub fn run_adk(args: &ReproArgs) -> Result<()> {
 /// Δ = 3000 steps of 0.5 fs, T = 8, 500 / 2000 / 2000 windows) on the GFN2-xTB trajectory that
 /// `sgdd data generate md17-xtb` wrote to `DATA_ROOT/md17xtb_<M>.npz`, converted on first use.
 pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
-    let m = args.molecule.as_str();
-    anyhow::ensure!(
-        super::data::MD17_MOLECULES.contains(&m),
-        "unknown molecule {m:?} (one of: {})",
-        super::data::MD17_MOLECULES.join(", ")
-    );
+    let m = args.molecule;
     let root = &args.common.data_root;
     let dir = root.join(format!("md17xtb-{m}-egno"));
     // reuse a converted dataset only if it is intact and made with today's setting
@@ -276,15 +271,24 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
             npz.display()
         );
         eprintln!("repro: converting {} to {}", npz.display(), dir.display());
-        super::data::convert_md17(
+        let c = traj_data::molecule::convert_md17(
             &npz,
             &format!("md17xtb_{m}"),
-            super::data::Md17Setting::Egno,
+            traj_data::molecule::Md17Setting::Egno,
             traj_data::molecule::EgnoMd17Spec::default().seed,
             &dir,
         )?;
+        eprintln!(
+            "repro: {} frames of {} atoms → {} nodes; train/val/test {} / {} / {} windows",
+            c.num_frames,
+            c.num_atoms,
+            c.num_nodes,
+            c.num_trajectories[0],
+            c.num_trajectories[1],
+            c.num_trajectories[2]
+        );
     }
-    let label = m.to_owned();
+    let label = m.to_string();
     let name = format!("md17-xtb-{m}");
     let table = Table {
         name: &name,

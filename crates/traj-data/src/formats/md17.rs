@@ -58,6 +58,23 @@ impl Md17 {
     pub fn num_atoms(&self) -> usize {
         self.atomic_numbers.len()
     }
+
+    /// Keeps the first `num_frames` frames (positions, energies, forces); a no-op when the
+    /// trajectory is not longer.
+    pub fn truncate(&mut self, num_frames: usize) {
+        if self.num_frames <= num_frames {
+            return;
+        }
+        let n3 = self.num_atoms() * 3;
+        self.num_frames = num_frames;
+        self.positions.truncate(num_frames * n3);
+        if let Some(e) = self.energies.as_mut() {
+            e.truncate(num_frames);
+        }
+        if let Some(f) = self.forces.as_mut() {
+            f.truncate(num_frames * n3);
+        }
+    }
 }
 
 /// Reads an MD17 or rMD17 `.npz`.

@@ -178,6 +178,26 @@ impl<R: Read + Seek> Npz<R> {
         Ok(Some(Array { shape, data }))
     }
 
+    /// The numpy type string of an array (`<f8`, `<i4`, `|u1`, ...), or `None` if absent.
+    ///
+    /// # Errors
+    /// [`ImportError::Malformed`] for a corrupt entry or a structured dtype.
+    pub fn dtype(&mut self, name: &str) -> ImportResult<Option<String>> {
+        let path = self.path.clone();
+        let bad = |problem: String| ImportError::malformed(&path, FORMAT, problem);
+        let Ok(entry) = self.archive.by_name(&format!("{name}.npy")) else {
+            return Ok(None);
+        };
+        let npy = npyz::NpyFile::new(entry).map_err(|e| bad(format!("array `{name}`: {e}")))?;
+        match npy.dtype() {
+            DType::Plain(t) => Ok(Some(t.to_string())),
+            other => Err(bad(format!(
+                "array `{name}` has the structured dtype {}",
+                other.descr()
+            ))),
+        }
+    }
+
     /// Reads a numeric array as `f64` (from float64/float32/int64/int32), or `None` if absent.
     ///
     /// # Errors
@@ -339,6 +359,9 @@ mod tests {
         assert_eq!(npz.i64("z").unwrap().unwrap().data, z.to_vec());
         assert_eq!(npz.f64("z").unwrap().unwrap().data, vec![6.0, 1.0, 8.0]);
         assert_eq!(npz.string("theory").as_deref(), Some("GFN2-xTB"));
+        assert_eq!(npz.dtype("R").unwrap().as_deref(), Some("<f8"));
+        assert_eq!(npz.dtype("z").unwrap().as_deref(), Some("<i8"));
+        assert_eq!(npz.dtype("missing").unwrap(), None);
         assert!(npz.f64("missing").unwrap().is_none());
         let err = npz.require_f64("E").unwrap_err().to_string();
         assert_eq!(err, "t.npz: not a valid npz file: array `E` is missing");

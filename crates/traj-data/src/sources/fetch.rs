@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{Expected, Member, verify_file};
+use super::{Expected, Member, Source, pip_download, verify_file};
 use crate::error::Error;
 use crate::fsutil::atomic_write;
 use crate::import_error::{ImportError, ImportResult};
@@ -276,6 +276,56 @@ pub fn download(
         let _ = d.sync_all();
     }
     Ok(dest.to_path_buf())
+}
+
+/// A source [`obtain`]ed into the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Obtained {
+    /// The verified file in the cache.
+    pub path: PathBuf,
+    /// Its sha256 (lower-case hex).
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Whether the manifest pins a sha256 for it (if not, only the size, if any, was checked and
+    /// `sha256` is what this copy hashes to).
+    pub pinned: bool,
+}
+
+/// Obtains `source` into `cache` and verifies it against the manifest: with
+/// `python -m pip download --no-deps` for a PyPI source ([`pip_download`]), otherwise by a
+/// resumable HTTP [`download`] reporting `progress`. A valid copy already in the cache is used as
+/// is.
+///
+/// # Errors
+/// As [`pip_download`] and [`download`].
+pub fn obtain(
+    source: &Source,
+    cache: &Path,
+    python: &Path,
+    progress: Progress<'_>,
+) -> ImportResult<Obtained> {
+    let (path, sha256) = if source.pypi.is_some() {
+        pip_download(source, cache, python)?
+    } else {
+        let path = download(
+            &source.url,
+            &source.cache_path(cache),
+            &source.expected,
+            progress,
+        )?;
+        let hash = verify_file(&path, &source.expected)?;
+        (path, hash)
+    };
+    let bytes = fs::metadata(&path)
+        .map_err(|e| ImportError::io(&path, "stat", e))?
+        .len();
+    Ok(Obtained {
+        path,
+        sha256,
+        bytes,
+        pinned: source.expected.sha256.is_some(),
+    })
 }
 
 #[cfg(test)]
