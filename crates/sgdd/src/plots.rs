@@ -1,49 +1,15 @@
 //! PNG figures of a run (plotters, bitmap backend): the loss curve and predicted-vs-true
-//! trajectories. Text is drawn with a TrueType font found on the system (DejaVu Sans or Liberation
-//! Sans in the usual places, or the file named by `SGDD_FONT`).
+//! trajectories, and grouped bars. Text is drawn with a font embedded in the binary (or the file
+//! named by `SGDD_FONT`), so figures never depend on the fonts a machine has installed.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use anyhow::{Result, anyhow, ensure};
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
-const FONT_CANDIDATES: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "/Library/Fonts/Arial.ttf",
-];
+mod font;
 
-/// Registers a system font as "sans-serif" once; an error says where fonts were looked for.
-fn ensure_font() -> Result<()> {
-    static FONT: OnceLock<Result<(), String>> = OnceLock::new();
-    FONT.get_or_init(|| {
-        let from_env = std::env::var("SGDD_FONT").ok();
-        let candidates = from_env
-            .iter()
-            .map(String::as_str)
-            .chain(FONT_CANDIDATES.iter().copied());
-        for path in candidates {
-            if let Ok(bytes) = std::fs::read(path) {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return Ok(());
-                }
-            }
-        }
-        Err(format!(
-            "no TrueType font found for plots (looked in {}); set SGDD_FONT to a .ttf file",
-            FONT_CANDIDATES.join(", ")
-        ))
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
-}
+use font::{FAMILY, ensure_font};
 
 /// `(min, max)` of some values.
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
@@ -83,7 +49,7 @@ pub fn loss_curve(path: &Path, title: &str, x_label: &str, series: &[Series<'_>]
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
+        .caption(title, (FAMILY, 24))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -150,7 +116,7 @@ pub fn trajectories(
     let root = BitMapBackend::new(path, (760, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(title, (FAMILY, 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -242,7 +208,7 @@ pub fn grouped_bars(
     root.fill(&WHITE).map_err(plot_err)?;
     let n_cat = categories.len();
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(title, (FAMILY, 22))
         .margin(12)
         .x_label_area_size(50)
         .y_label_area_size(80)
@@ -266,7 +232,7 @@ pub fn grouped_bars(
         .draw()
         .map_err(plot_err)?;
     // category names under the groups, in pixel space
-    let style = TextStyle::from(("sans-serif", 15)).pos(plotters::style::text_anchor::Pos::new(
+    let style = TextStyle::from((FAMILY, 15)).pos(plotters::style::text_anchor::Pos::new(
         plotters::style::text_anchor::HPos::Center,
         plotters::style::text_anchor::VPos::Top,
     ));
