@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::config::{ModelConfig, ModelKind};
 use crate::data::{Batch, Prepared};
-use crate::sge::{BasisCache, Sge, joint_basis};
+use crate::sge::{Sge, SplitterCache, joint_basis};
 
 /// Shapes of the problem a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,7 @@ struct Distill {
     apply_sge: bool,
     basis: JointBasisSplitter,
     /// Bases of other graphs, for batches that mix graph sizes.
-    other_bases: BasisCache,
+    other_bases: SplitterCache,
     align: PiAlignment,
 }
 
@@ -158,7 +158,7 @@ impl Model {
                 ..Default::default()
             }
             .check()?;
-            let other_bases = BasisCache::new(dims.t as usize, basis.k(), Kind::Float, device);
+            let other_bases = SplitterCache::new(dims.t as usize, basis.k(), Kind::Float, device);
             Some(Distill {
                 teacher,
                 student,
