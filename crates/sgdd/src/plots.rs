@@ -10,7 +10,7 @@ use std::fmt::Display;
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 mod bars;
@@ -84,6 +84,21 @@ fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<BitMapBackend<'_>
     let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).at(path)?;
     Ok(root)
+}
+
+/// The legend of a chart's labelled series, upper right on a translucent white box.
+fn draw_legend<'a, 'b: 'a, CT: CoordTranslate>(
+    path: &Path,
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FAMILY, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .at(path)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use anyhow::{Result, ensure};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{Drawn, FAMILY, canvas, colour, tick_label};
+use super::{Drawn, FAMILY, canvas, colour, draw_legend, tick_label};
 
 /// One group member of a grouped bar chart.
 #[derive(Debug, Clone)]
@@ -96,13 +96,7 @@ pub fn grouped_bars(
             .label(s.label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], fill));
     }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .at(path)?;
+    draw_legend(path, &mut chart)?;
     root.present().at(path)
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Result, ensure};
 use plotters::prelude::*;
 
-use super::{Drawn, FAMILY, canvas, colour, range, tick_label};
+use super::{Drawn, FAMILY, canvas, colour, draw_legend, range, tick_label};
 
 /// A series of (x, y) points with a legend label.
 #[derive(Debug, Clone)]
@@ -139,14 +139,7 @@ pub fn loss_curve(path: &Path, title: &str, x_label: &str, panels: &[Panel<'_>])
                 .label(s.label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FAMILY, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .at(path)?;
+        draw_legend(path, &mut chart)?;
     }
     root.present().at(path)
 }
