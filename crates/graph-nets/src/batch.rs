@@ -642,14 +642,29 @@ pub fn segment_mean(src: &Tensor, index: &Tensor, num_segments: i64) -> Tensor {
 /// # Shapes
 /// `scores: [E, ..]`, `index: [E]` int64 → `[E, ..]`.
 pub fn segment_softmax(scores: &Tensor, index: &Tensor, num_segments: i64) -> Tensor {
-    let mut shape = scores.size();
-    shape[0] = num_segments;
     // The softmax is shift-invariant, so the (non-differentiable) max is detached.
-    let max = Tensor::full(&shape, f64::NEG_INFINITY, (scores.kind(), scores.device()))
-        .index_reduce(0, index, &scores.detach(), "amax", false);
+    let max = segment_max(&scores.detach(), index, num_segments);
     let exp = (scores - max.index_select(0, index)).exp();
     let denom = segment_sum(&exp, index, num_segments).index_select(0, index);
     exp / denom
+}
+
+/// The maximum of `src` over each segment (`−∞` for an empty segment; NaN propagates).
+///
+/// libtorch's `scatter_reduce(.., "amax", include_self = false)` (tch's
+/// `internal_scatter_reduce`), which gives the same values as `index_reduce(.., "amax", false)`
+/// without that op's "index_reduce() is in beta" warning.
+///
+/// # Shapes
+/// `src: [E, ..]`, `index: [E]` int64 → `[num_segments, ..]`.
+fn segment_max(src: &Tensor, index: &Tensor, num_segments: i64) -> Tensor {
+    let mut shape = src.size();
+    shape[0] = num_segments;
+    let mut per_entry = vec![1i64; src.dim()];
+    per_entry[0] = -1;
+    let index = index.view(per_entry.as_slice()).expand_as(src);
+    Tensor::full(&shape, f64::NEG_INFINITY, (src.kind(), src.device()))
+        .internal_scatter_reduce(0, &index, src, "amax", false)
 }
 
 /// One-hot edge (or node) types: `[E]` int64 in `0..num_types` → `[E, num_types]` of `kind`.
@@ -818,6 +833,51 @@ mod tests {
         // Large scores do not overflow.
         let big = segment_softmax(&(src * 1000.0), &index, 4);
         assert!(bool::try_from(big.isfinite().all()).unwrap());
+    }
+
+    /// `segment_max` equals the op it replaced, `index_reduce(.., "amax", false)` (which prints
+    /// a beta warning once per process), bit for bit: random scores with NaN and ±∞, empty
+    /// segments, no entries at all, trailing dimensions, f32 and f64.
+    #[test]
+    fn segment_max_equals_index_reduce_amax() {
+        // any values will do: the global generator is left unseeded
+        for kind in [Kind::Float, Kind::Double] {
+            for (e, s, trailing) in [
+                (0i64, 3i64, vec![]),
+                (1, 1, vec![]),
+                (7, 5, vec![3]),
+                (40, 9, vec![2, 2]),
+                (64, 200, vec![4]),
+            ] {
+                let mut size = vec![e];
+                size.extend(&trailing);
+                let src = Tensor::randn(size.as_slice(), (kind, CPU));
+                if e > 3 {
+                    let _ = src.get(1).fill_(f64::NEG_INFINITY);
+                    let _ = src.get(2).fill_(f64::NAN);
+                    let _ = src.get(3).fill_(f64::INFINITY);
+                }
+                let index = Tensor::randint(s, [e], (INT, CPU));
+                let mut shape = size.clone();
+                shape[0] = s;
+                let old = Tensor::full(shape.as_slice(), f64::NEG_INFINITY, (kind, CPU))
+                    .index_reduce(0, &index, &src, "amax", false);
+                let new = segment_max(&src, &index, s);
+                assert_eq!(new.size(), old.size());
+                // equal values, NaN where the old op had NaN
+                assert!(old.isnan().equal(&new.isnan()), "{kind:?} E={e}");
+                assert!(
+                    old.nan_to_num(0.0, None, None)
+                        .equal(&new.nan_to_num(0.0, None, None)),
+                    "{kind:?} E={e}"
+                );
+                let counts = Vec::<i64>::try_from(index.bincount::<Tensor>(None, s)).unwrap();
+                if let Some(empty) = counts.iter().position(|&c| c == 0) {
+                    let row = Vec::<f64>::try_from(new.get(empty as i64).flatten(0, -1)).unwrap();
+                    assert!(row.iter().all(|&v| v == f64::NEG_INFINITY));
+                }
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::config::{ModelConfig, ModelKind, StudentKind};
 use crate::data::{Batch, Prepared};
 use crate::metrics::ImitationSums;
-use crate::sge::{BasisCache, Sge, joint_basis};
+use crate::sge::{Sge, SplitterCache, joint_basis};
 
 /// Shapes of the problem a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ struct Distill {
     apply_sge: bool,
     basis: JointBasisSplitter,
     /// Bases of other graphs, for batches that mix graph sizes.
-    other_bases: BasisCache,
+    other_bases: SplitterCache,
 }
 
 /// SGDD's student `E_init`, which reads only `G_0`.
@@ -329,7 +329,7 @@ impl Model {
                 }
                 None => None,
             };
-            let other_bases = BasisCache::new(dims.t as usize, basis.k(), Kind::Float, device);
+            let other_bases = SplitterCache::new(dims.t as usize, basis.k(), Kind::Float, device);
             Some(Distill {
                 teacher,
                 student,

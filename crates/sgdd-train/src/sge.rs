@@ -10,13 +10,12 @@
 //! touches), built from [`spectral_core::JointBasis`] (whose f64 `sge_forward`/`sge_backward` are
 //! the reference the tests compare against).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Result, ensure};
 use distill_kd::JointBasisSplitter;
 use graph_nets::GraphBatch;
-use spectral_core::{Graph, JointBasis, JointBasisConfig};
+use spectral_core::{BasisCache, Graph, JointBasis, JointBasisConfig};
 use tch::{Device, Kind, Tensor, nn};
 
 /// The joint basis of a spatial graph over `frames` frames (normalised Laplacians, the
@@ -48,18 +47,20 @@ pub fn splitter(basis: &JointBasis, kind: Kind, device: Device) -> Result<JointB
     Ok(JointBasisSplitter::new(&u_t.to_kind(kind), &u_s.to_kind(kind), &pairs)?.to_device(device))
 }
 
-/// Joint bases per distinct spatial graph (same node count and edge set), built on first use and
-/// shared afterwards — for batches that mix graphs of different sizes.
+/// The joint bases of the graphs a model meets, as tch splitters of one kind on one device: a
+/// [`spectral_core::BasisCache`] of [`JointBasisSplitter`]s over `T` frames with
+/// `K = min(k, N·T)` modes, each built once per distinct spatial graph (same node count and edge
+/// set) and shared afterwards — for batches that mix graphs of different sizes.
 #[derive(Debug)]
-pub struct BasisCache {
+pub struct SplitterCache {
     frames: usize,
     k: usize,
     kind: Kind,
     device: Device,
-    bases: Mutex<HashMap<(usize, Vec<(usize, usize)>), Arc<JointBasisSplitter>>>,
+    bases: BasisCache<JointBasisSplitter>,
 }
 
-impl BasisCache {
+impl SplitterCache {
     /// Bases over `frames` frames with (at most) `k` joint modes, as `kind` tensors on `device`.
     pub fn new(frames: usize, k: usize, kind: Kind, device: Device) -> Self {
         Self {
@@ -67,57 +68,52 @@ impl BasisCache {
             k,
             kind,
             device,
-            bases: Mutex::new(HashMap::new()),
+            bases: BasisCache::new(),
         }
     }
 
-    /// The basis of the graph with `n` nodes and these undirected edges (`K = min(k, n·T)`).
-    pub fn get(
-        &self,
-        n: usize,
-        undirected: Vec<(usize, usize)>,
-    ) -> Result<Arc<JointBasisSplitter>> {
-        let key = (n, undirected);
-        if let Some(b) = self.bases.lock().expect("basis cache poisoned").get(&key) {
-            return Ok(b.clone());
-        }
-        let (_, split) = joint_basis(n, &key.1, self.frames, self.k, self.kind, self.device)?;
-        let split = Arc::new(split);
+    /// The basis of `graph` (`K = min(k, N·T)`), built on first use.
+    ///
+    /// # Errors
+    /// Those of [`JointBasis::from_graph`] and of the tensor conversion.
+    pub fn get(&self, graph: &Graph) -> Result<Arc<JointBasisSplitter>> {
+        let config = JointBasisConfig::new(self.k.min(graph.n_nodes() * self.frames));
         self.bases
-            .lock()
-            .expect("basis cache poisoned")
-            .insert(key, split.clone());
-        Ok(split)
+            .get_or_build_with(graph, self.frames, &config, |basis| {
+                splitter(&basis, self.kind, self.device)
+            })
     }
 
     /// Number of distinct graphs seen.
     pub fn len(&self) -> usize {
-        self.bases.lock().expect("basis cache poisoned").len()
+        self.bases.len()
     }
 
     /// Whether no basis was built yet.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.bases.is_empty()
     }
 }
 
-/// The undirected edges `(i, j)`, `i < j`, local to each graph of a batch.
-fn local_edges(graph: &GraphBatch) -> Result<Vec<Vec<(usize, usize)>>> {
+/// The spatial graph of each graph of a batch, in its own node numbering: the edges stored as
+/// `(i, j)` with `i < j` (both orientations of an undirected edge give one).
+fn local_graphs(graph: &GraphBatch) -> Result<Vec<Graph>> {
     let recv = Vec::<i64>::try_from(graph.receivers().to_device(Device::Cpu))?;
     let send = Vec::<i64>::try_from(graph.senders().to_device(Device::Cpu))?;
-    let offsets = graph.node_offsets();
-    let mut out = Vec::with_capacity(offsets.len());
+    let mut out = Vec::with_capacity(graph.graph_sizes().len());
     let mut e0 = 0usize;
-    for (g, &count) in graph.edge_counts().iter().enumerate() {
-        let off = offsets[g];
-        let mut edges: Vec<(usize, usize)> = (e0..e0 + count as usize)
+    for ((&n, off), &count) in graph
+        .graph_sizes()
+        .iter()
+        .zip(graph.node_offsets())
+        .zip(graph.edge_counts())
+    {
+        let edges: Vec<(usize, usize)> = (e0..e0 + count as usize)
             .map(|e| (recv[e] - off, send[e] - off))
             .filter(|(a, b)| a < b)
             .map(|(a, b)| (a as usize, b as usize))
             .collect();
-        edges.sort_unstable();
-        edges.dedup();
-        out.push(edges);
+        out.push(Graph::from_edges(n as usize, &edges)?);
         e0 += count as usize;
     }
     Ok(out)
@@ -175,7 +171,7 @@ impl Sge {
     /// When `z` does not match the batch or the cache's frames.
     pub fn forward_graphs(
         &self,
-        bases: &BasisCache,
+        bases: &SplitterCache,
         z: &Tensor,
         graph: &GraphBatch,
         weighted: bool,
@@ -188,15 +184,14 @@ impl Sge {
             graph.num_nodes()
         );
         let k = self.w.size()[0];
-        let edges = local_edges(graph)?;
         let (mut parts, mut coeffs) = (Vec::new(), Vec::new());
-        for ((&n, off), edges) in graph
+        for ((&n, off), local) in graph
             .graph_sizes()
             .iter()
             .zip(graph.node_offsets())
-            .zip(edges)
+            .zip(local_graphs(graph)?)
         {
-            let basis = bases.get(n as usize, edges)?;
+            let basis = bases.get(&local)?;
             let kg = basis.k() as i64;
             let zg = z.narrow(1, off, n).unsqueeze(0); // [1, T, n, d]
             let a = basis.coefficients(&zg)?;
@@ -320,7 +315,7 @@ mod tests {
         ])
         .unwrap();
         let z = Tensor::randn([t as i64, 8, d as i64], (Kind::Double, Device::Cpu));
-        let cache = BasisCache::new(t, k, Kind::Double, Device::Cpu);
+        let cache = SplitterCache::new(t, k, Kind::Double, Device::Cpu);
         let (z_sg, a_t) = sge.forward_graphs(&cache, &z, &graph, true).unwrap();
         assert_eq!(a_t.size(), [2, k as i64, d as i64]);
         let w = to_vec(&sge.w);

@@ -4,4 +4,4 @@
 pub mod cli;
 mod plots;
 
-pub use plots::{Bars, Series, grouped_bars, loss_curve, trajectories};
+pub use plots::{Bars, Panel, Series, grouped_bars, loss_curve, trajectories};

@@ -338,7 +338,7 @@ pub fn spectrum(args: &SpectrumArgs) -> Result<()> {
     plots::grouped_bars(
         &args.out.join("spectrum.png"),
         "prediction error per joint-frequency band (μ = λ_t + λ_s)",
-        "band of μ (low → high frequency)",
+        "band of μ (low to high frequency)",
         "squared error",
         &labels,
         &series,

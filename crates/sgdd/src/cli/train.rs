@@ -153,17 +153,31 @@ fn draw(trainer: &Trainer) -> Result<()> {
             &format!("{} on {}", cfg.model.kind.name(), cfg.data.dir.display()),
             "epoch",
             &[
-                plots::Series {
-                    label: "train loss",
-                    points: epochs(&|h| Some(h.loss)),
+                plots::Panel {
+                    y_label: "training loss (normalised units)",
+                    series: vec![
+                        plots::Series {
+                            label: "train loss",
+                            points: epochs(&|h| Some(h.loss)),
+                        },
+                        plots::Series {
+                            label: "train L_pred",
+                            points: epochs(&|h| Some(h.pred)),
+                        },
+                    ],
                 },
-                plots::Series {
-                    label: "train L_pred",
-                    points: epochs(&|h| Some(h.pred)),
-                },
-                plots::Series {
-                    label: "val S2T (original units)",
-                    points: epochs(&|h| h.val.map(|v| v.s2t)),
+                plots::Panel {
+                    y_label: "validation MSE (original units²)",
+                    series: vec![
+                        plots::Series {
+                            label: "val S2T (all frames)",
+                            points: epochs(&|h| h.val.map(|v| v.s2t)),
+                        },
+                        plots::Series {
+                            label: "val S2S (final frame)",
+                            points: epochs(&|h| h.val.map(|v| v.s2s)),
+                        },
+                    ],
                 },
             ],
         )?;
@@ -172,7 +186,7 @@ fn draw(trainer: &Trainer) -> Result<()> {
     let start = frames_of(&p.start.unsqueeze(1))?.remove(0).remove(0);
     plots::trajectories(
         &out.join("trajectory.png"),
-        "test sample 0: true (solid) vs predicted (×, dashed)",
+        "test sample 0: true and predicted paths (original units)",
         &start,
         &frames_of(&p.truth)?.remove(0),
         &frames_of(&p.pred)?.remove(0),
