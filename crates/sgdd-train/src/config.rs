@@ -55,6 +55,11 @@ pub struct DataConfig {
     pub max_train: Option<usize>,
     /// Use at most this many validation/test trajectories (all when absent).
     pub max_eval: Option<usize>,
+    /// Give every model the speed `‖v_0‖` of each node as a node feature (EGNO's input).
+    pub speed_feature: bool,
+    /// Give every model the node type (for molecules: the element) one-hot over the types of
+    /// the dataset's first trajectory, as EGNO's MD17 input does.
+    pub type_one_hot: bool,
 }
 
 impl DataConfig {
@@ -93,6 +98,14 @@ struct DataToml {
     max_train: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_eval: Option<usize>,
+    #[serde(default = "yes")]
+    speed_feature: bool,
+    #[serde(default = "yes")]
+    type_one_hot: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The TOML spelling of the choice in [`Starts`].
@@ -122,6 +135,8 @@ impl From<DataToml> for DataConfig {
             targets: t.targets,
             max_train: t.max_train,
             max_eval: t.max_eval,
+            speed_feature: t.speed_feature,
+            type_one_hot: t.type_one_hot,
         }
     }
 }
@@ -144,6 +159,8 @@ impl From<DataConfig> for DataToml {
             stride,
             max_train: c.max_train,
             max_eval: c.max_eval,
+            speed_feature: c.speed_feature,
+            type_one_hot: c.type_one_hot,
         }
     }
 }

@@ -119,6 +119,16 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
     let undirected = Vec::<(usize, usize)>::from(&graph);
     let edges = graph.directed();
 
+    // node types one-hot over the types of the first trajectory (a molecule's elements)
+    let vocabulary: Vec<i64> = match (cfg.type_one_hot, ds.trajectories()[0].node_types()) {
+        (true, Some(types)) => {
+            let mut v = types.to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }
+        _ => Vec::new(),
+    };
     let (mut x0, mut v0, mut h, mut y, mut vy, mut ea) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut center, mut scale) = (vec![], vec![]);
@@ -141,12 +151,39 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
                 .context("no target velocities")?,
         );
         let feats = s.node_features.clone().unwrap_or_else(|| vec![1.0; n]);
-        feat_dim = if s.node_features.is_some() {
+        let raw_dim = if s.node_features.is_some() {
             s.num_node_features
         } else {
             1
         };
-        h.extend_from_slice(&feats);
+        let types = if vocabulary.is_empty() {
+            None
+        } else {
+            let t = ds.trajectories()[s.trajectory]
+                .node_types()
+                .context("node types are missing from a trajectory")?;
+            Some(t)
+        };
+        let cond_vel = &vel[last..last + n * 3];
+        for i in 0..n {
+            h.extend_from_slice(&feats[i * raw_dim..(i + 1) * raw_dim]);
+            if let Some(types) = types {
+                let k = vocabulary.binary_search(&types[i]).map_err(|_| {
+                    anyhow::anyhow!(
+                        "trajectory {}: node {i} has type {}, not among the types of the first \
+                         trajectory {vocabulary:?}",
+                        s.trajectory,
+                        types[i]
+                    )
+                })?;
+                h.extend((0..vocabulary.len()).map(|j| f64::from(u8::from(j == k))));
+            }
+            if cfg.speed_feature {
+                let v = &cond_vel[i * 3..i * 3 + 3];
+                h.push((v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt());
+            }
+        }
+        feat_dim = raw_dim + vocabulary.len() + usize::from(cfg.speed_feature);
         // edge attributes
         let lookup: HashMap<(usize, usize), Vec<f64>> = s
             .edges
@@ -164,7 +201,7 @@ pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
         for &(r, snd) in &edges {
             let (r, snd) = (r as usize, snd as usize);
             if nbody {
-                ea.push(feats[r * feat_dim] * feats[snd * feat_dim]);
+                ea.push(feats[r * raw_dim] * feats[snd * raw_dim]);
             }
             if n_attr > 0 {
                 let key = (r.min(snd), r.max(snd));

@@ -65,7 +65,12 @@ fn an_imported_npz_prepares_for_training() {
     assert_eq!((p.samples, p.n, p.t), (12, 4, 2));
     assert_eq!(p.target_times, vec![2.0, 4.0]);
     assert_eq!(p.undirected, vec![(0, 1), (1, 2), (2, 3), (0, 3)]);
-    assert_eq!((p.node_dim(), p.edge_dim()), (2, 1));
+    // [2 node features, types 1/2 one-hot, ‖v_0‖]
+    assert_eq!((p.node_dim(), p.edge_dim()), (2 + 2 + 1, 1));
+    assert_eq!(
+        Vec::<f32>::try_from(p.h.get(0).narrow(1, 2, 2).flatten(0, -1)).unwrap(),
+        [1., 0., 0., 1., 1., 0., 0., 1.]
+    );
     // sample 5: trajectory 1, anchor 2; node 3, component x
     let x = p.x0.double_value(&[5, 3, 0]);
     assert_eq!(x, 1.0 + 0.5 * 2.0 + 0.25 * 3.0);

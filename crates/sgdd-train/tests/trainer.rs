@@ -621,3 +621,41 @@ fn sgdd_predicts_batches_of_graphs_of_different_sizes() {
     assert_eq!(got.isfinite().all().int64_value(&[]), 1);
     assert!(got.narrow(1, 0, 5).allclose(&expected, 1e-4, 1e-5, false));
 }
+
+/// EGNO's inputs reach every model: the speed ‖v_0‖ as a node feature, and node types one-hot.
+#[test]
+fn speed_and_type_features_reach_the_models() {
+    let _g = serial();
+    let cfg = config("egno", 1);
+    let ds = traj_data::load_split(&cfg.data.dir, traj_data::Split::Test).unwrap();
+    let p = sgdd_train::prepare(&ds, &cfg.data).unwrap();
+    // charged particles: [charge, mass, ‖v_0‖]
+    assert_eq!(p.node_dim(), 3);
+    let speed = p.v0.square().sum_dim_intlist(-1, false, Kind::Float).sqrt();
+    assert!(p.h.select(2, 2).allclose(&speed, 1e-6, 1e-6, false));
+    let mut plain = cfg.clone().into_inner();
+    plain.data.speed_feature = false;
+    assert_eq!(sgdd_train::prepare(&ds, &plain.data).unwrap().node_dim(), 2);
+
+    // node types 7, 1, 7, 8, 1 → one-hot over [1, 7, 8] after the raw features, before the speed
+    let (meta, layout, trajs) = ds.clone().into_parts();
+    let _ = layout;
+    let trajs: Vec<_> = trajs
+        .into_iter()
+        .map(|t| t.with_node_types(vec![7, 1, 7, 8, 1]).unwrap())
+        .collect();
+    let typed = traj_data::Dataset::new(meta, trajs).unwrap();
+    let p = sgdd_train::prepare(&typed, &cfg.data).unwrap();
+    assert_eq!(p.node_dim(), 2 + 3 + 1);
+    let one_hot = Vec::<f32>::try_from(p.h.get(0).narrow(1, 2, 3).flatten(0, -1)).unwrap();
+    assert_eq!(
+        one_hot,
+        [0., 1., 0., 1., 0., 0., 0., 1., 0., 0., 0., 1., 1., 0., 0.]
+    );
+    // and the model is built for (and runs on) that width
+    let (_vs, model) = sgdd_train::build_model(&cfg, &p, Device::Cpu).unwrap();
+    let batch = p
+        .batch(&[0], Device::Cpu, &mut GraphCache::default())
+        .unwrap();
+    assert!(tch::no_grad(|| model.predict(&batch)).is_ok());
+}
