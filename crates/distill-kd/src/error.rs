@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A tensor's shape does not fit the operation.
+    /// A tensor's or matrix's shape does not fit the operation.
     #[error("{op}: expected shape {expected}, got {got:?}")]
     ShapeMismatch {
         /// The operation that checked the shape.
@@ -98,7 +98,8 @@ pub enum Error {
         /// The largest entry of `|UᵀU − I|` over the used columns.
         max_deviation: f64,
     },
-    /// An error from libtorch.
+    /// An error from libtorch (only with the `tch` feature).
+    #[cfg(feature = "tch")]
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }
@@ -124,7 +125,22 @@ pub(crate) fn check_range(
     }
 }
 
+/// Checks that every entry of a matrix is finite; the error names the operation and the input.
+pub(crate) fn check_finite(
+    op: &'static str,
+    what: &'static str,
+    m: faer::MatRef<'_, f64>,
+) -> Result<()> {
+    let finite = (0..m.ncols()).all(|j| (0..m.nrows()).all(|i| m[(i, j)].is_finite()));
+    if finite {
+        Ok(())
+    } else {
+        Err(Error::NonFinite { op, what })
+    }
+}
+
 /// Checks that two tensors have the same shape.
+#[cfg(feature = "tch")]
 pub(crate) fn same_shape(
     op: &'static str,
     reference: &tch::Tensor,

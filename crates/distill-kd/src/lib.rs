@@ -1,6 +1,6 @@
 //! Distillation across observability: the distillation tools of the SGDD workspace (SPEC §4.4,
 //! §4.5). Losses are tch (differentiable, any device); the closed form and the A2D QP are f64 on
-//! faer.
+//! faer, and need no libtorch (see [Features](#features)).
 //!
 //! # Privileged-information alignment (SGDD, seed 000)
 //! A teacher `E_dyn` that reads the future trajectory and a student `E_init` that reads only `G_0`
@@ -45,30 +45,55 @@
 //! ([`RidgeSolution::load_into`]). With it: the polynomial feature map `[E; E⊙E; E⊙E⊙E]`
 //! ([`polynomial_features`]) and the structure-only regulariser `L(ŷ, y) + λ_b L(ŷ_struct, y)`
 //! ([`StructureOnlyRegulariser`]).
+//!
+//! # Features
+//! - `tch` (default): everything on tensors — the losses ([`PiAlignment`], [`FreqAlignedLoss`]
+//!   with its [`BandSplitter`]s, [`StructureOnlyRegulariser`], [`polynomial_features`]), the A2D
+//!   step from gradient tensors ([`A2d::step`], [`flat_gradient`], [`gradient_surrogate`]), and
+//!   the ridge fit's tensor side ([`RidgeAccumulator::push`], [`RidgeSolution::predict`],
+//!   [`RidgeSolution::load_into`]). It builds `tch`/`torch-sys`, so it needs libtorch (SPEC §3),
+//!   and [`Error`] gains `Torch`.
+//!
+//! Without it (`distill-kd = { .., default-features = false }`) the crate is pure Rust, with no
+//! libtorch to find, build or link: [`solve_capped_simplex_qp`] and [`A2d::weights`] on a Gram
+//! matrix; [`RidgeAccumulator::push_rows`], [`RidgeAccumulator::solve`] and
+//! [`RidgeSolution::predict_rows`] on faer matrices, and [`solve_normal_equations`]; the
+//! [`TeacherForcingSchedule`]; and the DFT band definition ([`DftSplitterConfig`],
+//! [`DftSplitter::is_low`]).
+
+// Without `tch` the links above to the tch half have no target; they resolve in the default build.
+#![cfg_attr(not(feature = "tch"), allow(rustdoc::broken_intra_doc_links))]
 
 mod a2d;
+#[cfg(feature = "tch")]
 mod align;
+#[cfg(feature = "tch")]
 mod aml;
 mod bands;
 mod error;
+#[cfg(feature = "tch")]
 mod freq_align;
+#[cfg(feature = "tch")]
 mod reduction;
 mod ridge;
 mod schedule;
 
-pub use a2d::{
-    A2d, A2dConfig, A2dStep, QpOptions, QpSolution, Weighting, flat_gradient, gradient_surrogate,
-    solve_capped_simplex_qp,
-};
+pub use a2d::{A2d, A2dConfig, QpOptions, QpSolution, Weighting, solve_capped_simplex_qp};
+#[cfg(feature = "tch")]
+pub use a2d::{A2dStep, flat_gradient, gradient_surrogate};
+#[cfg(feature = "tch")]
 pub use align::{AlignTerms, PiAlignConfig, PiAlignment, detached_mse};
+#[cfg(feature = "tch")]
 pub use aml::{
     PointLoss, StructureOnlyRegulariser, StructureRegConfig, StructureRegTerms, polynomial_features,
 };
-pub use bands::{
-    BandSplitter, Bands, DftSplitter, DftSplitterConfig, FreqMask, JointBasisSplitter,
-};
+#[cfg(feature = "tch")]
+pub use bands::{BandSplitter, Bands, JointBasisSplitter};
+pub use bands::{DftSplitter, DftSplitterConfig, FreqMask};
 pub use error::{Error, Result};
+#[cfg(feature = "tch")]
 pub use freq_align::{FreqAlignConfig, FreqAlignedLoss, FreqAlignedTerms};
+#[cfg(feature = "tch")]
 pub use reduction::Reduction;
 pub use ridge::{
     NormalSolution, RidgeAccumulator, RidgeConfig, RidgeSolution, solve_normal_equations,

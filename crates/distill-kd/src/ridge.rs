@@ -1,12 +1,15 @@
 //! Closed-form ridge distillation (seed 002, "Closed-form Ridge Regression Distillation
-//! Initialization"; SPEC §4.5).
+//! Initialization"; SPEC §4.5). Pure f64 on faer; batches and fits as tensors, and loading a fit
+//! into a tch `Linear`, are the tch half (`ridge/tensor.rs`, feature `tch`).
 
 use faer::linalg::solvers::Solve;
 use faer::{Mat, MatRef, Side};
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor, nn};
 
-use crate::error::{Error, Result, check_range};
+use crate::error::{Error, Result, check_finite, check_range};
+
+#[cfg(feature = "tch")]
+mod tensor;
 
 /// A Cholesky pivot `L_kk²` at or below this fraction of its diagonal entry `A_kk` counts as a
 /// failure: column `k` is numerically a combination of the earlier ones (the ratio is invariant
@@ -59,15 +62,11 @@ pub fn solve_normal_equations(
             ],
         });
     }
-    let finite = (0..d).all(|i| (0..d).all(|j| a[(i, j)].is_finite()))
-        && (0..d).all(|i| (0..b.ncols()).all(|j| b[(i, j)].is_finite()))
-        && ridge.iter().all(|r| r.is_finite());
-    if !finite {
-        return Err(Error::NonFinite {
-            op: "solve_normal_equations",
-            what: "the normal equations",
-        });
-    }
+    let op = "solve_normal_equations";
+    let what = "the normal equations";
+    check_finite(op, what, a)?;
+    check_finite(op, what, b)?;
+    check_finite(op, what, MatRef::from_column_major_slice(ridge, d, 1))?;
     let system = Mat::from_fn(d, d, |i, j| {
         0.5 * (a[(i, j)] + a[(j, i)]) + if i == j { ridge[i] } else { 0.0 }
     });
@@ -162,9 +161,10 @@ impl RidgeConfig {
 /// `W = (Σᵢ XᵢᵀXᵢ + λ_eff I)⁻¹ Σᵢ XᵢᵀHᵢ`, which maps student inputs `X` (e.g. structure
 /// embeddings) to teacher representations `H`.
 ///
-/// Batches are folded into `Σ XᵀX` (`D × D`) and `Σ XᵀH` (`D × H`) in f64 — the per-batch products
-/// run in tch on the batch's device, the sums live in faer matrices — so memory is
-/// `O(D² + D·H)` whatever the number of samples. Built by [`RidgeConfig::check`].
+/// Batches are folded into `Σ XᵀX` (`D × D`) and `Σ XᵀH` (`D × H`) in f64 faer matrices, so memory
+/// is `O(D² + D·H)` whatever the number of samples. [`push_rows`](Self::push_rows) takes a batch
+/// as faer matrices; with the `tch` feature, `push` takes tensors and forms the per-batch products
+/// in tch on the batch's device. Built by [`RidgeConfig::check`].
 #[derive(Debug, Clone)]
 pub struct RidgeAccumulator {
     cfg: RidgeConfig,
@@ -175,15 +175,6 @@ pub struct RidgeAccumulator {
     /// `[D(+1), H]`.
     xth: Mat<f64>,
     rows: u64,
-}
-
-fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(Vec::<f64>::try_from(
-        t.to_device(Device::Cpu)
-            .to_kind(Kind::Double)
-            .contiguous()
-            .reshape([-1]),
-    )?)
 }
 
 impl RidgeAccumulator {
@@ -197,69 +188,50 @@ impl RidgeAccumulator {
         self.rows
     }
 
-    /// Folds one batch into the sums (seed 002, `Σᵢ (Xⁱ)ᵀXⁱ` and `Σᵢ (Xⁱ)ᵀHⁱ`).
+    /// Folds one batch of rows into the sums (seed 002, `Σᵢ (Xⁱ)ᵀXⁱ` and `Σᵢ (Xⁱ)ᵀHⁱ`).
     ///
     /// # Shapes
-    /// `x`: `[.., D]`, `h`: `[.., H]` with the same leading dimensions (flattened into rows).
+    /// `x`: `[n, D]`, `h`: `[n, H]`, one row per sample (`n = 0` is allowed and changes nothing).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for wrong feature sizes or different row counts;
     /// [`Error::NonFinite`] for NaN/inf inputs (the sums are left unchanged).
-    pub fn push(&mut self, x: &Tensor, h: &Tensor) -> Result<()> {
-        let (d, o) = (self.in_features as i64, self.out_features as i64);
-        let (xs, hs) = (x.size(), h.size());
-        if xs.last() != Some(&d)
-            || hs.last() != Some(&o)
-            || xs[..xs.len() - 1] != hs[..hs.len() - 1]
-        {
+    pub fn push_rows(&mut self, x: MatRef<'_, f64>, h: MatRef<'_, f64>) -> Result<()> {
+        let (d, o) = (self.in_features, self.out_features);
+        if x.ncols() != d || h.ncols() != o || x.nrows() != h.nrows() {
             return Err(Error::ShapeMismatch {
-                op: "RidgeAccumulator::push",
+                op: "RidgeAccumulator::push_rows",
                 expected: format!(
-                    "x [.., D={d}] and h [.., H={o}] with equal leading dims (x is {xs:?})"
+                    "x [n, D={d}] and h [n, H={o}] with the same n (x is [{}, {}])",
+                    x.nrows(),
+                    x.ncols()
                 ),
-                got: hs,
+                got: vec![h.nrows() as i64, h.ncols() as i64],
             });
         }
-        let x = x.detach().to_kind(Kind::Double).reshape([-1, d]);
-        let h = h
-            .detach()
-            .to_device(x.device())
-            .to_kind(Kind::Double)
-            .reshape([-1, o]);
-        if !bool::try_from(x.isfinite().all())? || !bool::try_from(h.isfinite().all())? {
-            return Err(Error::NonFinite {
-                op: "RidgeAccumulator::push",
-                what: "a batch",
-            });
-        }
-        let n = x.size()[0];
+        check_finite("RidgeAccumulator::push_rows", "x", x)?;
+        check_finite("RidgeAccumulator::push_rows", "h", h)?;
+        let with_ones;
         let x = if self.cfg.intercept {
-            Tensor::cat(
-                &[
-                    x.shallow_clone(),
-                    Tensor::ones([n, 1], (Kind::Double, x.device())),
-                ],
-                1,
-            )
+            with_ones = Mat::from_fn(x.nrows(), d + 1, |i, j| if j < d { x[(i, j)] } else { 1.0 });
+            with_ones.as_ref()
         } else {
             x
         };
-        let cols = self.xtx.nrows();
-        let xtx = to_f64_vec(&x.tr().matmul(&x))?;
-        let xth = to_f64_vec(&x.tr().matmul(&h))?;
-        for j in 0..cols {
-            for i in 0..cols {
-                self.xtx[(i, j)] += xtx[i * cols + j];
-            }
-        }
-        let oc = self.out_features;
-        for j in 0..oc {
-            for i in 0..cols {
-                self.xth[(i, j)] += xth[i * oc + j];
-            }
-        }
-        self.rows += n as u64;
+        self.fold(
+            (x.transpose() * x).as_ref(),
+            (x.transpose() * h).as_ref(),
+            x.nrows() as u64,
+        );
         Ok(())
+    }
+
+    /// Adds one batch's `XᵀX` (`[D(+1), D(+1)]`) and `XᵀH` (`[D(+1), H]`) of `rows` rows to the
+    /// sums; the callers have checked the shapes.
+    fn fold(&mut self, xtx: MatRef<'_, f64>, xth: MatRef<'_, f64>, rows: u64) {
+        self.xtx += xtx;
+        self.xth += xth;
+        self.rows += rows;
     }
 
     /// Accumulated `Σ XᵀX` (`[D(+1), D(+1)]`, intercept column last).
@@ -331,108 +303,31 @@ pub struct RidgeSolution {
 }
 
 impl RidgeSolution {
-    /// `Wᵀ` as a tensor in tch `Linear` layout.
+    /// `x W + b` on rows given as a faer matrix (seed 002's distilled encoder applied to student
+    /// inputs).
     ///
     /// # Shapes
-    /// `[H, D]`.
-    pub fn weight_tensor(&self, kind: Kind, device: Device) -> Tensor {
-        let (d, h) = (self.weight.nrows(), self.weight.ncols());
-        let flat: Vec<f64> = (0..h)
-            .flat_map(|o| (0..d).map(move |i| (o, i)))
-            .map(|(o, i)| self.weight[(i, o)])
-            .collect();
-        Tensor::from_slice(&flat)
-            .view([h as i64, d as i64])
-            .to_kind(kind)
-            .to_device(device)
-    }
-
-    /// The intercept as a tensor, when one was fitted.
-    ///
-    /// # Shapes
-    /// `[H]`.
-    pub fn bias_tensor(&self, kind: Kind, device: Device) -> Option<Tensor> {
-        self.bias
-            .as_ref()
-            .map(|b| Tensor::from_slice(b).to_kind(kind).to_device(device))
-    }
-
-    /// `x W + b` (seed 002's distilled encoder applied to student inputs).
-    ///
-    /// # Shapes
-    /// `x`: `[.., D]` → `[.., H]`, in `x`'s kind.
+    /// `x`: `[n, D]` → `[n, H]`.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] when the last dimension is not `D`.
-    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
-        let d = self.weight.nrows() as i64;
-        if x.size().last() != Some(&d) {
+    /// [`Error::ShapeMismatch`] when `x` does not have `D` columns.
+    pub fn predict_rows(&self, x: MatRef<'_, f64>) -> Result<Mat<f64>> {
+        let d = self.weight.nrows();
+        if x.ncols() != d {
             return Err(Error::ShapeMismatch {
-                op: "RidgeSolution::predict",
-                expected: format!("[.., D={d}]"),
-                got: x.size(),
+                op: "RidgeSolution::predict_rows",
+                expected: format!("[n, D={d}]"),
+                got: vec![x.nrows() as i64, x.ncols() as i64],
             });
         }
-        let w = self.weight_tensor(x.kind(), x.device());
-        let y = x.matmul(&w.tr());
-        Ok(match self.bias_tensor(x.kind(), x.device()) {
-            Some(b) => y + b,
-            None => y,
-        })
-    }
-
-    /// Loads the fit into a tch `Linear` as its initial weights (seed 002: the closed form
-    /// initialises the student's encoder `W^trj` before fine-tuning). Without a fitted intercept
-    /// the layer's bias, if it has one, is set to zero so that the layer computes `x W`.
-    ///
-    /// # Shapes
-    /// `linear.ws`: `[H, D]`; `linear.bs`: `[H]`.
-    ///
-    /// # Errors
-    /// [`Error::ShapeMismatch`] when the layer's shape differs, or an intercept was fitted and the
-    /// layer has no bias.
-    pub fn load_into(&self, linear: &mut nn::Linear) -> Result<()> {
-        let (d, h) = (self.weight.nrows() as i64, self.weight.ncols() as i64);
-        if linear.ws.size() != [h, d] {
-            return Err(Error::ShapeMismatch {
-                op: "RidgeSolution::load_into",
-                expected: format!("a Linear with weight [H={h}, D={d}]"),
-                got: linear.ws.size(),
-            });
+        let mut y = x * &self.weight;
+        if let Some(b) = &self.bias {
+            for (j, bj) in b.iter().enumerate() {
+                for i in 0..y.nrows() {
+                    y[(i, j)] += bj;
+                }
+            }
         }
-        let w = self.weight_tensor(linear.ws.kind(), linear.ws.device());
-        let bias = match (&mut linear.bs, &self.bias) {
-            (Some(bs), _) => {
-                if bs.size() != [h] {
-                    return Err(Error::ShapeMismatch {
-                        op: "RidgeSolution::load_into",
-                        expected: format!("a Linear bias [H={h}]"),
-                        got: bs.size(),
-                    });
-                }
-                let b = self.bias_tensor(bs.kind(), bs.device());
-                Some((bs, b))
-            }
-            (None, Some(_)) => {
-                return Err(Error::ShapeMismatch {
-                    op: "RidgeSolution::load_into",
-                    expected: format!("a Linear with a bias [H={h}] for the fitted intercept"),
-                    got: vec![],
-                });
-            }
-            (None, None) => None,
-        };
-        tch::no_grad(|| -> Result<()> {
-            linear.ws.f_copy_(&w)?;
-            if let Some((bs, b)) = bias {
-                match b {
-                    Some(b) => bs.f_copy_(&b)?,
-                    None => {
-                        let _ = bs.f_zero_()?;
-                    }
-                }
-            }
-            Ok(())
-        })
+        Ok(y)
     }
 }

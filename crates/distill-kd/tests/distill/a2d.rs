@@ -1,16 +1,14 @@
-//! A2D multi-teacher weighting (SDKD eq. 12–15): the exact capped-simplex QP against brute force
-//! over active sets, KKT conditions, and the tch-level step.
+//! A2D multi-teacher weighting (SDKD eq. 12–15), the pure half: the exact capped-simplex QP
+//! against brute force over active sets, KKT conditions, and the settings. The step from gradient
+//! tensors is in `a2d_step`.
 
-use distill_kd::{
-    A2dConfig, Error, QpOptions, Weighting, flat_gradient, gradient_surrogate,
-    solve_capped_simplex_qp,
-};
+use distill_kd::{A2dConfig, Error, QpOptions, Weighting, solve_capped_simplex_qp};
 use faer::Mat;
 use proptest::prelude::*;
-use tch::{Kind, Tensor, nn};
 
-use crate::common::{max_abs_diff, rand_f64};
+use crate::common::rand_vec;
 
+/// The Gram matrix `G_mn = ⟨g_m, g_n⟩` of rows.
 fn gram_of(rows: &[Vec<f64>]) -> Mat<f64> {
     let m = rows.len();
     Mat::from_fn(m, m, |i, j| {
@@ -141,9 +139,12 @@ fn assert_kkt(g: &Mat<f64>, cap: f64, alpha: &[f64], tol: f64) {
     );
 }
 
+/// `m` seeded rows of `p ≥ 1` entries uniform in [-1, 1).
 fn random_rows(seed: u64, m: usize, p: usize) -> Vec<Vec<f64>> {
-    let t = rand_f64(seed, &[m as i64, p as i64]);
-    Vec::<Vec<f64>>::try_from(&t).unwrap()
+    rand_vec(seed, m * p)
+        .chunks(p)
+        .map(<[f64]>::to_vec)
+        .collect()
 }
 
 proptest! {
@@ -213,138 +214,57 @@ fn qp_with_two_teachers_matches_a_dense_grid() {
 }
 
 #[test]
-fn identical_teachers_get_equal_weights() {
-    let g = rand_f64(9, &[40]);
-    let grads = vec![g.shallow_clone(), g.shallow_clone(), g.shallow_clone()];
-    for cap in [1.0, 0.5, 1.0 / 3.0] {
-        let step = A2dConfig {
-            cap,
-            ..Default::default()
-        }
-        .check()
-        .unwrap()
-        .step(&grads)
-        .unwrap();
-        for a in &step.alpha {
-            assert!((a - 1.0 / 3.0).abs() < 1e-9, "{:?}", step.alpha);
-        }
-        assert!(max_abs_diff(&step.combined_gradient, &g) < 1e-12);
-    }
-    // All-zero gradients: uniform too.
-    let zeros: Vec<Tensor> = (0..4)
-        .map(|_| Tensor::zeros([5], (Kind::Float, tch::Device::Cpu)))
-        .collect();
-    let step = A2dConfig::default().check().unwrap().step(&zeros).unwrap();
-    assert!(step.alpha.iter().all(|a| (a - 0.25).abs() < 1e-12));
-}
-
-#[test]
-fn conflicting_teacher_is_down_weighted() {
-    // Teachers 0 and 1 agree; teacher 2 pulls hard the other way.
-    let grads = vec![
-        Tensor::from_slice(&[1.0f64, 0.1, 0.0]),
-        Tensor::from_slice(&[0.9f64, 0.0, 0.1]),
-        Tensor::from_slice(&[-3.0f64, 0.2, 0.1]),
-    ];
-    let step = A2dConfig::default().check().unwrap().step(&grads).unwrap();
-    let a = &step.alpha;
-    assert!(a[2] < 1.0 / 3.0 && a[2] < a[0] && a[2] < a[1], "α = {a:?}");
-    // The combined step is shorter than the plain average's.
-    let avg = A2dConfig {
-        weighting: Weighting::Average,
-        ..Default::default()
-    }
-    .check()
-    .unwrap()
-    .step(&grads)
-    .unwrap();
-    assert_eq!(avg.alpha, vec![1.0 / 3.0; 3]);
-    assert!(step.objective < avg.objective);
-    // Combined gradient and eq. 14's direction.
-    let expect = &grads[0] * a[0] + &grads[1] * a[1] + &grads[2] * a[2];
-    assert!(max_abs_diff(&step.combined_gradient, &expect) < 1e-14);
-    assert!(max_abs_diff(&step.direction(), &(-expect)) < 1e-14);
-    assert!(
-        (step.objective
-            - 0.5
-                * step
-                    .combined_gradient
-                    .square()
-                    .sum(Kind::Double)
-                    .double_value(&[]))
-        .abs()
-            < 1e-12
-    );
-}
-
-#[test]
-fn unit_normalised_weights_ignore_gradient_scale() {
-    let base = [
-        rand_f64(1, &[2, 3]),
-        rand_f64(2, &[2, 3]),
-        rand_f64(3, &[2, 3]),
-    ];
-    let scaled = [&base[0] * 100.0, &base[1] * 0.01, base[2].shallow_clone()];
-    let unit = A2dConfig {
-        unit_normalise: true,
-        ..Default::default()
-    }
-    .check()
-    .unwrap();
-    let a = unit.step(&base).unwrap();
-    let b = unit.step(&scaled).unwrap();
-    for (x, y) in a.alpha.iter().zip(&b.alpha) {
-        assert!((x - y).abs() < 1e-9);
-    }
-    assert!((0..3).all(|i| (a.gram[(i, i)] - 1.0).abs() < 1e-12));
-    let plain = A2dConfig::default().check().unwrap().step(&scaled).unwrap();
-    assert!(
-        plain
-            .alpha
-            .iter()
-            .zip(&b.alpha)
-            .any(|(x, y)| (x - y).abs() > 1e-3)
-    );
-    assert_eq!(b.combined_gradient.size(), [2, 3]);
-}
-
-#[test]
-fn infeasible_cap_and_bad_inputs_are_errors() {
-    let grads: Vec<Tensor> = (0..3).map(|s| rand_f64(s, &[4])).collect();
+fn infeasible_cap_and_bad_settings_are_errors() {
+    let g = gram_of(&random_rows(0, 3, 4));
+    assert!(matches!(
+        solve_capped_simplex_qp(g.as_ref(), 0.3, &QpOptions::default()),
+        Err(Error::InfeasibleCap { cap, teachers: 3 }) if cap == 0.3
+    ));
     let a2d = A2dConfig {
         cap: 0.3,
         ..Default::default()
     }
     .check()
     .unwrap();
-    assert!(
-        matches!(a2d.step(&grads), Err(Error::InfeasibleCap { cap, teachers: 3 }) if cap == 0.3)
-    );
+    assert!(matches!(
+        a2d.weights(g.as_ref()),
+        Err(Error::InfeasibleCap { teachers: 3, .. })
+    ));
+    for cap in [0.0, 1.5, f64::NAN] {
+        assert!(matches!(
+            A2dConfig {
+                cap,
+                ..Default::default()
+            }
+            .check(),
+            Err(Error::InvalidConfig { field: "cap", .. })
+        ));
+    }
     assert!(matches!(
         A2dConfig {
-            cap: 0.0,
+            max_iterations: 0,
             ..Default::default()
         }
         .check(),
-        Err(Error::InvalidConfig { field: "cap", .. })
+        Err(Error::InvalidConfig {
+            field: "max_iterations",
+            ..
+        })
     ));
+    let empty = Mat::<f64>::zeros(0, 0);
     assert!(matches!(
-        A2dConfig {
-            cap: 1.5,
-            ..Default::default()
-        }
-        .check(),
-        Err(Error::InvalidConfig { field: "cap", .. })
+        solve_capped_simplex_qp(empty.as_ref(), 1.0, &QpOptions::default()),
+        Err(Error::NoTeachers)
     ));
-    let a2d = A2dConfig::default().check().unwrap();
-    assert!(matches!(a2d.step(&[]), Err(Error::NoTeachers)));
+    let wide = Mat::<f64>::zeros(2, 3);
     assert!(matches!(
-        a2d.step(&[rand_f64(0, &[4]), rand_f64(1, &[5])]),
+        solve_capped_simplex_qp(wide.as_ref(), 1.0, &QpOptions::default()),
         Err(Error::ShapeMismatch { .. })
     ));
-    let nan = Tensor::from_slice(&[1.0f64, f64::NAN]);
+    let mut nan = g.clone();
+    nan[(1, 2)] = f64::NAN;
     assert!(matches!(
-        a2d.step(&[nan, rand_f64(1, &[2])]),
+        solve_capped_simplex_qp(nan.as_ref(), 1.0, &QpOptions::default()),
         Err(Error::NonFinite { .. })
     ));
     let cfg: A2dConfig = serde_json::from_str(r#"{"weighting": "average", "cap": 0.5}"#).unwrap();
@@ -355,53 +275,23 @@ fn infeasible_cap_and_bad_inputs_are_errors() {
 }
 
 #[test]
-fn flat_gradients_and_surrogate_apply_the_a2d_step() {
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let lin = nn::linear(vs.root() / "student", 3, 2, Default::default());
-    let params = vs.trainable_variables();
-    let x = rand_f64(1, &[8, 3]).to_kind(Kind::Float);
-    let out = x.apply(&lin);
-    // Two teachers' targets.
-    let losses: Vec<Tensor> = (0..2)
-        .map(|s| {
-            (&out - rand_f64(10 + s, &[8, 2]).to_kind(Kind::Float))
-                .square()
-                .mean(Kind::Float)
-        })
-        .collect();
-    let grads: Vec<Tensor> = losses
-        .iter()
-        .map(|l| flat_gradient(l, &params).unwrap())
-        .collect();
-    assert_eq!(grads[0].size(), [3 * 2 + 2]);
-    let step = A2dConfig::default().check().unwrap().step(&grads).unwrap();
-    // The flattened gradient of Σ α_m ℓ_m equals the combined gradient.
-    let weighted = &losses[0] * step.alpha[0] + &losses[1] * step.alpha[1];
-    let direct = flat_gradient(&weighted, &params).unwrap();
-    assert!(max_abs_diff(&direct, &step.combined_gradient) < 1e-6);
-    // The surrogate writes the combined gradient into .grad.
-    let surrogate = gradient_surrogate(&params, &step.combined_gradient).unwrap();
-    surrogate.backward();
-    let written = Tensor::cat(
-        &params
-            .iter()
-            .map(|p| p.grad().reshape([-1]))
-            .collect::<Vec<_>>(),
-        0,
-    );
-    assert!(max_abs_diff(&written, &step.combined_gradient) < 1e-7);
-    assert!(matches!(
-        gradient_surrogate(&params, &rand_f64(0, &[3])),
-        Err(Error::ShapeMismatch { .. })
-    ));
-    // An unused parameter contributes zeros.
-    let unused = Tensor::zeros([2], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-    let g = flat_gradient(&losses[0], &[params[0].shallow_clone(), unused]).unwrap();
-    assert_eq!(
-        g.narrow(0, g.size()[0] - 2, 2)
-            .abs()
-            .sum(Kind::Float)
-            .double_value(&[]),
-        0.0
-    );
+fn average_weighting_is_uniform_and_reports_its_objective() {
+    let g = gram_of(&random_rows(5, 4, 6));
+    let avg = A2dConfig {
+        weighting: Weighting::Average,
+        ..Default::default()
+    }
+    .check()
+    .unwrap()
+    .weights(g.as_ref())
+    .unwrap();
+    assert_eq!(avg.alpha, vec![0.25; 4]);
+    assert!((avg.objective - objective(&g, &avg.alpha)).abs() < 1e-14);
+    // A2D's weights are never worse than the average's.
+    let a2d = A2dConfig::default()
+        .check()
+        .unwrap()
+        .weights(g.as_ref())
+        .unwrap();
+    assert!(a2d.objective <= avg.objective + 1e-9);
 }

@@ -6,7 +6,7 @@ use distill_kd::{
 };
 use tch::{Kind, Tensor};
 
-use crate::common::{
+use crate::tensors::{
     chorded_cycle_basis, materialised_basis, max_abs_diff, path_basis, rand_f64, scalar,
     smallest_pairs,
 };
@@ -225,38 +225,50 @@ fn dft_grid_masks_box_and_ellipse() {
 }
 
 #[test]
-fn dft_config_is_validated() {
-    let bad = |dims: Vec<i64>, cutoffs: Vec<usize>| {
-        DftSplitterConfig {
-            dims,
-            cutoffs,
-            mask: FreqMask::Box,
+fn dft_split_applies_the_band_definition_bin_by_bin() {
+    // Each real Fourier mode (k_h, k_w) of a 6 × 5 grid is kept whole when `is_low` says so, and
+    // removed whole otherwise.
+    let (h, w) = (6i64, 5i64);
+    let y = Tensor::arange(h, (Kind::Double, tch::Device::Cpu)).unsqueeze(1);
+    let x = Tensor::arange(w, (Kind::Double, tch::Device::Cpu)).unsqueeze(0);
+    let two_pi = 2.0 * std::f64::consts::PI;
+    let signed = |b: i64, n: i64| if 2 * b <= n { b } else { b - n };
+    for mask in [FreqMask::Box, FreqMask::Ellipse] {
+        let split = DftSplitterConfig {
+            dims: vec![0, 1],
+            cutoffs: vec![1, 2],
+            mask,
         }
         .check()
-    };
-    assert!(matches!(
-        bad(vec![], vec![]),
-        Err(Error::InvalidConfig { field: "dims", .. })
-    ));
-    assert!(matches!(
-        bad(vec![0, 1], vec![1]),
-        Err(Error::InvalidConfig { field: "dims", .. })
-    ));
-    assert!(matches!(
-        bad(vec![1, 1], vec![1, 1]),
-        Err(Error::InvalidConfig { field: "dims", .. })
-    ));
-    let split = bad(vec![3], vec![1]).unwrap();
+        .unwrap();
+        for (kh, kw) in (0..h).flat_map(|a| (0..w).map(move |b| (a, b))) {
+            let mode = ((&y * (two_pi * kh as f64 / h as f64))
+                + (&x * (two_pi * kw as f64 / w as f64) + 0.3))
+                .cos();
+            let low = split.low_band(&mode).unwrap();
+            let keep = split.is_low(&[signed(kh, h), signed(kw, w)]).unwrap();
+            let want = if keep {
+                mode.shallow_clone()
+            } else {
+                mode.zeros_like()
+            };
+            assert!(
+                max_abs_diff(&low, &want) < 1e-12,
+                "{mask:?} mode ({kh}, {kw}), is_low = {keep}"
+            );
+        }
+    }
+    let split = DftSplitterConfig {
+        dims: vec![3],
+        cutoffs: vec![1],
+        mask: FreqMask::Box,
+    }
+    .check()
+    .unwrap();
     assert!(matches!(
         split.low_band(&rand_f64(0, &[4, 4])),
         Err(Error::ShapeMismatch { .. })
     ));
-    let cfg: DftSplitterConfig = serde_json::from_str(r#"{"dims": [-3], "cutoffs": [2]}"#).unwrap();
-    assert_eq!(cfg.mask, FreqMask::Box);
-    assert!(
-        serde_json::from_str::<DftSplitterConfig>(r#"{"dims": [0], "cutoffs": [1], "cutof": 2}"#)
-            .is_err()
-    );
 }
 
 #[test]

@@ -1,21 +1,29 @@
-//! Closed-form ridge distillation, the polynomial feature map and the structure-only regulariser
-//! (seed 002).
+//! Closed-form ridge distillation (seed 002), the pure half: streaming accumulation of faer
+//! batches, the Cholesky solve with jitter retry, and prediction, against the normal equations
+//! solved directly by LU. The tensor side is in `ridge_tensor`.
 
-use distill_kd::{
-    Error, PointLoss, Reduction, RidgeConfig, StructureRegConfig, polynomial_features,
-};
+use distill_kd::{Error, RidgeConfig, solve_normal_equations};
+use faer::Mat;
+use faer::linalg::solvers::Solve;
 use proptest::prelude::*;
-use tch::{Kind, Tensor, nn, nn::Module};
 
-use crate::common::{max_abs_diff, rand_f64, scalar};
+use crate::common::{max_abs_diff_mat, rand_mat};
 
-/// The reference: the normal equations solved directly (LU, tch f64).
-fn direct(x: &Tensor, h: &Tensor, lambda: f64) -> Tensor {
-    let xtx = x.tr().matmul(x);
-    let d = xtx.size()[0];
-    let lambda_eff = lambda * xtx.diagonal(0, 0, 1).mean(Kind::Double).double_value(&[]);
-    let a = &xtx + Tensor::eye(d, (Kind::Double, tch::Device::Cpu)) * lambda_eff;
-    Tensor::linalg_solve(&a, &x.tr().matmul(h), true)
+/// The reference: `(XᵀX + λ_eff I) W = XᵀH` with `λ_eff = λ · mean diag XᵀX`, solved by LU with
+/// partial pivoting (a different factorisation from the crate's Cholesky).
+fn direct(x: &Mat<f64>, h: &Mat<f64>, lambda: f64) -> Mat<f64> {
+    let xtx = x.transpose() * x;
+    let d = xtx.nrows();
+    let lambda_eff = lambda * (0..d).map(|i| xtx[(i, i)]).sum::<f64>() / d as f64;
+    let a = Mat::from_fn(d, d, |i, j| {
+        xtx[(i, j)] + if i == j { lambda_eff } else { 0.0 }
+    });
+    a.partial_piv_lu().solve(&(x.transpose() * h))
+}
+
+/// `max |m|`.
+fn max_abs(m: &Mat<f64>) -> f64 {
+    max_abs_diff_mat(m, &Mat::zeros(m.nrows(), m.ncols()))
 }
 
 proptest! {
@@ -24,20 +32,20 @@ proptest! {
     #[test]
     fn ridge_equals_the_direct_normal_equation_solution(
         seed in any::<u64>(),
-        n in 1i64..40,
-        d in 1i64..8,
-        o in 1i64..5,
+        n in 1usize..40,
+        d in 1usize..8,
+        o in 1usize..5,
         lambda in prop::sample::select(vec![1e-4, 1e-2, 0.5, 3.0]),
     ) {
-        let x = rand_f64(seed, &[n, d]);
-        let h = rand_f64(seed ^ 0x5555, &[n, o]);
-        let mut acc = RidgeConfig { lambda, ..Default::default() }.check(d as usize, o as usize).unwrap();
-        acc.push(&x, &h).unwrap();
+        let x = rand_mat(seed, n, d);
+        let h = rand_mat(seed ^ 0x5555, n, o);
+        let mut acc = RidgeConfig { lambda, ..Default::default() }.check(d, o).unwrap();
+        acc.push_rows(x.as_ref(), h.as_ref()).unwrap();
         let sol = acc.solve().unwrap();
-        let w = sol.weight_tensor(Kind::Double, tch::Device::Cpu).tr();
         let reference = direct(&x, &h, lambda);
-        let scale = reference.abs().max().double_value(&[]).max(1.0);
-        prop_assert!(max_abs_diff(&w, &reference) < 1e-9 * scale, "{}", max_abs_diff(&w, &reference));
+        let scale = max_abs(&reference).max(1.0);
+        let err = max_abs_diff_mat(&sol.weight, &reference);
+        prop_assert!(err < 1e-9 * scale, "{}", err);
         prop_assert_eq!(sol.rows, n as u64);
     }
 }
@@ -45,77 +53,65 @@ proptest! {
 #[test]
 fn streaming_over_batches_equals_one_batch() {
     let (n, d, o) = (50, 6, 3);
-    let x = rand_f64(1, &[n, d]);
-    let h = rand_f64(2, &[n, o]);
+    let x = rand_mat(1, n, d);
+    let h = rand_mat(2, n, o);
     let cfg = RidgeConfig {
         lambda: 1e-2,
         intercept: true,
         ..Default::default()
     };
-    let mut whole = cfg.clone().check(d as usize, o as usize).unwrap();
-    whole.push(&x, &h).unwrap();
-    let mut streamed = cfg.check(d as usize, o as usize).unwrap();
+    let mut whole = cfg.clone().check(d, o).unwrap();
+    whole.push_rows(x.as_ref(), h.as_ref()).unwrap();
+    let mut streamed = cfg.check(d, o).unwrap();
     let mut start = 0;
     for len in [7, 1, 20, 0, 22] {
         streamed
-            .push(&x.narrow(0, start, len), &h.narrow(0, start, len))
+            .push_rows(
+                x.as_ref().subrows(start, len),
+                h.as_ref().subrows(start, len),
+            )
             .unwrap();
         start += len;
     }
     assert_eq!(streamed.rows(), n as u64);
     let (a, b) = (whole.solve().unwrap(), streamed.solve().unwrap());
-    let diff = (0..d as usize)
-        .flat_map(|i| (0..o as usize).map(move |j| (i, j)))
-        .map(|(i, j)| (a.weight[(i, j)] - b.weight[(i, j)]).abs())
-        .fold(0.0, f64::max);
+    let diff = max_abs_diff_mat(&a.weight, &b.weight);
     assert!(diff < 1e-12, "{diff}");
     let (ba, bb) = (a.bias.unwrap(), b.bias.unwrap());
     assert!(ba.iter().zip(&bb).all(|(p, q)| (p - q).abs() < 1e-12));
-    // Leading batch dimensions are flattened into rows.
-    let mut shaped = RidgeConfig::default()
-        .check(d as usize, o as usize)
-        .unwrap();
-    shaped
-        .push(&x.view([5, 10, d]), &h.view([5, 10, o]))
-        .unwrap();
-    assert_eq!(shaped.rows(), n as u64);
 }
 
 #[test]
 fn recovers_a_planted_map_exactly_without_noise_or_penalty() {
     let (n, d, o) = (30, 5, 4);
-    let x = rand_f64(3, &[n, d]);
-    let w = rand_f64(4, &[d, o]);
-    let b = rand_f64(5, &[o]);
-    let h = x.matmul(&w) + &b;
+    let x = rand_mat(3, n, d);
+    let w = rand_mat(4, d, o);
+    let b = rand_mat(5, 1, o);
+    let xw = &x * &w;
+    let h = Mat::from_fn(n, o, |i, j| xw[(i, j)] + b[(0, j)]);
     let mut acc = RidgeConfig {
         lambda: 0.0,
         intercept: true,
         ..Default::default()
     }
-    .check(d as usize, o as usize)
+    .check(d, o)
     .unwrap();
-    acc.push(&x, &h).unwrap();
+    acc.push_rows(x.as_ref(), h.as_ref()).unwrap();
     let sol = acc.solve().unwrap();
     assert_eq!(sol.jitter, 0.0);
-    assert!(max_abs_diff(&sol.weight_tensor(Kind::Double, tch::Device::Cpu), &w.tr()) < 1e-11);
-    assert!(
-        max_abs_diff(
-            &sol.bias_tensor(Kind::Double, tch::Device::Cpu).unwrap(),
-            &b
-        ) < 1e-11
-    );
-    assert!(max_abs_diff(&sol.predict(&x).unwrap(), &h) < 1e-11);
+    assert!(max_abs_diff_mat(&sol.weight, &w) < 1e-11);
+    let bias = sol.bias.as_ref().unwrap();
+    assert!((0..o).all(|j| (bias[j] - b[(0, j)]).abs() < 1e-11));
+    assert!(max_abs_diff_mat(&sol.predict_rows(x.as_ref()).unwrap(), &h) < 1e-11);
     // A small penalty shrinks the fit, a little.
     let mut pen = RidgeConfig {
         lambda: 1e-3,
         ..Default::default()
     }
-    .check(d as usize, o as usize)
+    .check(d, o)
     .unwrap();
-    pen.push(&x, &x.matmul(&w)).unwrap();
-    let sol = pen.solve().unwrap();
-    let err = max_abs_diff(&sol.weight_tensor(Kind::Double, tch::Device::Cpu), &w.tr());
+    pen.push_rows(x.as_ref(), xw.as_ref()).unwrap();
+    let err = max_abs_diff_mat(&pen.solve().unwrap().weight, &w);
     assert!(err > 1e-8 && err < 1e-1, "{err}");
 }
 
@@ -123,32 +119,26 @@ fn recovers_a_planted_map_exactly_without_noise_or_penalty() {
 fn rank_deficient_features_go_through_the_jitter_path() {
     // Column 3 duplicates column 0 and column 4 is their sum: Σ XᵀX has rank 3.
     let (n, o) = (25, 2);
-    let base = rand_f64(6, &[n, 3]);
-    let x = Tensor::cat(
-        &[
-            base.shallow_clone(),
-            base.narrow(1, 0, 1),
-            base.narrow(1, 0, 1) + base.narrow(1, 1, 1),
-        ],
-        1,
-    );
-    let h = x.matmul(&rand_f64(7, &[5, o]));
+    let base = rand_mat(6, n, 3);
+    let x = Mat::from_fn(n, 5, |i, j| match j {
+        0..3 => base[(i, j)],
+        3 => base[(i, 0)],
+        _ => base[(i, 0)] + base[(i, 1)],
+    });
+    let h = &x * &rand_mat(7, 5, o);
     let mut acc = RidgeConfig {
         lambda: 0.0,
         ..Default::default()
     }
-    .check(5, o as usize)
+    .check(5, o)
     .unwrap();
-    acc.push(&x, &h).unwrap();
+    acc.push_rows(x.as_ref(), h.as_ref()).unwrap();
     let sol = acc.solve().unwrap();
     assert!(sol.jitter > 0.0, "the singular system must be jittered");
-    let w = sol.weight_tensor(Kind::Double, tch::Device::Cpu);
-    assert!(bool::try_from(w.isfinite().all()).unwrap());
-    assert!(
-        w.abs().max().double_value(&[]) < 100.0,
-        "no blow-up along the null space"
-    );
-    let fit = max_abs_diff(&sol.predict(&x).unwrap(), &h) / h.abs().max().double_value(&[]);
+    let w = &sol.weight;
+    assert!((0..o).all(|j| (0..5).all(|i| w[(i, j)].is_finite())));
+    assert!(max_abs(w) < 100.0, "no blow-up along the null space");
+    let fit = max_abs_diff_mat(&sol.predict_rows(x.as_ref()).unwrap(), &h) / max_abs(&h);
     assert!(fit < 1e-6, "relative fit error {fit}");
     // With retries forbidden the same system is a clear error.
     let mut strict = RidgeConfig {
@@ -156,65 +146,12 @@ fn rank_deficient_features_go_through_the_jitter_path() {
         max_jitter_tries: 0,
         ..Default::default()
     }
-    .check(5, o as usize)
+    .check(5, o)
     .unwrap();
-    strict.push(&x, &h).unwrap();
+    strict.push_rows(x.as_ref(), h.as_ref()).unwrap();
     assert!(
         matches!(strict.solve(), Err(Error::NotPositiveDefinite { jitter_tried, .. }) if jitter_tried == 0.0)
     );
-}
-
-#[test]
-fn loads_into_a_tch_linear() {
-    let (n, d, o) = (20, 4, 3);
-    let x = rand_f64(8, &[n, d]);
-    let h = rand_f64(9, &[n, o]);
-    for intercept in [false, true] {
-        let mut acc = RidgeConfig {
-            intercept,
-            ..Default::default()
-        }
-        .check(d as usize, o as usize)
-        .unwrap();
-        acc.push(&x, &h).unwrap();
-        let sol = acc.solve().unwrap();
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let mut lin = nn::linear(vs.root() / "enc", d, o, Default::default());
-        sol.load_into(&mut lin).unwrap();
-        let xf = x.to_kind(Kind::Float);
-        let got = lin.forward(&xf);
-        let want = sol.predict(&xf).unwrap();
-        assert!(max_abs_diff(&got, &want) < 1e-5, "intercept = {intercept}");
-        // Still trainable after loading.
-        assert!(vs.trainable_variables().iter().all(|v| v.requires_grad()));
-    }
-    let mut acc = RidgeConfig {
-        intercept: true,
-        ..Default::default()
-    }
-    .check(d as usize, o as usize)
-    .unwrap();
-    acc.push(&x, &h).unwrap();
-    let sol = acc.solve().unwrap();
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let mut no_bias = nn::linear(
-        vs.root(),
-        d,
-        o,
-        nn::LinearConfig {
-            bias: false,
-            ..Default::default()
-        },
-    );
-    assert!(matches!(
-        sol.load_into(&mut no_bias),
-        Err(Error::ShapeMismatch { .. })
-    ));
-    let mut wrong = nn::linear(vs.root() / "w", o, d, Default::default());
-    assert!(matches!(
-        sol.load_into(&mut wrong),
-        Err(Error::ShapeMismatch { .. })
-    ));
 }
 
 #[test]
@@ -222,19 +159,27 @@ fn ridge_rejects_bad_input() {
     let mut acc = RidgeConfig::default().check(3, 2).unwrap();
     assert!(matches!(acc.solve(), Err(Error::NoData)));
     assert!(matches!(
-        acc.push(&rand_f64(0, &[4, 3]), &rand_f64(1, &[5, 2])),
+        acc.push_rows(rand_mat(0, 4, 3).as_ref(), rand_mat(1, 5, 2).as_ref()),
         Err(Error::ShapeMismatch { .. })
     ));
     assert!(matches!(
-        acc.push(&rand_f64(0, &[4, 2]), &rand_f64(1, &[4, 2])),
+        acc.push_rows(rand_mat(0, 4, 2).as_ref(), rand_mat(1, 4, 2).as_ref()),
         Err(Error::ShapeMismatch { .. })
     ));
-    let bad = Tensor::from_slice(&[1.0f64, f64::INFINITY, 0.0]).view([1, 3]);
+    let mut bad = rand_mat(0, 1, 3);
+    bad[(0, 1)] = f64::INFINITY;
     assert!(matches!(
-        acc.push(&bad, &rand_f64(1, &[1, 2])),
+        acc.push_rows(bad.as_ref(), rand_mat(1, 1, 2).as_ref()),
         Err(Error::NonFinite { .. })
     ));
     assert_eq!(acc.rows(), 0);
+    acc.push_rows(rand_mat(2, 6, 3).as_ref(), rand_mat(3, 6, 2).as_ref())
+        .unwrap();
+    let sol = acc.solve().unwrap();
+    assert!(matches!(
+        sol.predict_rows(rand_mat(0, 4, 2).as_ref()),
+        Err(Error::ShapeMismatch { .. })
+    ));
     assert!(matches!(
         RidgeConfig {
             lambda: -1.0,
@@ -247,63 +192,15 @@ fn ridge_rejects_bad_input() {
         })
     ));
     assert!(serde_json::from_str::<RidgeConfig>(r#"{"lambda": 0.1, "intercep": true}"#).is_err());
-}
-
-#[test]
-fn polynomial_features_stack_the_powers() {
-    let e = Tensor::from_slice(&[2.0f64, -1.0, 0.5, 3.0]).view([2, 2]);
-    let f = polynomial_features(&e, 3).unwrap();
-    let want = Tensor::from_slice(&[
-        2.0f64, -1.0, 4.0, 1.0, 8.0, -1.0, 0.5, 3.0, 0.25, 9.0, 0.125, 27.0,
-    ])
-    .view([2, 6]);
-    assert_eq!(max_abs_diff(&f, &want), 0.0);
-    assert_eq!(
-        polynomial_features(&rand_f64(1, &[2, 3, 5]), 2)
-            .unwrap()
-            .size(),
-        [2, 3, 10]
-    );
+    // The solver on its own: inconsistent shapes and non-finite entries.
+    let a = Mat::<f64>::identity(3, 3);
+    let b = rand_mat(4, 3, 2);
     assert!(matches!(
-        polynomial_features(&e, 0),
-        Err(Error::InvalidConfig {
-            field: "degree",
-            ..
-        })
-    ));
-}
-
-#[test]
-fn structure_only_regulariser_adds_the_weighted_structure_term() {
-    let y = rand_f64(1, &[6, 2]);
-    let full = rand_f64(2, &[6, 2]).set_requires_grad(true);
-    let structure = rand_f64(3, &[6, 2]).set_requires_grad(true);
-    let reg = StructureRegConfig {
-        lambda_b: 0.4,
-        ..Default::default()
-    }
-    .check()
-    .unwrap();
-    let terms = reg.forward(&full, &structure, &y).unwrap();
-    let l1 = |p: &Tensor| scalar(&(p - &y).abs().mean(Kind::Double));
-    assert!((scalar(&terms.full) - l1(&full)).abs() < 1e-14);
-    assert!((scalar(&terms.structure) - l1(&structure)).abs() < 1e-14);
-    assert!((scalar(&terms.total) - (l1(&full) + 0.4 * l1(&structure))).abs() < 1e-14);
-    terms.total.backward();
-    // The structure path gets λ_b times the gradient it would get alone.
-    let expect = (&structure - &y).sign().detach() * (0.4 / 12.0);
-    assert!(max_abs_diff(&structure.grad(), &expect) < 1e-15);
-    let mse = StructureRegConfig {
-        lambda_b: 0.0,
-        loss: PointLoss::Mse,
-        reduction: Reduction::Sum,
-    }
-    .check()
-    .unwrap();
-    let t = mse.forward(&full, &structure, &y).unwrap();
-    assert!((scalar(&t.total) - scalar(&(&full - &y).square().sum(Kind::Double))).abs() < 1e-12);
-    assert!(matches!(
-        reg.forward(&full, &structure, &y.narrow(0, 0, 3)),
+        solve_normal_equations(a.as_ref(), &[0.0; 2], b.as_ref(), 0),
         Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        solve_normal_equations(a.as_ref(), &[0.0, f64::NAN, 0.0], b.as_ref(), 0),
+        Err(Error::NonFinite { .. })
     ));
 }
