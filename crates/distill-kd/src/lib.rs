@@ -10,10 +10,12 @@
 //! L = L_pred + λ ( MSE(z^sg_init, sg(z^sg_dyn)) + MSE(ã_init, sg(ã_dyn)) ),   λ = 1,
 //! ```
 //!
-//! with `sg` the stop-gradient: [`PiAlignment`] (from [`PiAlignConfig`]). The decoder reads
-//! `z^sg_dyn` for the first third of training (teacher-forcing ratio 1.0), then either
-//! representation with probability 0.5: [`TeacherForcingSchedule`] (from
-//! [`TeacherForcingConfig`]), deterministic in `(seed, iteration)`.
+//! with `sg` the stop-gradient: [`PiAlignment`] (from [`PiAlignConfig`]). Which representation
+//! the decoder reads is a staged schedule, [`TeacherForcingSchedule`] (from
+//! [`TeacherForcingConfig`]), deterministic in `(seed, iteration)`: the paper's reads `z^sg_dyn`
+//! for the first third of training (teacher-forcing ratio 1.0), then either representation with
+//! probability 0.5 ([`TeacherForcingConfig::paper`]); the default ends with a third on the
+//! student path ([`TeacherForcingConfig::student_end`]).
 //!
 //! # Frequency-aligned distillation (SDKD, seeds 001/003, eq. 10–11)
 //! ```text
@@ -98,4 +100,4 @@ pub use reduction::Reduction;
 pub use ridge::{
     NormalSolution, RidgeAccumulator, RidgeConfig, RidgeSolution, solve_normal_equations,
 };
-pub use schedule::{DecoderInput, Stage, TeacherForcingConfig, TeacherForcingSchedule};
+pub use schedule::{DecoderInput, ForcingStage, TeacherForcingConfig, TeacherForcingSchedule};

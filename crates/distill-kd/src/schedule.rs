@@ -1,5 +1,5 @@
-//! SGDD's two-stage teacher-forcing schedule (seed 000, "Dual-layer Alignment + Phase-based
-//! Training"; SPEC §4.4).
+//! SGDD's staged teacher-forcing schedule (seed 000, "Dual-layer Alignment + Phase-based
+//! Training"; SPEC §4.4, §4.4a).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -7,62 +7,98 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, check_range};
 
-/// Settings of [`TeacherForcingSchedule`]; [`check`](Self::check) validates them.
+/// One stage of a teacher-forcing schedule: a share of the iterations and the probability that
+/// the decoder reads the teacher in it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ForcingStage {
+    /// Share of the training iterations, in `[0, 1]` (the stages' shares sum to 1).
+    pub fraction: f64,
+    /// Teacher-forcing ratio, in `[0, 1]`: 1 always the teacher, 0 always the student.
+    pub ratio: f64,
+}
+
+/// Settings of [`TeacherForcingSchedule`]: a list of stages; [`check`](Self::check) validates
+/// them.
 ///
-/// Defaults are SGDD's: the first third of the iterations with ratio 1.0 (the decoder always reads
-/// the teacher's `z^sg_dyn`), then ratio 0.5.
+/// The default, [`student_end`](Self::student_end), ends on the student path: the decoder must
+/// be trained on the input it gets at test time (SPEC §4.4a). The paper's schedule is
+/// [`paper`](Self::paper).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TeacherForcingConfig {
-    /// Fraction of the iterations in stage 1 (pre-training), in `[0, 1]`.
-    pub stage1_fraction: f64,
-    /// Teacher-forcing ratio of stage 1, in `[0, 1]`.
-    pub stage1_ratio: f64,
-    /// Teacher-forcing ratio of stage 2 (joint training), in `[0, 1]`.
-    pub stage2_ratio: f64,
+    /// The stages, in order.
+    pub stages: Vec<ForcingStage>,
     /// Seed of the per-iteration draws.
     pub seed: u64,
 }
 
 impl Default for TeacherForcingConfig {
     fn default() -> Self {
-        Self {
-            stage1_fraction: 1.0 / 3.0,
-            stage1_ratio: 1.0,
-            stage2_ratio: 0.5,
-            seed: 0,
-        }
+        Self::student_end(0)
     }
 }
 
 impl TeacherForcingConfig {
+    /// SGDD's schedule as the paper gives it (seed 000): the first third of the iterations with
+    /// ratio 1.0 (pre-training: the decoder always reads the teacher's `z^sg_dyn`), then 0.5.
+    pub fn paper(seed: u64) -> Self {
+        Self {
+            stages: vec![
+                ForcingStage {
+                    fraction: 1.0 / 3.0,
+                    ratio: 1.0,
+                },
+                ForcingStage {
+                    fraction: 2.0 / 3.0,
+                    ratio: 0.5,
+                },
+            ],
+            seed,
+        }
+    }
+
+    /// The paper's two stages shortened to two thirds, then a last third on the student path
+    /// (ratio 0): thirds at 1.0, 0.5 and 0.
+    pub fn student_end(seed: u64) -> Self {
+        let third = |ratio| ForcingStage {
+            fraction: 1.0 / 3.0,
+            ratio,
+        };
+        Self {
+            stages: vec![third(1.0), third(0.5), third(0.0)],
+            seed,
+        }
+    }
+
     /// Validates the settings and fixes the number of training iterations.
     ///
-    /// Stage 1 covers iterations `0 .. round(stage1_fraction · total_iterations)`.
+    /// Stage `s` covers iterations `round(F_{s−1}·total) .. round(F_s·total)`, with `F_s` the
+    /// cumulative fraction; iterations past the total stay in the last stage.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when a fraction or ratio is outside `[0, 1]` or
-    /// `total_iterations` is 0.
+    /// [`Error::InvalidConfig`] when there is no stage, a fraction or ratio is outside `[0, 1]`,
+    /// the fractions do not sum to 1 (within 1e-6), or `total_iterations` is 0.
     pub fn check(self, total_iterations: u64) -> Result<TeacherForcingSchedule> {
         let unit = |v: f64| (0.0..=1.0).contains(&v);
-        check_range(
-            "stage1_fraction",
-            self.stage1_fraction,
-            unit,
-            "a number in [0, 1]",
-        )?;
-        check_range(
-            "stage1_ratio",
-            self.stage1_ratio,
-            unit,
-            "a number in [0, 1]",
-        )?;
-        check_range(
-            "stage2_ratio",
-            self.stage2_ratio,
-            unit,
-            "a number in [0, 1]",
-        )?;
+        if self.stages.is_empty() {
+            return Err(Error::InvalidConfig {
+                field: "stages",
+                value: "[]".into(),
+                expected: "at least one stage",
+            });
+        }
+        for st in &self.stages {
+            check_range("stages.fraction", st.fraction, unit, "a number in [0, 1]")?;
+            check_range("stages.ratio", st.ratio, unit, "a number in [0, 1]")?;
+        }
+        let sum: f64 = self.stages.iter().map(|s| s.fraction).sum();
+        if (sum - 1.0).abs() > 1e-6 {
+            return Err(Error::InvalidConfig {
+                field: "stages.fraction",
+                value: format!("{sum} in all"),
+                expected: "fractions that sum to 1",
+            });
+        }
         if total_iterations == 0 {
             return Err(Error::InvalidConfig {
                 field: "total_iterations",
@@ -70,23 +106,22 @@ impl TeacherForcingConfig {
                 expected: "at least one iteration",
             });
         }
+        let mut cumulative = 0.0;
         // Exact for any realistic iteration count (< 2^53).
-        let stage1_iterations = (self.stage1_fraction * total_iterations as f64).round() as u64;
+        let ends = self
+            .stages
+            .iter()
+            .map(|s| {
+                cumulative += s.fraction;
+                (cumulative.min(1.0) * total_iterations as f64).round() as u64
+            })
+            .collect();
         Ok(TeacherForcingSchedule {
             cfg: self,
             total_iterations,
-            stage1_iterations,
+            ends,
         })
     }
-}
-
-/// The training stage an iteration belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Stage 1: pre-training with the stage-1 ratio (1.0 in SGDD).
-    Pretrain,
-    /// Stage 2: joint training with the stage-2 ratio (0.5 in SGDD).
-    Joint,
 }
 
 /// Which representation the decoder reads at an iteration.
@@ -98,19 +133,21 @@ pub enum DecoderInput {
     Student,
 }
 
-/// SGDD's teacher-forcing schedule (seed 000, "A two-stage strategy ... teacher-forcing ratio of 1.0
-/// ... (approx. 1/3 of iterations), followed by a joint training phase where the ratio drops to
-/// 0.5"; SPEC §4.4).
+/// SGDD's teacher-forcing schedule: stages of iterations, each with the probability that the
+/// decoder reads the teacher (the paper's, seed 000: "a teacher-forcing ratio of 1.0 ... (approx.
+/// 1/3 of iterations), followed by a joint training phase where the ratio drops to 0.5"; SPEC
+/// §4.4 and §4.4a for the default that ends on the student path).
 ///
 /// Each iteration's draw is a pure function of `(seed, iteration)` — a ChaCha8 stream per
 /// iteration — so a run resumed from a checkpoint at iteration `i` makes exactly the same choices
 /// as an uninterrupted one, with no RNG state to save. Iterations past `total_iterations` stay in
-/// stage 2. At inference the schedule is not used: the decoder reads the student only.
+/// the last stage. At inference the schedule is not used: the decoder reads the student only.
 #[derive(Debug, Clone)]
 pub struct TeacherForcingSchedule {
     cfg: TeacherForcingConfig,
     total_iterations: u64,
-    stage1_iterations: u64,
+    /// The first iteration after each stage.
+    ends: Vec<u64>,
 }
 
 impl TeacherForcingSchedule {
@@ -124,27 +161,23 @@ impl TeacherForcingSchedule {
         self.total_iterations
     }
 
-    /// The number of stage-1 iterations, `round(stage1_fraction · total_iterations)`.
-    pub fn stage1_iterations(&self) -> u64 {
-        self.stage1_iterations
+    /// The first iteration after each stage (`round(F_s · total)`).
+    pub fn stage_ends(&self) -> &[u64] {
+        &self.ends
     }
 
-    /// The stage of iteration `iteration` (0-based).
-    pub fn stage(&self, iteration: u64) -> Stage {
-        if iteration < self.stage1_iterations {
-            Stage::Pretrain
-        } else {
-            Stage::Joint
-        }
+    /// The (0-based) stage of iteration `iteration`; iterations past the total are in the last.
+    pub fn stage(&self, iteration: u64) -> usize {
+        self.ends
+            .iter()
+            .position(|&end| iteration < end)
+            .unwrap_or(self.ends.len() - 1)
     }
 
     /// The teacher-forcing ratio at `iteration`: the probability that the decoder reads the
     /// teacher.
     pub fn ratio(&self, iteration: u64) -> f64 {
-        match self.stage(iteration) {
-            Stage::Pretrain => self.cfg.stage1_ratio,
-            Stage::Joint => self.cfg.stage2_ratio,
-        }
+        self.cfg.stages[self.stage(iteration)].ratio
     }
 
     /// The decoder's input at `iteration`: [`DecoderInput::Teacher`] with probability

@@ -201,6 +201,36 @@ pub enum ModelKind {
     NoTeacher,
 }
 
+/// See [`ModelConfig::schedule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleName {
+    /// [`distill_kd::TeacherForcingConfig::student_end`].
+    StudentEnd,
+    /// [`distill_kd::TeacherForcingConfig::paper`].
+    Paper,
+    /// The stages of [`ModelConfig::stages`].
+    Custom,
+}
+
+impl ModelConfig {
+    /// The teacher-forcing settings of this config, seeded.
+    pub fn forcing(&self, seed: u64) -> distill_kd::TeacherForcingConfig {
+        match self.schedule {
+            ScheduleName::StudentEnd => distill_kd::TeacherForcingConfig::student_end(seed),
+            ScheduleName::Paper => distill_kd::TeacherForcingConfig::paper(seed),
+            ScheduleName::Custom => distill_kd::TeacherForcingConfig {
+                stages: self
+                    .stages
+                    .iter()
+                    .map(|&[fraction, ratio]| distill_kd::ForcingStage { fraction, ratio })
+                    .collect(),
+                seed,
+            },
+        }
+    }
+}
+
 /// See [`ModelConfig::student`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -252,10 +282,13 @@ pub struct ModelConfig {
     pub align_rep: bool,
     /// Spectral alignment `L_spec` (ablation switch).
     pub align_spec: bool,
-    /// Fraction of iterations with teacher forcing ratio 1 (stage 1).
-    pub stage1_fraction: f64,
-    /// Teacher forcing ratio after stage 1.
-    pub stage2_ratio: f64,
+    /// SGDD's teacher-forcing schedule: `student-end` (thirds at ratio 1.0, 0.5 and 0: training
+    /// ends on the input the decoder gets at test time), `paper` (a third at 1.0, then 0.5), or
+    /// `custom` (the list in `model.stages`).
+    pub schedule: ScheduleName,
+    /// `schedule = "custom"`: `[[fraction, ratio], …]`, fractions summing to 1, e.g.
+    /// `[[0.25, 1.0], [0.75, 0.0]]`.
+    pub stages: Vec<[f64; 2]>,
     /// Align standardised representations: teacher and student `z^sg` (per channel) and `ã`
     /// (per spectral mode and channel) are centred and scaled by detached running statistics
     /// of the teacher's, so the alignment teaches the part that varies between samples rather
@@ -287,8 +320,8 @@ impl Default for ModelConfig {
             lambda: 1.0,
             align_rep: true,
             align_spec: true,
-            stage1_fraction: 1.0 / 3.0,
-            stage2_ratio: 0.5,
+            schedule: ScheduleName::StudentEnd,
+            stages: Vec::new(),
             align_standardize: false,
             stats_momentum: 0.01,
             sge_lr_scale: 1.0,
@@ -470,15 +503,12 @@ impl RunConfig {
             m.lambda
         );
         ensure!(
-            (0.0..=1.0).contains(&m.stage1_fraction),
-            "model.stage1_fraction must be in [0, 1], got {}",
-            m.stage1_fraction
+            (m.schedule == ScheduleName::Custom) != m.stages.is_empty(),
+            "model.stages lists the stages of model.schedule = \"custom\" (and only of it)"
         );
-        ensure!(
-            (0.0..=1.0).contains(&m.stage2_ratio),
-            "model.stage2_ratio must be in [0, 1], got {}",
-            m.stage2_ratio
-        );
+        m.forcing(0)
+            .check(1)
+            .map_err(|e| anyhow::anyhow!("model.stages: {e}"))?;
         ensure!(
             m.stats_momentum > 0.0 && m.stats_momentum <= 1.0,
             "model.stats_momentum must be in (0, 1], got {}",
@@ -717,7 +747,9 @@ mod tests {
             ("train.batch_size=0", "train.batch_size"),
             ("train.adam.lr=0", "train.adam.lr"),
             ("train.adam.beta2=1.0", "train.adam.beta2"),
-            ("model.stage1_fraction=2.0", "model.stage1_fraction"),
+            ("model.stages=[[0.5, 1.0], [0.4, 0.0]]", "model.stages"),
+            ("model.schedule=\"custom\"", "model.stages"),
+            ("model.schedule=\"linear\"", "model.schedule"),
             ("model.lambda=-1.0", "model.lambda"),
             ("data.delta_frame=2", "data.delta_frame"),
             ("data.max_train=0", "data.max_train"),

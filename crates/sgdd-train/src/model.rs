@@ -4,8 +4,7 @@
 
 use anyhow::{Context, Result};
 use distill_kd::{
-    DecoderInput, JointBasisSplitter, PiAlignConfig, PiAlignment, TeacherForcingConfig,
-    TeacherForcingSchedule,
+    DecoderInput, JointBasisSplitter, PiAlignConfig, PiAlignment, TeacherForcingSchedule,
 };
 use graph_nets::{
     Egno, EgnoConfig, InitEncoder, InitEncoderConfig, InitialState, Stsgnn, StsgnnConfig,
@@ -529,13 +528,7 @@ impl Model {
         seed: u64,
         iterations: u64,
     ) -> Result<TeacherForcingSchedule> {
-        Ok(TeacherForcingConfig {
-            stage1_fraction: cfg.stage1_fraction,
-            stage2_ratio: cfg.stage2_ratio,
-            seed,
-            ..Default::default()
-        }
-        .check(iterations.max(1))?)
+        Ok(cfg.forcing(seed).check(iterations.max(1))?)
     }
 
     /// The kind of model.

@@ -329,7 +329,7 @@ impl Trainer {
                 note(&format!("resume: {k} changed from {a} to {b}"));
                 if k == "train.epochs" && cfg.model.kind == crate::ModelKind::Sgdd {
                     note(
-                        "resume: the teacher-forcing stages (model.stage1_fraction) are laid over \
+                        "resume: the teacher-forcing stages (model.schedule) are laid over \
                          the new number of epochs",
                     );
                 }

@@ -1,26 +1,21 @@
-//! SGDD's two-stage teacher-forcing schedule (seed 000).
+//! SGDD's staged teacher-forcing schedule (seed 000; SPEC §4.4, §4.4a).
 
-use distill_kd::{DecoderInput, Error, Stage, TeacherForcingConfig};
+use distill_kd::{DecoderInput, Error, ForcingStage, TeacherForcingConfig};
 
 #[test]
-fn schedule_is_teacher_only_for_the_first_third_then_half() {
+fn the_paper_schedule_is_teacher_only_for_the_first_third_then_half() {
     let total = 3000;
-    let sched = TeacherForcingConfig {
-        seed: 7,
-        ..Default::default()
-    }
-    .check(total)
-    .unwrap();
-    assert_eq!(sched.stage1_iterations(), 1000);
+    let sched = TeacherForcingConfig::paper(7).check(total).unwrap();
+    assert_eq!(sched.stage_ends(), [1000, 3000]);
     for i in 0..1000 {
-        assert_eq!(sched.stage(i), Stage::Pretrain);
+        assert_eq!(sched.stage(i), 0);
         assert_eq!(sched.ratio(i), 1.0);
         assert_eq!(sched.decoder_input(i), DecoderInput::Teacher);
     }
     let teacher = (1000..total)
         .filter(|&i| sched.decoder_input(i) == DecoderInput::Teacher)
         .count();
-    assert_eq!(sched.stage(1000), Stage::Joint);
+    assert_eq!(sched.stage(1000), 1);
     assert_eq!(sched.ratio(total + 5), 0.5);
     // 2000 fair draws: 1000 ± 22 (1σ); ±110 is 5σ.
     assert!(
@@ -39,12 +34,28 @@ fn schedule_is_teacher_only_for_the_first_third_then_half() {
     assert_eq!(*sched.select(3, &zt, &zs), "teacher");
 }
 
+/// The default ends on the student path: the decoder's last third of training reads what it
+/// reads at test time.
+#[test]
+fn the_default_schedule_ends_on_the_student_path() {
+    let total = 300;
+    let sched = TeacherForcingConfig::default().check(total).unwrap();
+    assert_eq!(sched.stage_ends(), [100, 200, 300]);
+    assert!((0..100).all(|i| sched.decoder_input(i) == DecoderInput::Teacher));
+    let mixed = (100..200)
+        .filter(|&i| sched.decoder_input(i) == DecoderInput::Teacher)
+        .count();
+    assert!((25..=75).contains(&mixed), "{mixed}");
+    assert!((200..total + 10).all(|i| sched.decoder_input(i) == DecoderInput::Student));
+    assert_eq!(
+        TeacherForcingConfig::default(),
+        TeacherForcingConfig::student_end(0)
+    );
+}
+
 #[test]
 fn schedule_is_deterministic_resumable_and_seeded() {
-    let cfg = TeacherForcingConfig {
-        seed: 42,
-        ..Default::default()
-    };
+    let cfg = TeacherForcingConfig::paper(42);
     let a = cfg.clone().check(300).unwrap();
     let b = cfg.check(300).unwrap();
     let forward: Vec<_> = (0..300).map(|i| a.decoder_input(i)).collect();
@@ -53,55 +64,45 @@ fn schedule_is_deterministic_resumable_and_seeded() {
         forward.iter().eq(backward.iter().rev()),
         "a draw depends only on (seed, iteration)"
     );
-    let other = TeacherForcingConfig {
-        seed: 43,
-        ..Default::default()
-    }
-    .check(300)
-    .unwrap();
+    let other = TeacherForcingConfig::paper(43).check(300).unwrap();
     assert!((100..300).any(|i| other.decoder_input(i) != a.decoder_input(i)));
-    // Ratio 0 is always the student, fraction 0 has no pre-training.
+    // Ratio 0 is always the student.
     let never = TeacherForcingConfig {
-        stage1_fraction: 0.0,
-        stage2_ratio: 0.0,
-        ..Default::default()
+        stages: vec![ForcingStage {
+            fraction: 1.0,
+            ratio: 0.0,
+        }],
+        seed: 0,
     }
     .check(10)
     .unwrap();
     assert!((0..10).all(|i| never.decoder_input(i) == DecoderInput::Student));
     assert_eq!(
-        TeacherForcingConfig::default()
+        TeacherForcingConfig::paper(0)
             .check(10)
             .unwrap()
-            .stage1_iterations(),
-        3
+            .stage_ends(),
+        [3, 10]
     );
 }
 
 #[test]
 fn schedule_rejects_bad_configs() {
-    assert!(matches!(
-        TeacherForcingConfig {
-            stage2_ratio: 1.5,
-            ..Default::default()
-        }
-        .check(10),
-        Err(Error::InvalidConfig {
-            field: "stage2_ratio",
-            ..
-        })
-    ));
-    assert!(matches!(
-        TeacherForcingConfig {
-            stage1_fraction: f64::NAN,
-            ..Default::default()
-        }
-        .check(10),
-        Err(Error::InvalidConfig {
-            field: "stage1_fraction",
-            ..
-        })
-    ));
+    let stages = |v: &[(f64, f64)]| TeacherForcingConfig {
+        stages: v
+            .iter()
+            .map(|&(fraction, ratio)| ForcingStage { fraction, ratio })
+            .collect(),
+        seed: 0,
+    };
+    let field = |c: TeacherForcingConfig| match c.check(10) {
+        Err(Error::InvalidConfig { field, .. }) => field,
+        other => panic!("expected an invalid config, got {other:?}"),
+    };
+    assert_eq!(field(stages(&[(0.5, 1.0), (0.5, 1.5)])), "stages.ratio");
+    assert_eq!(field(stages(&[(f64::NAN, 1.0)])), "stages.fraction");
+    assert_eq!(field(stages(&[(0.5, 1.0), (0.4, 0.0)])), "stages.fraction");
+    assert_eq!(field(stages(&[])), "stages");
     assert!(matches!(
         TeacherForcingConfig::default().check(0),
         Err(Error::InvalidConfig {
@@ -110,8 +111,5 @@ fn schedule_rejects_bad_configs() {
         })
     ));
     let cfg: TeacherForcingConfig = serde_json::from_str(r#"{"seed": 3}"#).unwrap();
-    assert_eq!(
-        (cfg.stage1_fraction, cfg.stage1_ratio, cfg.stage2_ratio),
-        (1.0 / 3.0, 1.0, 0.5)
-    );
+    assert_eq!(cfg, TeacherForcingConfig::student_end(3));
 }
