@@ -102,16 +102,16 @@ fn every_shipped_config_parses_unchanged() {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
             let d = &cfg.data;
             let expected = match name.as_str() {
-                "nbody-charged" | "nbody" | "nbody-quick" => {
+                "nbody-charged" | "nbody" | "nbody-quick" | "nbody-standard" => {
                     (Starts::Fixed(vec![30]), 10, 5, TargetFrames::Strided)
                 }
-                "adk" | "adk-quick" => {
+                "adk" | "adk-quick" | "adk-standard" => {
                     (Starts::Sliding { stride: 1 }, 15, 4, TargetFrames::Strided)
                 }
-                "md17-xtb" | "md17-xtb-quick" => {
+                "md17-xtb" | "md17-xtb-quick" | "md17-xtb-standard" => {
                     (Starts::Fixed(vec![0]), 8, 8, TargetFrames::Strided)
                 }
-                "mocap-run" | "mocap-run-quick" => {
+                "mocap-run" | "mocap-run-quick" | "mocap-run-standard" => {
                     (Starts::Metadata, 30, 5, TargetFrames::Consecutive)
                 }
                 other => panic!("a new config {other}: add its windows here"),
@@ -126,7 +126,7 @@ fn every_shipped_config_parses_unchanged() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 9);
+    assert_eq!(seen, 13);
 }
 
 /// The flat `[data]` keys map onto the typed window starts, defaults included; keys a choice

@@ -19,8 +19,12 @@ use super::train as train_cmd;
 /// The options every `sgdd repro` table takes.
 #[derive(Debug, Args)]
 pub struct ReproArgs {
-    /// The small budget (the N-body table: about six minutes on two CPU cores) instead of the
-    /// full one (a GPU).
+    /// The training budget: `quick` (minutes on two CPU cores), `standard` (the N-body
+    /// datasets of the papers, 100 epochs with early stopping: hours on a CPU) or `full` (the
+    /// papers' budgets: a GPU).
+    #[arg(long, value_enum, default_value = "full")]
+    pub budget: Budget,
+    /// Shorthand for `--budget quick`.
     #[arg(long)]
     pub quick: bool,
     /// Where datasets are generated, imported or reused.
@@ -51,25 +55,70 @@ pub struct Md17ReproArgs {
     pub common: ReproArgs,
 }
 
+/// The budget of a table (see [`ReproArgs::budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Budget {
+    /// Minutes on two CPU cores.
+    Quick,
+    /// The papers' N-body data, 100 epochs with early stopping.
+    Standard,
+    /// The papers' budgets.
+    Full,
+}
+
+impl Budget {
+    /// The file-name suffix of its configs and datasets.
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Quick => "-quick",
+            Self::Standard => "-standard",
+            Self::Full => "",
+        }
+    }
+}
+
+impl ReproArgs {
+    fn budget(&self) -> Budget {
+        if self.quick {
+            Budget::Quick
+        } else {
+            self.budget
+        }
+    }
+}
+
 /// The base run configs of the tables (`configs/repro/*.toml`, built into the binary), read by
-/// the one config loader: `(table, quick)` → TOML text.
-fn base_config(table: &str, quick: bool) -> Result<&'static str> {
-    Ok(match (table, quick) {
-        ("nbody", true) => include_str!("../../../../configs/repro/nbody-quick.toml"),
-        ("nbody", false) => include_str!("../../../../configs/repro/nbody.toml"),
-        ("mocap-run", true) => include_str!("../../../../configs/repro/mocap-run-quick.toml"),
-        ("mocap-run", false) => include_str!("../../../../configs/repro/mocap-run.toml"),
-        ("adk", true) => include_str!("../../../../configs/repro/adk-quick.toml"),
-        ("adk", false) => include_str!("../../../../configs/repro/adk.toml"),
-        ("md17-xtb", true) => include_str!("../../../../configs/repro/md17-xtb-quick.toml"),
-        ("md17-xtb", false) => include_str!("../../../../configs/repro/md17-xtb.toml"),
+/// the one config loader: `(table, budget)` → TOML text.
+fn base_config(table: &str, budget: Budget) -> Result<&'static str> {
+    use Budget::{Full, Quick, Standard};
+    Ok(match (table, budget) {
+        ("nbody", Quick) => include_str!("../../../../configs/repro/nbody-quick.toml"),
+        ("nbody", Standard) => include_str!("../../../../configs/repro/nbody-standard.toml"),
+        ("nbody", Full) => include_str!("../../../../configs/repro/nbody.toml"),
+        ("mocap-run", Quick) => include_str!("../../../../configs/repro/mocap-run-quick.toml"),
+        ("mocap-run", Standard) => {
+            include_str!("../../../../configs/repro/mocap-run-standard.toml")
+        }
+        ("mocap-run", Full) => include_str!("../../../../configs/repro/mocap-run.toml"),
+        ("adk", Quick) => include_str!("../../../../configs/repro/adk-quick.toml"),
+        ("adk", Standard) => include_str!("../../../../configs/repro/adk-standard.toml"),
+        ("adk", Full) => include_str!("../../../../configs/repro/adk.toml"),
+        ("md17-xtb", Quick) => include_str!("../../../../configs/repro/md17-xtb-quick.toml"),
+        ("md17-xtb", Standard) => {
+            include_str!("../../../../configs/repro/md17-xtb-standard.toml")
+        }
+        ("md17-xtb", Full) => include_str!("../../../../configs/repro/md17-xtb.toml"),
         _ => anyhow::bail!("no repro config for {table:?}"),
     })
 }
 
 /// N-body trajectories generated per split: (train, val = test).
-fn nbody_sizes(quick: bool) -> (usize, usize) {
-    if quick { (400, 200) } else { (3000, 2000) }
+fn nbody_sizes(budget: Budget) -> (usize, usize) {
+    match budget {
+        Budget::Quick => (400, 200),
+        Budget::Standard | Budget::Full => (3000, 2000),
+    }
 }
 
 /// One row kind of a table: a name and the config keys it sets.
@@ -87,6 +136,26 @@ const SGDD: Variant = Variant {
     name: "SGDD-EGNO",
     set: &["model.kind=\"sgdd\""],
 };
+/// The control without a teacher: SGDD's student conditioning the decoder, same budget.
+const NO_TEACHER: Variant = Variant {
+    name: "EGNO + encoder (no teacher)",
+    set: &["model.kind=\"no-teacher\""],
+};
+/// SGDD as the paper describes it (seed 000), beside the defaults that measured better.
+const SGDD_PAPER: Variant = Variant {
+    name: "SGDD-EGNO (paper recipe)",
+    set: &[
+        "model.kind=\"sgdd\"",
+        "model.schedule=\"paper\"",
+        "model.student=\"gat\"",
+        "model.student_directions=false",
+        "model.align_standardize=false",
+        "model.sge_lr_scale=1.0",
+        "model.k_at_gap=false",
+    ],
+};
+/// Every table's rows of learned models, in order.
+const LEARNED: [Variant; 4] = [EGNO, NO_TEACHER, SGDD, SGDD_PAPER];
 const CONST_VEL: Variant = Variant {
     name: "constant velocity",
     set: &["model.kind=\"const-vel\""],
@@ -122,6 +191,8 @@ struct Row {
     s2t_std: f64,
     /// SGDD: the decoder conditioned on the teacher, which reads the future (diagnostic).
     teacher_oracle_s2s_mean: Option<f64>,
+    /// SGDD: the student's imitation R² of the teacher's `z^sg` (test split).
+    imitation_r2_mean: Option<f64>,
     train_seconds: f64,
     runs: Vec<RunResult>,
 }
@@ -144,15 +215,18 @@ fn intact_manifest(dir: &Path) -> Option<traj_data::Manifest> {
     Some(man)
 }
 
-fn ensure_dataset(root: &Path, system: System, quick: bool) -> Result<PathBuf> {
-    let dir = root.join(format!(
-        "nbody-{system}{}",
-        if quick { "-quick" } else { "" }
-    ));
+fn ensure_dataset(root: &Path, system: System, budget: Budget) -> Result<PathBuf> {
+    // the standard and full budgets share the papers' dataset sizes
+    let suffix = if budget == Budget::Quick {
+        "-quick"
+    } else {
+        ""
+    };
+    let dir = root.join(format!("nbody-{system}{suffix}"));
     if intact_manifest(&dir).is_some() {
         return Ok(dir);
     }
-    let (train, eval) = nbody_sizes(quick);
+    let (train, eval) = nbody_sizes(budget);
     let mut spec = NBodySpec::new(system);
     spec.n_train = train;
     spec.n_val = eval;
@@ -174,7 +248,7 @@ fn ensure_dataset(root: &Path, system: System, quick: bool) -> Result<PathBuf> {
 struct Table<'a> {
     /// File stem of the outputs (`OUT/<name>.json`, `.md`) and run directory.
     name: &'a str,
-    /// The base config (`configs/repro/<config>[-quick].toml`).
+    /// The base config (`configs/repro/<config>[-quick|-standard].toml`).
     config: &'a str,
     /// What the windows are, for the report.
     setting: &'a str,
@@ -190,9 +264,9 @@ pub fn run(args: &ReproArgs) -> Result<()> {
     let mut data = Vec::new();
     let mut plan = Vec::new();
     for system in System::ALL {
-        let dir = ensure_dataset(&args.data_root, system, args.quick)?;
+        let dir = ensure_dataset(&args.data_root, system, args.budget())?;
         data.push((system.to_string(), dir));
-        for v in [CONST_VEL, EGNO, SGDD] {
+        for v in [CONST_VEL].into_iter().chain(LEARNED) {
             plan.push((system.to_string(), v));
         }
     }
@@ -201,7 +275,7 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         name: "nbody",
         config: "nbody",
         setting: "EGNO N-body: condition on frame 30, predict frames 32, 34, 36, 38, 40",
-        sizes: Some(nbody_sizes(args.quick)),
+        sizes: Some(nbody_sizes(args.budget())),
         data,
         plan,
     };
@@ -222,8 +296,9 @@ pub fn run_mocap(args: &ReproArgs) -> Result<()> {
         setting: "EGNO CMU mocap run: start frames of EGNO's split, targets start+26 … start+30",
         sizes: None,
         data: vec![("mocap-run".into(), dir)],
-        plan: [STATIC, CONST_VEL, EGNO, SGDD]
+        plan: [STATIC, CONST_VEL]
             .into_iter()
+            .chain(LEARNED)
             .map(|v| ("mocap-run".to_owned(), v))
             .collect(),
     };
@@ -241,8 +316,9 @@ pub fn run_adk(args: &ReproArgs) -> Result<()> {
         setting: "EGNO protein (ADK, 855 backbone atoms, 8 Å contacts): targets +3, +7, +11, +15 frames",
         sizes: None,
         data: vec![("adk-dims".into(), dir)],
-        plan: [STATIC, CONST_VEL, EGNO, SGDD]
+        plan: [STATIC, CONST_VEL]
             .into_iter()
+            .chain(LEARNED)
             .map(|v| ("adk-dims".to_owned(), v))
             .collect(),
     };
@@ -297,8 +373,9 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
                   condition on one frame, predict 8 frames over Δ = 3000 steps (1.5 ps)",
         sizes: None,
         data: vec![(label.clone(), dir)],
-        plan: [STATIC, CONST_VEL, EGNO, SGDD]
+        plan: [STATIC, CONST_VEL]
             .into_iter()
+            .chain(LEARNED)
             .map(|v| (label.clone(), v))
             .collect(),
     };
@@ -309,7 +386,7 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
 /// dataset, the seed and the device set.
 fn config(
     table: &str,
-    quick: bool,
+    budget: Budget,
     data_dir: &Path,
     v: Variant,
     seed: u64,
@@ -319,12 +396,8 @@ fn config(
     set.push(format!("data.dir={:?}", data_dir.display().to_string()));
     set.push(format!("train.seed={seed}"));
     set.push(format!("train.device={device:?}"));
-    RunConfig::from_toml(base_config(table, quick)?, &set).with_context(|| {
-        format!(
-            "configs/repro/{table}{}.toml",
-            if quick { "-quick" } else { "" }
-        )
-    })
+    RunConfig::from_toml(base_config(table, budget)?, &set)
+        .with_context(|| format!("configs/repro/{table}{}.toml", budget.suffix()))
 }
 
 fn ensure_imported(dir: &Path, how: &str) -> Result<()> {
@@ -357,7 +430,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
     let mut rows = Vec::new();
     let base = config(
         table.config,
-        args.quick,
+        args.budget(),
         &table.data[0].1,
         EGNO,
         0,
@@ -370,7 +443,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
             .find(|(l, _)| l == label)
             .context("dataset of the plan")?
             .1;
-        let first = config(table.config, args.quick, dir, *v, 0, &args.device)?;
+        let first = config(table.config, args.budget(), dir, *v, 0, &args.device)?;
         let seeds = if first.model.kind.trainable() {
             args.seeds
         } else {
@@ -379,7 +452,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
         let mut runs = Vec::new();
         let mut seconds = 0.0;
         for seed in 0..seeds {
-            let cfg = config(table.config, args.quick, dir, *v, seed, &args.device)?;
+            let cfg = config(table.config, args.budget(), dir, *v, seed, &args.device)?;
             let slug = v.name.to_lowercase().replace([' ', '/'], "-");
             let out = args
                 .out
@@ -408,8 +481,11 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
             .filter_map(|r| r.teacher_oracle_test.map(|m| m.s2s * 100.0))
             .collect();
         let teacher_oracle_s2s_mean = (!oracle.is_empty()).then(|| mean_std(&oracle).0);
+        let r2: Vec<f64> = runs.iter().filter_map(|r| r.imitation_r2_test).collect();
+        let imitation_r2_mean = (!r2.is_empty()).then(|| mean_std(&r2).0);
         rows.push(Row {
             teacher_oracle_s2s_mean,
+            imitation_r2_mean,
             system: label.clone(),
             model: v.name.to_owned(),
             seeds: runs.len(),
@@ -424,10 +500,10 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let report = serde_json::json!({
         "setting": format!("{}; metrics on the test split in original units, ×10⁻²", table.setting),
-        "config": format!("configs/repro/{}{}.toml", table.config, if args.quick { "-quick" } else { "" }),
+        "config": format!("configs/repro/{}{}.toml", table.config, args.budget().suffix()),
         "base_config": base.to_toml(),
         "trajectories": table.sizes,
-        "quick": args.quick,
+        "budget": args.budget(),
         "device": args.device,
         "wall_seconds": started.elapsed().as_secs_f64(),
         "rows": rows,
@@ -436,7 +512,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
     let md_path = args.out.join(format!("{}.md", table.name));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let md = markdown(table, &rows, &base, args.quick);
+    let md = markdown(table, &rows, &base, args.budget());
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     println!("{md}");
     println!(
@@ -448,7 +524,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
     Ok(())
 }
 
-fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, quick: bool) -> String {
+fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, budget: Budget) -> String {
     let mut s = String::new();
     let setting = table.setting;
     let data = match table.sizes {
@@ -458,22 +534,32 @@ fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, quick: bool) -> Stri
     let _ = writeln!(
         s,
         "{setting}; test MSE ×10⁻² (mean ± std over seeds). Budget{}: {data}{} epochs, batch {}, \
-         hidden {}. The last column is a diagnostic, not a result: SGDD's decoder conditioned on \
-         the teacher, which reads the future frames.\n",
-        if quick { " (--quick)" } else { "" },
+         hidden {}; model selection by the best validation {} (EGNO's rule is S2S). The student's \
+         imitation R² of the teacher's representation is on the test split; the last column is a \
+         diagnostic, not a result: SGDD's decoder conditioned on the teacher, which reads the \
+         future frames.\n",
+        match budget {
+            Budget::Quick => " (--budget quick)",
+            Budget::Standard => " (--budget standard)",
+            Budget::Full => " (full)",
+        },
         b.train.epochs,
         b.train.batch_size,
-        b.model.hidden
+        b.model.hidden,
+        match b.train.select {
+            sgdd_train::SelectMetric::S2s => "S2S",
+            sgdd_train::SelectMetric::S2t => "S2T",
+        }
     );
     let _ = writeln!(
         s,
-        "| system | model | S2S | S2T | seeds | teacher-oracle S2S |"
+        "| system | model | S2S | S2T | seeds | imitation R² | teacher-oracle S2S |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} | {} | {} |",
+            "| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} | {} | {} | {} |",
             r.system,
             r.model,
             r.s2s_mean,
@@ -481,6 +567,8 @@ fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, quick: bool) -> Stri
             r.s2t_mean,
             r.s2t_std,
             r.seeds,
+            r.imitation_r2_mean
+                .map_or("–".to_owned(), |v| format!("{v:.2}")),
             r.teacher_oracle_s2s_mean
                 .map_or("–".to_owned(), |v| format!("{v:.3}"))
         );
