@@ -479,6 +479,12 @@ impl InitEncoder {
         Ok(self.gat.forward_unchecked(&node, g, Some(&edge)))
     }
 
+    /// The lift's linear layer `d → T·d` (to load a closed-form fit into it: output row `n`
+    /// viewed as `[T, d]` is node `n`'s `z_init`).
+    pub fn lift_linear_mut(&mut self) -> &mut nn::Linear {
+        &mut self.lift.lin
+    }
+
     /// Validating forward pass: `z_init`.
     ///
     /// # Shapes

@@ -162,6 +162,11 @@ impl Stsgnn {
     /// # Errors
     /// A wrong shape or kind, or a missing/unexpected optional input.
     pub fn f_forward(&self, traj: &Trajectory<'_>) -> Result<Tensor> {
+        self.check_inputs(traj)?;
+        Ok(self.forward_unchecked(traj))
+    }
+
+    fn check_inputs(&self, traj: &Trajectory<'_>) -> Result<()> {
         const OP: &str = "Stsgnn::forward";
         let cfg = &self.cfg;
         let (f, n) = (Some(cfg.horizon + 1), Some(traj.graph.num_nodes()));
@@ -182,7 +187,7 @@ impl Stsgnn {
                 ),
             });
         }
-        Ok(self.forward_unchecked(traj))
+        Ok(())
     }
 
     /// Forward pass; see [`Stsgnn::f_forward`].
@@ -194,7 +199,26 @@ impl Stsgnn {
         self.f_forward(traj).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The features the output layer reads: `[T, N_total, hidden]` for frames `1..=T` (so
+    /// `forward = out(hidden)`), e.g. to fit the output layer in closed form.
+    ///
+    /// # Errors
+    /// As [`Stsgnn::f_forward`].
+    pub fn f_hidden(&self, traj: &Trajectory<'_>) -> Result<Tensor> {
+        self.check_inputs(traj)?;
+        Ok(self.hidden_unchecked(traj))
+    }
+
+    /// The output layer `hidden → d` (to load a closed-form fit into it).
+    pub fn out_linear_mut(&mut self) -> &mut nn::Linear {
+        &mut self.out
+    }
+
     fn forward_unchecked(&self, traj: &Trajectory<'_>) -> Tensor {
+        self.out.forward(&self.hidden_unchecked(traj)).contiguous()
+    }
+
+    fn hidden_unchecked(&self, traj: &Trajectory<'_>) -> Tensor {
         let cfg = &self.cfg;
         let (f, n, hid) = (cfg.horizon + 1, traj.graph.num_nodes(), cfg.hidden);
         let frames = traj.graph.repeat_frames(f);
@@ -228,8 +252,6 @@ impl Stsgnn {
                 .norm_t
                 .forward(&(&h + cfg.activation.apply(&layer.lin_t.forward(&mixed))));
         }
-        self.out
-            .forward(&h.view([f, n, hid]).narrow(0, 1, cfg.horizon))
-            .contiguous()
+        h.view([f, n, hid]).narrow(0, 1, cfg.horizon)
     }
 }

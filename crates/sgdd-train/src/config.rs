@@ -296,6 +296,12 @@ pub struct ModelConfig {
     pub align_standardize: bool,
     /// Momentum of those running statistics (the weight of each new batch).
     pub stats_momentum: f64,
+    /// Closed-form warm start (seed 002): when the first teacher-forcing stage ends, solve the
+    /// student's last linear layer by streaming ridge regression from its features onto the
+    /// teacher's `z` over the training split, then continue training.
+    pub ridge_warm_start: bool,
+    /// Relative ridge penalty of that solve (`λ · mean diag XᵀX`).
+    pub ridge_lambda: f64,
     /// Learning-rate multiplier of SGE's spectral weights `w` (Adam moves a weight by about lr
     /// per step, so at 1 `w` barely leaves 1 in a short run).
     pub sge_lr_scale: f64,
@@ -325,6 +331,8 @@ impl Default for ModelConfig {
             align_standardize: false,
             stats_momentum: 0.01,
             sge_lr_scale: 1.0,
+            ridge_warm_start: false,
+            ridge_lambda: 1e-3,
         }
     }
 }
@@ -518,6 +526,11 @@ impl RunConfig {
             m.sge_lr_scale > 0.0 && m.sge_lr_scale.is_finite(),
             "model.sge_lr_scale must be a finite number > 0, got {}",
             m.sge_lr_scale
+        );
+        ensure!(
+            m.ridge_lambda >= 0.0 && m.ridge_lambda.is_finite(),
+            "model.ridge_lambda must be a finite number ≥ 0, got {}",
+            m.ridge_lambda
         );
         ensure!(t.batch_size >= 1, "train.batch_size must be ≥ 1");
         ensure!(t.eval_every >= 1, "train.eval_every must be ≥ 1");

@@ -129,6 +129,9 @@ struct RunState {
     stopped_early: Option<String>,
     train_seconds: f64,
     samples_seen: f64,
+    /// Rows of the closed-form warm start, once done.
+    #[serde(default)]
+    warm_start_rows: Option<u64>,
 }
 
 /// What the trainer reports while it works (the CLI draws a progress bar from it).
@@ -624,6 +627,37 @@ impl Trainer {
                 epoch + 1
             )));
         }
+        // the closed-form warm start, at the first epoch boundary after the first stage
+        let stage1_end = self
+            .schedule
+            .as_ref()
+            .and_then(|s| s.stage_ends().first().copied())
+            .unwrap_or(0);
+        if cfg.model.ridge_warm_start
+            && self.state.warm_start_rows.is_none()
+            && opt.steps() as u64 >= stage1_end
+        {
+            if let Some(rows) = self.model.ridge_warm_start(
+                &self.splits.train,
+                bs,
+                self.device,
+                cfg.model.ridge_lambda,
+            )? {
+                self.state.warm_start_rows = Some(rows);
+                let msg = format!(
+                    "epoch {}: the student's last layer solved in closed form (ridge onto the \
+                     teacher's z over {rows} rows)",
+                    epoch + 1
+                );
+                if let Some(o) = self.observer.as_mut() {
+                    o(Event::Note(&msg));
+                }
+            }
+        }
+        let opt = self
+            .opt
+            .as_ref()
+            .context("the model has nothing to train")?;
         let seconds = started.elapsed().as_secs_f64();
         self.state.train_seconds += seconds;
         self.state.samples_seen += count;

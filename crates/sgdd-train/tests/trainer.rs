@@ -201,13 +201,20 @@ fn sgdd_resumes_exactly_at_every_epoch_boundary() {
 }
 
 /// The same with the running statistics of standardised alignment (non-trainable state the
-/// checkpoint must carry) and SGE's own learning rate.
+/// checkpoint must carry), SGE's own learning rate, the constant-velocity student and the
+/// closed-form warm start (done once, at the end of epoch 2 — resumed runs neither skip nor
+/// repeat it).
 #[test]
-fn sgdd_with_standardised_alignment_resumes_exactly() {
+fn sgdd_with_every_option_resumes_exactly() {
     resume_at_every_boundary(
         "sgdd",
         4,
-        &["model.align_standardize=true", "model.sge_lr_scale=10.0"],
+        &[
+            "model.align_standardize=true",
+            "model.sge_lr_scale=10.0",
+            "model.ridge_warm_start=true",
+            "model.student=\"cv-future\"",
+        ],
     );
 }
 
