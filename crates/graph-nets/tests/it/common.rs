@@ -65,6 +65,23 @@ impl Draws {
     }
 }
 
+/// Random positions `[N, 3]`, velocities `[N, 3]`, node features `[N, node_in]` and edge
+/// features `[E, edge_dim]` for `graph`, from `draws`.
+pub fn random_inputs(
+    draws: &mut Draws,
+    graph: &GraphBatch,
+    node_in: i64,
+    edge_dim: i64,
+) -> (Tensor, Tensor, Tensor, Tensor) {
+    let n = graph.num_nodes();
+    (
+        draws.normal(&[n, 3]),
+        draws.normal(&[n, 3]),
+        draws.normal(&[n, node_in]),
+        draws.normal(&[graph.num_edges(), edge_dim]),
+    )
+}
+
 /// Overwrites every trainable parameter with N(0, 0.3²) from `draws` (parameters in creation
 /// order), so that near-zero-initialised heads (EGNN's coordinate weights) matter as much as the
 /// rest, and the parameters are the same on every run.

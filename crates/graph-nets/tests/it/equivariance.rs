@@ -6,14 +6,14 @@
 use std::f64::consts::TAU;
 
 use graph_nets::{
-    EgnnLayerConfig, EgnoConfig, GraphBatch, InitEncoderConfig, InitialState, StsgnnConfig,
-    Trajectory,
+    EgnnLayerConfig, EgnoConfig, InitEncoderConfig, InitialState, StsgnnConfig, Trajectory,
 };
 use proptest::prelude::*;
 use tch::Tensor;
 
 use crate::common::{
-    Draws, Motion, assert_close, global_rng, orthogonal, randomise, store, two_graphs,
+    Draws, Motion, assert_close, global_rng, orthogonal, random_inputs, randomise, store,
+    two_graphs,
 };
 
 const TOL: f64 = 1e-9;
@@ -30,22 +30,6 @@ fn motions() -> impl Strategy<Value = Motion> {
     })
 }
 
-/// Positions, velocities, node features and edge features for `graph`.
-fn inputs(
-    draws: &mut Draws,
-    graph: &GraphBatch,
-    node_in: i64,
-    edge_dim: i64,
-) -> (Tensor, Tensor, Tensor, Tensor) {
-    let n = graph.num_nodes();
-    (
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, node_in]),
-        draws.normal(&[graph.num_edges(), edge_dim]),
-    )
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
@@ -57,7 +41,7 @@ proptest! {
         let vs = store();
         let layer = EgnnLayerConfig { hidden: 8, edge_dim: 2, ..Default::default() }.build(vs.root()).unwrap();
         randomise(&vs, &mut draws);
-        let (x, v, h, e) = inputs(&mut draws, &graph, 8, 2);
+        let (x, v, h, e) = random_inputs(&mut draws, &graph, 8, 2);
         let out = layer.forward(&x, &h, Some(&v), &graph, Some(&e));
         let moved = layer.forward(&m.apply(&graph, &x, true), &h, Some(&m.apply(&graph, &v, false)), &graph, Some(&e));
         assert_close(&moved.x, &m.apply(&graph, &out.x, true), TOL, "x");
@@ -74,7 +58,7 @@ proptest! {
         let cfg = EgnoConfig { node_in: 2, edge_dim: 2, hidden: 8, layers: 2, horizon: 4, time_emb_dim: 6, cond_dim: 3, with_velocity, ..Default::default() };
         let egno = cfg.build(vs.root()).unwrap();
         randomise(&vs, &mut draws);
-        let (x, v, h, e) = inputs(&mut draws, &graph, 2, 2);
+        let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
         let z = draws.normal(&[4, graph.num_nodes(), 3]);
         let v = with_velocity.then_some(v);
         let state = InitialState { x: &x, v: v.as_ref(), h: &h, graph: &graph, edge_attr: Some(&e) };
@@ -97,7 +81,7 @@ proptest! {
         let init = InitEncoderConfig { node_in: 2, edge_dim: 2, hidden: 8, heads: 2, out_dim: 5, horizon: 4, ..Default::default() }.build(vs.root() / "init").unwrap();
         let dyn_ = StsgnnConfig { node_in: 2, edge_dim: 2, hidden: 8, layers: 2, out_dim: 5, horizon: 4, ..Default::default() }.build(vs.root() / "dyn").unwrap();
         randomise(&vs, &mut draws);
-        let (x, v, h, e) = inputs(&mut draws, &graph, 2, 2);
+        let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
         let state = InitialState { x: &x, v: Some(&v), h: &h, graph: &graph, edge_attr: Some(&e) };
         let (xm, vm) = (m.apply(&graph, &x, true), m.apply(&graph, &v, false));
         let z = init.forward(&state);

@@ -6,7 +6,7 @@ use graph_nets::{
 };
 use tch::{Kind, Tensor, nn};
 
-use crate::common::{CPU, Draws, global_rng, store, two_graphs};
+use crate::common::{CPU, Draws, global_rng, random_inputs, store, two_graphs};
 
 fn expect_shape(r: graph_nets::Result<impl std::fmt::Debug>, what: &str) {
     match r {
@@ -40,12 +40,7 @@ fn decoder_rejects_bad_inputs_with_named_errors() {
         ..Default::default()
     };
     let egno = cfg.build(vs.root()).unwrap();
-    let (x, v, h, e) = (
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 2]),
-        draws.normal(&[graph.num_edges(), 2]),
-    );
+    let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
     let ok = InitialState {
         x: &x,
         v: Some(&v),

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use tch::Tensor;
 
 use crate::common::{
-    Draws, F64, assert_close, batch_of, global_rng, max_abs_diff, randomise, store, two_graph_edges,
+    Draws, F64, assert_close, batch_of, global_rng, max_abs_diff, random_inputs, randomise, store,
+    two_graph_edges,
 };
 
 const TOL: f64 = 1e-10;
@@ -101,7 +102,7 @@ proptest! {
         randomise(&vs, &mut draws);
 
         let n = graph.num_nodes();
-        let (x, v, h, e) = (draws.normal(&[n, 3]), draws.normal(&[n, 3]), draws.normal(&[n, 2]), draws.normal(&[graph.num_edges(), 2]));
+        let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
         let (px, pv, ph, pe) = (x.index_select(0, &inv), v.index_select(0, &inv), h.index_select(0, &inv), e.index_select(0, &order));
 
         let h8 = draws.normal(&[n, 8]);
@@ -146,12 +147,7 @@ fn a_batch_of_two_graphs_equals_the_graphs_run_apart() {
     randomise(&vs, &mut draws);
 
     let n = gab.num_nodes();
-    let (x, v, h, e) = (
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 2]),
-        draws.normal(&[gab.num_edges(), 2]),
-    );
+    let (x, v, h, e) = random_inputs(&mut draws, &gab, 2, 2);
     let (xs, vs_) = (draws.normal(&[5, n, 3]), draws.normal(&[5, n, 3]));
     let z = draws.normal(&[4, n, 3]);
     let split = |t: &Tensor, dim: i64| gab.split_nodes(t, dim);
@@ -236,12 +232,7 @@ fn no_conditioning_is_plain_egno() {
     });
 
     let n = graph.num_nodes();
-    let (x, v, h, e) = (
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 2]),
-        draws.normal(&[graph.num_edges(), 2]),
-    );
+    let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
     let state = InitialState {
         x: &x,
         v: Some(&v),

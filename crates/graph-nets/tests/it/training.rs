@@ -6,7 +6,9 @@ use graph_nets::{
 };
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
-use crate::common::{CPU, Draws, assert_close, global_rng, seed_global_rng, store, two_graphs};
+use crate::common::{
+    CPU, Draws, assert_close, global_rng, random_inputs, seed_global_rng, store, two_graphs,
+};
 
 /// The trainable variables of `vs` without a non-zero gradient.
 fn without_grad(vs: &nn::VarStore) -> Vec<String> {
@@ -35,12 +37,7 @@ fn gradients_reach_every_parameter() {
     let mut draws = Draws::new(1);
     let graph = two_graphs();
     let n = graph.num_nodes();
-    let (x, v, h, e) = (
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 3]),
-        draws.normal(&[n, 2]),
-        draws.normal(&[graph.num_edges(), 2]),
-    );
+    let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
     let state = InitialState {
         x: &x,
         v: Some(&v),
