@@ -882,9 +882,16 @@ mod tests {
 
     #[test]
     fn complete_radius_knn_match_brute_force() {
+        use rand::{Rng, SeedableRng};
+
         let sizes = [4i64, 1, 3];
-        let x = Tensor::randn([8, 3], (Kind::Double, CPU));
-        let xs = Vec::<f64>::try_from(x.view([-1])).unwrap();
+        // Points from an explicit stream, not libtorch's global generator (which the tests of
+        // this binary share across threads): the same on every run.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let xs: Vec<f64> = (0..24)
+            .map(|_| rng.sample(rand_distr::StandardNormal))
+            .collect();
+        let x = Tensor::from_slice(&xs).view([8, 3]);
         let dist = |a: i64, b: i64| -> f64 {
             (0..3)
                 .map(|c| (xs[(3 * a + c) as usize] - xs[(3 * b + c) as usize]).powi(2))

@@ -130,7 +130,15 @@ fn step_rejects_infeasible_caps_and_bad_gradients() {
 #[test]
 fn flat_gradients_and_surrogate_apply_the_a2d_step() {
     let vs = nn::VarStore::new(tch::Device::Cpu);
-    let lin = nn::linear(vs.root() / "student", 3, 2, Default::default());
+    let mut lin = nn::linear(vs.root() / "student", 3, 2, Default::default());
+    // Weights from an explicit stream rather than libtorch's global generator (shared with the
+    // tests on other threads), so the student is the same on every run.
+    tch::no_grad(|| {
+        lin.ws.copy_(&rand_f64(2, &[2, 3]).to_kind(Kind::Float));
+        if let Some(bs) = lin.bs.as_mut() {
+            bs.copy_(&rand_f64(3, &[2]).to_kind(Kind::Float));
+        }
+    });
     let params = vs.trainable_variables();
     let x = rand_f64(1, &[8, 3]).to_kind(Kind::Float);
     let out = x.apply(&lin);

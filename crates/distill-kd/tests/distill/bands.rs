@@ -1,11 +1,9 @@
 //! Band splitters and the frequency-aligned loss (SDKD eq. 10–11).
 
-use distill_kd::{
-    BandSplitter, DftSplitterConfig, Error, FreqAlignConfig, FreqMask, JointBasisSplitter,
-    Reduction,
-};
+use distill_kd::{BandSplitter, Error, FreqAlignConfig, FreqMask, JointBasisSplitter, Reduction};
 use tch::{Kind, Tensor};
 
+use crate::common::dft_splitter;
 use crate::tensors::{
     chorded_cycle_basis, materialised_basis, max_abs_diff, path_basis, rand_f64, scalar,
     smallest_pairs,
@@ -134,13 +132,7 @@ fn cosine(n: i64, m: i64, f: f64, phase: f64) -> Tensor {
 
 #[test]
 fn dft_time_cutoff_separates_low_and_high_modes() {
-    let split = DftSplitterConfig {
-        dims: vec![0],
-        cutoffs: vec![2],
-        mask: FreqMask::Box,
-    }
-    .check()
-    .unwrap();
+    let split = dft_splitter(&[0], &[2], FreqMask::Box);
     let (n, m) = (16, 3);
     let low = cosine(n, m, 0.0, 0.0) * 0.3 + cosine(n, m, 1.0, 0.4) + cosine(n, m, 2.0, 1.1) * 0.5;
     let high = cosine(n, m, 3.0, 0.2) * 0.7 + cosine(n, m, 8.0, 0.0) * 0.2 + cosine(n, m, 5.0, 2.0);
@@ -150,13 +142,7 @@ fn dft_time_cutoff_separates_low_and_high_modes() {
     assert_eq!(bands.low.kind(), Kind::Double);
     // Odd length, random signal: exact reconstruction, orthogonality, idempotence.
     let x = rand_f64(5, &[4, 9, 2]);
-    let split = DftSplitterConfig {
-        dims: vec![-2],
-        cutoffs: vec![1],
-        mask: FreqMask::Box,
-    }
-    .check()
-    .unwrap();
+    let split = dft_splitter(&[-2], &[1], FreqMask::Box);
     let b = split.split(&x).unwrap();
     assert!(max_abs_diff(&(&b.low + &b.high), &x) < 1e-14);
     assert!(scalar(&(&b.low * &b.high).sum(Kind::Double)).abs() < 1e-12);
@@ -165,13 +151,7 @@ fn dft_time_cutoff_separates_low_and_high_modes() {
 
 #[test]
 fn dft_splitter_is_differentiable_in_f32() {
-    let split = DftSplitterConfig {
-        dims: vec![1],
-        cutoffs: vec![2],
-        mask: FreqMask::Box,
-    }
-    .check()
-    .unwrap();
+    let split = dft_splitter(&[1], &[2], FreqMask::Box);
     let x = rand_f64(21, &[2, 10, 3])
         .to_kind(Kind::Float)
         .set_requires_grad(true);
@@ -193,20 +173,8 @@ fn dft_grid_masks_box_and_ellipse() {
     let mode = ((&y * (two_pi * 2.0 / h as f64)) + (&x * (two_pi * 2.0 / w as f64)))
         .cos()
         .unsqueeze(0); // [1, H, W]
-    let boxed = DftSplitterConfig {
-        dims: vec![1, 2],
-        cutoffs: vec![2, 2],
-        mask: FreqMask::Box,
-    }
-    .check()
-    .unwrap();
-    let ellipse = DftSplitterConfig {
-        dims: vec![1, 2],
-        cutoffs: vec![2, 2],
-        mask: FreqMask::Ellipse,
-    }
-    .check()
-    .unwrap();
+    let boxed = dft_splitter(&[1, 2], &[2, 2], FreqMask::Box);
+    let ellipse = dft_splitter(&[1, 2], &[2, 2], FreqMask::Ellipse);
     assert!(max_abs_diff(&boxed.low_band(&mode).unwrap(), &mode) < 1e-12);
     assert!(
         ellipse
@@ -234,13 +202,7 @@ fn dft_split_applies_the_band_definition_bin_by_bin() {
     let two_pi = 2.0 * std::f64::consts::PI;
     let signed = |b: i64, n: i64| if 2 * b <= n { b } else { b - n };
     for mask in [FreqMask::Box, FreqMask::Ellipse] {
-        let split = DftSplitterConfig {
-            dims: vec![0, 1],
-            cutoffs: vec![1, 2],
-            mask,
-        }
-        .check()
-        .unwrap();
+        let split = dft_splitter(&[0, 1], &[1, 2], mask);
         for (kh, kw) in (0..h).flat_map(|a| (0..w).map(move |b| (a, b))) {
             let mode = ((&y * (two_pi * kh as f64 / h as f64))
                 + (&x * (two_pi * kw as f64 / w as f64) + 0.3))
@@ -258,13 +220,7 @@ fn dft_split_applies_the_band_definition_bin_by_bin() {
             );
         }
     }
-    let split = DftSplitterConfig {
-        dims: vec![3],
-        cutoffs: vec![1],
-        mask: FreqMask::Box,
-    }
-    .check()
-    .unwrap();
+    let split = dft_splitter(&[3], &[1], FreqMask::Box);
     assert!(matches!(
         split.low_band(&rand_f64(0, &[4, 4])),
         Err(Error::ShapeMismatch { .. })
@@ -314,13 +270,7 @@ fn freq_aligned_loss_alpha_weights_the_low_band_only() {
 
 #[test]
 fn freq_aligned_loss_matches_eq10_on_separately_split_signals() {
-    let split = DftSplitterConfig {
-        dims: vec![0],
-        cutoffs: vec![1],
-        mask: FreqMask::Box,
-    }
-    .check()
-    .unwrap();
+    let split = dft_splitter(&[0], &[1], FreqMask::Box);
     let alpha = 0.3;
     let loss = FreqAlignConfig {
         alpha,

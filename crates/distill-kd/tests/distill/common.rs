@@ -1,5 +1,6 @@
 //! Shared test helpers that need no libtorch: seeded random numbers and matrices.
 
+use distill_kd::{DftSplitter, DftSplitterConfig, FreqMask};
 use faer::Mat;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -28,4 +29,15 @@ pub fn max_abs_diff_mat(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
         .flat_map(|j| (0..a.nrows()).map(move |i| (i, j)))
         .map(|(i, j)| (a[(i, j)] - b[(i, j)]).abs())
         .fold(0.0, f64::max)
+}
+
+/// A validated DFT splitter over `dims` with `cutoffs`.
+pub fn dft_splitter(dims: &[i64], cutoffs: &[usize], mask: FreqMask) -> DftSplitter {
+    DftSplitterConfig {
+        dims: dims.to_vec(),
+        cutoffs: cutoffs.to_vec(),
+        mask,
+    }
+    .check()
+    .unwrap()
 }

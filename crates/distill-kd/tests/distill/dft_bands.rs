@@ -1,23 +1,15 @@
 //! The DFT band definition (SDKD eq. 10 `Ψ_l` with a cutoff), without tensors: the settings and
 //! which bins are low.
 
-use distill_kd::{DftSplitterConfig, Error, FreqMask};
+use distill_kd::{DftSplitter, DftSplitterConfig, Error, FreqMask};
 
-fn splitter(cutoffs: Vec<usize>, mask: FreqMask) -> distill_kd::DftSplitter {
-    DftSplitterConfig {
-        dims: (0..cutoffs.len() as i64).collect(),
-        cutoffs,
-        mask,
-    }
-    .check()
-    .unwrap()
-}
+use crate::common::dft_splitter;
 
 #[test]
 fn box_and_ellipse_masks_keep_the_expected_bins() {
-    let boxed = splitter(vec![2, 2], FreqMask::Box);
-    let ellipse = splitter(vec![2, 2], FreqMask::Ellipse);
-    let low = |s: &distill_kd::DftSplitter, k: [i64; 2]| s.is_low(&k).unwrap();
+    let boxed = dft_splitter(&[0, 1], &[2, 2], FreqMask::Box);
+    let ellipse = dft_splitter(&[0, 1], &[2, 2], FreqMask::Ellipse);
+    let low = |s: &DftSplitter, k: [i64; 2]| s.is_low(&k).unwrap();
     for k in [[0, 0], [2, 2], [-2, 1], [1, -2]] {
         assert!(low(&boxed, k), "box keeps {k:?}");
     }
@@ -38,9 +30,9 @@ fn box_and_ellipse_masks_keep_the_expected_bins() {
         }
     }
     // An ellipse axis with cutoff 0 keeps only k = 0 along it; a 1-D box is |k| ≤ c.
-    let flat = splitter(vec![0, 3], FreqMask::Ellipse);
+    let flat = dft_splitter(&[0, 1], &[0, 3], FreqMask::Ellipse);
     assert!(low(&flat, [0, 3]) && !low(&flat, [1, 0]));
-    let time = splitter(vec![1], FreqMask::Box);
+    let time = dft_splitter(&[0], &[1], FreqMask::Box);
     assert_eq!(
         (-3..=3)
             .map(|k| time.is_low(&[k]).unwrap())

@@ -1,7 +1,7 @@
 //! Closed-form ridge distillation (seed 002), the tch half: batches and fits as tensors, and loading
 //! a fit into a tch `Linear`.
 
-use distill_kd::{Error, RidgeConfig};
+use distill_kd::{Error, RidgeConfig, RidgeSolution};
 use faer::Mat;
 use tch::{Kind, Tensor, nn, nn::Module};
 
@@ -63,20 +63,25 @@ fn tensor_batches_fold_like_faer_rows() {
     }
 }
 
+/// The default ridge fit of `h` (`[n, H]`) on `x` (`[n, D]`).
+fn fit(x: &Tensor, h: &Tensor, intercept: bool) -> RidgeSolution {
+    let mut acc = RidgeConfig {
+        intercept,
+        ..Default::default()
+    }
+    .check(x.size()[1] as usize, h.size()[1] as usize)
+    .unwrap();
+    acc.push(x, h).unwrap();
+    acc.solve().unwrap()
+}
+
 #[test]
 fn loads_into_a_tch_linear() {
     let (n, d, o) = (20, 4, 3);
     let x = rand_f64(8, &[n, d]);
     let h = rand_f64(9, &[n, o]);
     for intercept in [false, true] {
-        let mut acc = RidgeConfig {
-            intercept,
-            ..Default::default()
-        }
-        .check(d as usize, o as usize)
-        .unwrap();
-        acc.push(&x, &h).unwrap();
-        let sol = acc.solve().unwrap();
+        let sol = fit(&x, &h, intercept);
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let mut lin = nn::linear(vs.root() / "enc", d, o, Default::default());
         sol.load_into(&mut lin).unwrap();
@@ -87,14 +92,7 @@ fn loads_into_a_tch_linear() {
         // Still trainable after loading.
         assert!(vs.trainable_variables().iter().all(|v| v.requires_grad()));
     }
-    let mut acc = RidgeConfig {
-        intercept: true,
-        ..Default::default()
-    }
-    .check(d as usize, o as usize)
-    .unwrap();
-    acc.push(&x, &h).unwrap();
-    let sol = acc.solve().unwrap();
+    let sol = fit(&x, &h, true);
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let mut no_bias = nn::linear(
         vs.root(),

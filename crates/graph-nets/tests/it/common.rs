@@ -1,10 +1,98 @@
-//! Shared fixtures: a two-graph batch, random rigid motions, comparisons.
+//! Shared fixtures: a two-graph batch, seeded random tensors, random rigid motions, comparisons,
+//! and the lock on libtorch's global generator.
+//!
+//! # Randomness and parallel tests
+//! Cargo runs the tests of this binary on parallel threads of one process, and libtorch has one
+//! global CPU generator per process: every layer's random initialisation (`build`) and every
+//! `Tensor::randn` draws from it, so a test that calls `tch::manual_seed` and then draws gets
+//! different numbers whenever another test draws in between. Hence:
+//! - test inputs and random parameters come from explicit ChaCha streams ([`Draws`],
+//!   [`randomise`]), never from the global generator, so they are the same on every run;
+//! - a test whose assertions depend on the global generator's draws (a model's initialisation)
+//!   seeds it through [`seed_global_rng`], which holds the generator exclusively, and every test
+//!   that draws from it (every test that builds a model) holds [`global_rng`] while it runs.
+//!   Those run in parallel with each other, never beside a seeded test.
+
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use graph_nets::GraphBatch;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 use tch::{Device, Kind, Tensor, nn};
 
 pub const CPU: Device = Device::Cpu;
 pub const F64: (Kind, Device) = (Kind::Double, CPU);
+
+/// Guards libtorch's global generator; see the module doc.
+static GLOBAL_RNG: RwLock<()> = RwLock::new(());
+
+/// Shared use of libtorch's global generator, for a test that draws from it (builds a model) but
+/// does not depend on what it draws. Hold it for the whole test.
+pub fn global_rng() -> RwLockReadGuard<'static, ()> {
+    // A panicking test poisons the lock; the generator itself is still fine.
+    GLOBAL_RNG.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Exclusive use of libtorch's global generator, seeded with `seed`, for a test whose assertions
+/// depend on its draws. Hold it for the whole test.
+pub fn seed_global_rng(seed: i64) -> RwLockWriteGuard<'static, ()> {
+    let guard = GLOBAL_RNG.write().unwrap_or_else(PoisonError::into_inner);
+    tch::manual_seed(seed);
+    guard
+}
+
+/// An explicit, seeded source of random test tensors (ChaCha8), drawn in call order.
+#[derive(Debug)]
+pub struct Draws(ChaCha8Rng);
+
+impl Draws {
+    /// The stream of `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// A float64 CPU tensor of standard-normal draws.
+    pub fn normal(&mut self, shape: &[i64]) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let v: Vec<f64> = (0..n).map(|_| self.0.sample(StandardNormal)).collect();
+        Tensor::from_slice(&v).view(shape)
+    }
+
+    /// [`normal`](Self::normal) in another kind and on another device.
+    pub fn normal_in(&mut self, shape: &[i64], (kind, device): (Kind, Device)) -> Tensor {
+        self.normal(shape).to_kind(kind).to_device(device)
+    }
+}
+
+/// Random positions `[N, 3]`, velocities `[N, 3]`, node features `[N, node_in]` and edge
+/// features `[E, edge_dim]` for `graph`, from `draws`.
+pub fn random_inputs(
+    draws: &mut Draws,
+    graph: &GraphBatch,
+    node_in: i64,
+    edge_dim: i64,
+) -> (Tensor, Tensor, Tensor, Tensor) {
+    let n = graph.num_nodes();
+    (
+        draws.normal(&[n, 3]),
+        draws.normal(&[n, 3]),
+        draws.normal(&[n, node_in]),
+        draws.normal(&[graph.num_edges(), edge_dim]),
+    )
+}
+
+/// Overwrites every trainable parameter with N(0, 0.3²) from `draws` (parameters in creation
+/// order), so that near-zero-initialised heads (EGNN's coordinate weights) matter as much as the
+/// rest, and the parameters are the same on every run.
+pub fn randomise(vs: &nn::VarStore, draws: &mut Draws) {
+    tch::no_grad(|| {
+        for mut t in vs.trainable_variables() {
+            let r = draws.normal_in(&t.size(), (t.kind(), t.device())) * 0.3;
+            t.copy_(&r);
+        }
+    });
+}
 
 /// Graph 0: a 5-ring with one chord; graph 1: a complete graph on 4 nodes. Edges `(i, j)`.
 pub fn two_graph_edges() -> Vec<(i64, Vec<(i64, i64)>)> {

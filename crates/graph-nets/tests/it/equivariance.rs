@@ -6,26 +6,17 @@
 use std::f64::consts::TAU;
 
 use graph_nets::{
-    EgnnLayerConfig, EgnoConfig, GraphBatch, InitEncoderConfig, InitialState, StsgnnConfig,
-    Trajectory,
+    EgnnLayerConfig, EgnoConfig, InitEncoderConfig, InitialState, StsgnnConfig, Trajectory,
 };
 use proptest::prelude::*;
-use tch::{Tensor, nn};
+use tch::Tensor;
 
-use crate::common::{F64, Motion, assert_close, orthogonal, store, two_graphs};
+use crate::common::{
+    Draws, Motion, assert_close, global_rng, orthogonal, random_inputs, randomise, store,
+    two_graphs,
+};
 
 const TOL: f64 = 1e-9;
-
-/// Overwrites every parameter with N(0, 0.3²), so near-zero-initialised heads (EGNN's coordinate
-/// weights) matter as much as the rest.
-pub fn randomise(vs: &nn::VarStore) {
-    tch::no_grad(|| {
-        for mut t in vs.trainable_variables() {
-            let r = t.randn_like() * 0.3;
-            t.copy_(&r);
-        }
-    });
-}
 
 fn motions() -> impl Strategy<Value = Motion> {
     let one = (
@@ -39,26 +30,18 @@ fn motions() -> impl Strategy<Value = Motion> {
     })
 }
 
-fn inputs(graph: &GraphBatch, node_in: i64, edge_dim: i64) -> (Tensor, Tensor, Tensor, Tensor) {
-    let n = graph.num_nodes();
-    (
-        Tensor::randn([n, 3], F64),
-        Tensor::randn([n, 3], F64),
-        Tensor::randn([n, node_in], F64),
-        Tensor::randn([graph.num_edges(), edge_dim], F64),
-    )
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
     #[test]
-    fn egnn_layer_is_e3_equivariant(m in motions()) {
+    fn egnn_layer_is_e3_equivariant(m in motions(), seed in any::<u64>()) {
+        let _rng = global_rng();
+        let mut draws = Draws::new(seed);
         let graph = two_graphs();
         let vs = store();
         let layer = EgnnLayerConfig { hidden: 8, edge_dim: 2, ..Default::default() }.build(vs.root()).unwrap();
-        randomise(&vs);
-        let (x, v, h, e) = inputs(&graph, 8, 2);
+        randomise(&vs, &mut draws);
+        let (x, v, h, e) = random_inputs(&mut draws, &graph, 8, 2);
         let out = layer.forward(&x, &h, Some(&v), &graph, Some(&e));
         let moved = layer.forward(&m.apply(&graph, &x, true), &h, Some(&m.apply(&graph, &v, false)), &graph, Some(&e));
         assert_close(&moved.x, &m.apply(&graph, &out.x, true), TOL, "x");
@@ -67,14 +50,16 @@ proptest! {
     }
 
     #[test]
-    fn egno_is_e3_equivariant(m in motions(), with_velocity in any::<bool>()) {
+    fn egno_is_e3_equivariant(m in motions(), with_velocity in any::<bool>(), seed in any::<u64>()) {
+        let _rng = global_rng();
+        let mut draws = Draws::new(seed);
         let graph = two_graphs();
         let vs = store();
         let cfg = EgnoConfig { node_in: 2, edge_dim: 2, hidden: 8, layers: 2, horizon: 4, time_emb_dim: 6, cond_dim: 3, with_velocity, ..Default::default() };
         let egno = cfg.build(vs.root()).unwrap();
-        randomise(&vs);
-        let (x, v, h, e) = inputs(&graph, 2, 2);
-        let z = Tensor::randn([4, graph.num_nodes(), 3], F64);
+        randomise(&vs, &mut draws);
+        let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
+        let z = draws.normal(&[4, graph.num_nodes(), 3]);
         let v = with_velocity.then_some(v);
         let state = InitialState { x: &x, v: v.as_ref(), h: &h, graph: &graph, edge_attr: Some(&e) };
         let out = egno.forward(&state, Some(&z));
@@ -88,13 +73,15 @@ proptest! {
     }
 
     #[test]
-    fn encoders_are_e3_invariant(m in motions()) {
+    fn encoders_are_e3_invariant(m in motions(), seed in any::<u64>()) {
+        let _rng = global_rng();
+        let mut draws = Draws::new(seed);
         let graph = two_graphs();
         let vs = store();
         let init = InitEncoderConfig { node_in: 2, edge_dim: 2, hidden: 8, heads: 2, out_dim: 5, horizon: 4, ..Default::default() }.build(vs.root() / "init").unwrap();
         let dyn_ = StsgnnConfig { node_in: 2, edge_dim: 2, hidden: 8, layers: 2, out_dim: 5, horizon: 4, ..Default::default() }.build(vs.root() / "dyn").unwrap();
-        randomise(&vs);
-        let (x, v, h, e) = inputs(&graph, 2, 2);
+        randomise(&vs, &mut draws);
+        let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
         let state = InitialState { x: &x, v: Some(&v), h: &h, graph: &graph, edge_attr: Some(&e) };
         let (xm, vm) = (m.apply(&graph, &x, true), m.apply(&graph, &v, false));
         let z = init.forward(&state);
@@ -102,7 +89,7 @@ proptest! {
         assert_close(&zm, &z, TOL, "z_init");
 
         let n = graph.num_nodes();
-        let (xs, vs_) = (Tensor::randn([5, n, 3], F64), Tensor::randn([5, n, 3], F64));
+        let (xs, vs_) = (draws.normal(&[5, n, 3]), draws.normal(&[5, n, 3]));
         let traj = Trajectory { x: &xs, v: Some(&vs_), h: &h, graph: &graph, edge_attr: Some(&e) };
         let (xsm, vsm) = (m.apply(&graph, &xs, true), m.apply(&graph, &vs_, false));
         let z = dyn_.forward(&traj);
@@ -115,6 +102,8 @@ proptest! {
 /// translation: it is fed centred positions).
 #[test]
 fn equivariant_time_conv_commutes_with_rotations() {
+    let _rng = global_rng();
+    let mut draws = Draws::new(4);
     let vs = store();
     let conv = graph_nets::EquivariantTimeConvConfig {
         vectors: 2,
@@ -122,8 +111,8 @@ fn equivariant_time_conv_commutes_with_rotations() {
     }
     .build(vs.root())
     .unwrap();
-    randomise(&vs);
-    let u = Tensor::randn([6, 4, 3, 2], F64);
+    randomise(&vs, &mut draws);
+    let u = draws.normal(&[6, 4, 3, 2]);
     let q = orthogonal([0.3, 1.9, 4.0], true);
     let rotate = |u: &Tensor| u.transpose(-1, -2).matmul(&q.tr()).transpose(-1, -2);
     assert_close(

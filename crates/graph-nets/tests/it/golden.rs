@@ -19,7 +19,7 @@ use graph_nets::{
 use serde::de::DeserializeOwned;
 use tch::Tensor;
 
-use crate::common::{CPU, assert_close, store};
+use crate::common::{CPU, assert_close, global_rng, store};
 
 const TOL: f64 = 1e-9;
 
@@ -86,6 +86,8 @@ impl Fixture {
 
 #[test]
 fn egnn_layer_matches_pytorch() {
+    // Building draws random initial weights (then replaced by the fixture's).
+    let _rng = global_rng();
     let fx = Fixture::load();
     let vs = store();
     let layer = fx
@@ -108,6 +110,8 @@ fn egnn_layer_matches_pytorch() {
 
 #[test]
 fn fourier_temporal_convolutions_match_pytorch() {
+    // Building draws random initial weights (then replaced by the fixture's).
+    let _rng = global_rng();
     let fx = Fixture::load();
     let vs = store();
     let conv = fx
@@ -138,6 +142,8 @@ fn fourier_temporal_convolutions_match_pytorch() {
 
 #[test]
 fn egno_decoder_matches_pytorch_with_and_without_conditioning() {
+    // Building draws random initial weights (then replaced by the fixture's).
+    let _rng = global_rng();
     let fx = Fixture::load();
     let vs = store();
     let egno = fx

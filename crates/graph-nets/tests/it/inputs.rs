@@ -6,7 +6,7 @@ use graph_nets::{
 };
 use tch::{Kind, Tensor, nn};
 
-use crate::common::{CPU, F64, store, two_graphs};
+use crate::common::{CPU, Draws, global_rng, random_inputs, store, two_graphs};
 
 fn expect_shape(r: graph_nets::Result<impl std::fmt::Debug>, what: &str) {
     match r {
@@ -24,6 +24,8 @@ fn expect_input(r: graph_nets::Result<impl std::fmt::Debug>, needle: &str) {
 
 #[test]
 fn decoder_rejects_bad_inputs_with_named_errors() {
+    let _rng = global_rng();
+    let mut draws = Draws::new(1);
     let graph = two_graphs();
     let n = graph.num_nodes();
     let vs = store();
@@ -38,12 +40,7 @@ fn decoder_rejects_bad_inputs_with_named_errors() {
         ..Default::default()
     };
     let egno = cfg.build(vs.root()).unwrap();
-    let (x, v, h, e) = (
-        Tensor::randn([n, 3], F64),
-        Tensor::randn([n, 3], F64),
-        Tensor::randn([n, 2], F64),
-        Tensor::randn([graph.num_edges(), 2], F64),
-    );
+    let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
     let ok = InitialState {
         x: &x,
         v: Some(&v),
@@ -55,17 +52,17 @@ fn decoder_rejects_bad_inputs_with_named_errors() {
 
     let short = x.narrow(0, 0, n - 1);
     expect_shape(egno.f_forward(&InitialState { x: &short, ..ok }, None), "x");
-    let wide = Tensor::randn([n, 3], F64);
+    let wide = draws.normal(&[n, 3]);
     expect_shape(egno.f_forward(&InitialState { h: &wide, ..ok }, None), "h");
     expect_shape(
-        egno.f_forward(&ok, Some(&Tensor::randn([3, n, 3], F64))),
+        egno.f_forward(&ok, Some(&draws.normal(&[3, n, 3]))),
         "z_cond",
     );
     expect_shape(
-        egno.f_forward(&ok, Some(&Tensor::randn([4 * n, 2], F64))),
+        egno.f_forward(&ok, Some(&draws.normal(&[4 * n, 2]))),
         "z_cond",
     );
-    let e1 = Tensor::randn([graph.num_edges(), 1], F64);
+    let e1 = draws.normal(&[graph.num_edges(), 1]);
     expect_shape(
         egno.f_forward(
             &InitialState {
@@ -100,13 +97,15 @@ fn decoder_rejects_bad_inputs_with_named_errors() {
         .build(vs.root() / "plain")
         .unwrap();
     expect_input(
-        plain.f_forward(&ok, Some(&Tensor::randn([4, n, 3], F64))),
+        plain.f_forward(&ok, Some(&draws.normal(&[4, n, 3]))),
         "cond_dim = 0",
     );
 }
 
 #[test]
 fn encoders_reject_bad_inputs() {
+    let _rng = global_rng();
+    let mut draws = Draws::new(2);
     let graph = two_graphs();
     let n = graph.num_nodes();
     let vs = store();
@@ -120,8 +119,8 @@ fn encoders_reject_bad_inputs() {
     }
     .build(vs.root() / "s")
     .unwrap();
-    let (xs, h) = (Tensor::randn([5, n, 3], F64), Tensor::randn([n, 2], F64));
-    let vs_ = Tensor::randn([5, n, 3], F64);
+    let (xs, h) = (draws.normal(&[5, n, 3]), draws.normal(&[n, 2]));
+    let vs_ = draws.normal(&[5, n, 3]);
     let ok = Trajectory {
         x: &xs,
         v: Some(&vs_),
@@ -132,7 +131,7 @@ fn encoders_reject_bad_inputs() {
     assert!(sts.f_forward(&ok).is_ok());
     let four = xs.narrow(0, 0, 4);
     expect_shape(sts.f_forward(&Trajectory { x: &four, ..ok }), "x");
-    let e = Tensor::randn([graph.num_edges(), 1], F64);
+    let e = draws.normal(&[graph.num_edges(), 1]);
     expect_input(
         sts.f_forward(&Trajectory {
             edge_attr: Some(&e),
@@ -152,7 +151,7 @@ fn encoders_reject_bad_inputs() {
     }
     .build(vs.root() / "i")
     .unwrap();
-    let x = Tensor::randn([n, 3], F64);
+    let x = draws.normal(&[n, 3]);
     let state = InitialState {
         x: &x,
         v: None,
@@ -172,6 +171,8 @@ fn encoders_reject_bad_inputs() {
 
 #[test]
 fn forward_panics_carry_the_error_message() {
+    let _rng = global_rng();
+    let mut draws = Draws::new(3);
     let graph = two_graphs();
     let vs = store();
     let egno = EgnoConfig {
@@ -184,7 +185,7 @@ fn forward_panics_carry_the_error_message() {
     }
     .build(vs.root())
     .unwrap();
-    let (x, h) = (Tensor::randn([3, 3], F64), Tensor::randn([3, 1], F64));
+    let (x, h) = (draws.normal(&[3, 3]), draws.normal(&[3, 1]));
     let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         egno.forward(
             &InitialState {
@@ -207,6 +208,7 @@ fn forward_panics_carry_the_error_message() {
 
 #[test]
 fn invalid_settings_are_rejected_at_build() {
+    let _rng = global_rng();
     let vs = nn::VarStore::new(CPU);
     let e = GatConfig {
         hidden: 10,
@@ -298,7 +300,8 @@ fn configs_read_from_json_with_defaults_and_reject_unknown_keys() {
 
 #[test]
 fn graph_construction_errors() {
-    let x = Tensor::randn([5, 3], F64);
+    let mut draws = Draws::new(4);
+    let x = draws.normal(&[5, 3]);
     assert!(matches!(
         GraphBatch::f_radius(&x, &[2, 2], 1.0),
         Err(Error::Shape { what: "x", .. })

@@ -7,8 +7,10 @@ use graph_nets::{
 use proptest::prelude::*;
 use tch::Tensor;
 
-use crate::common::{F64, assert_close, batch_of, max_abs_diff, store, two_graph_edges};
-use crate::equivariance::randomise;
+use crate::common::{
+    Draws, F64, assert_close, batch_of, global_rng, max_abs_diff, random_inputs, randomise, store,
+    two_graph_edges,
+};
 
 const TOL: f64 = 1e-10;
 
@@ -85,7 +87,10 @@ proptest! {
     fn all_models_are_permutation_equivariant(
         p0 in Just((0..5).collect::<Vec<i64>>()).prop_shuffle(),
         p1 in Just((0..4).collect::<Vec<i64>>()).prop_shuffle(),
+        seed in any::<u64>(),
     ) {
+        let _rng = global_rng();
+        let mut draws = Draws::new(seed);
         let graph = batch_of(&two_graph_edges());
         let (pgraph, p, order) = permuted(&[p0, p1]);
         let inv = inverse(&p);
@@ -94,19 +99,19 @@ proptest! {
         let egno = egno_config().build(vs.root() / "egno").unwrap();
         let init = init_config().build(vs.root() / "init").unwrap();
         let sts = sts_config().build(vs.root() / "sts").unwrap();
-        randomise(&vs);
+        randomise(&vs, &mut draws);
 
         let n = graph.num_nodes();
-        let (x, v, h, e) = (Tensor::randn([n, 3], F64), Tensor::randn([n, 3], F64), Tensor::randn([n, 2], F64), Tensor::randn([graph.num_edges(), 2], F64));
+        let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
         let (px, pv, ph, pe) = (x.index_select(0, &inv), v.index_select(0, &inv), h.index_select(0, &inv), e.index_select(0, &order));
 
-        let h8 = Tensor::randn([n, 8], F64);
+        let h8 = draws.normal(&[n, 8]);
         let a = egnn.forward(&x, &h8, Some(&v), &graph, Some(&e));
         let b = egnn.forward(&px, &h8.index_select(0, &inv), Some(&pv), &pgraph, Some(&pe));
         assert_close(&b.x.index_select(0, &p), &a.x, TOL, "egnn x");
         assert_close(&b.h.index_select(0, &p), &a.h, TOL, "egnn h");
 
-        let z = Tensor::randn([4, n, 3], F64);
+        let z = draws.normal(&[4, n, 3]);
         let state = InitialState { x: &x, v: Some(&v), h: &h, graph: &graph, edge_attr: Some(&e) };
         let pstate = InitialState { x: &px, v: Some(&pv), h: &ph, graph: &pgraph, edge_attr: Some(&pe) };
         let a = egno.forward(&state, Some(&z));
@@ -117,7 +122,7 @@ proptest! {
 
         assert_close(&init.forward(&pstate).index_select(1, &p), &init.forward(&state), TOL, "z_init");
 
-        let (xs, vs_) = (Tensor::randn([5, n, 3], F64), Tensor::randn([5, n, 3], F64));
+        let (xs, vs_) = (draws.normal(&[5, n, 3]), draws.normal(&[5, n, 3]));
         let traj = Trajectory { x: &xs, v: Some(&vs_), h: &h, graph: &graph, edge_attr: Some(&e) };
         let (pxs, pvs) = (xs.index_select(1, &inv), vs_.index_select(1, &inv));
         let ptraj = Trajectory { x: &pxs, v: Some(&pvs), h: &ph, graph: &pgraph, edge_attr: Some(&pe) };
@@ -127,6 +132,8 @@ proptest! {
 
 #[test]
 fn a_batch_of_two_graphs_equals_the_graphs_run_apart() {
+    let _rng = global_rng();
+    let mut draws = Draws::new(1);
     let graphs = two_graph_edges();
     let (ga, gb, gab) = (
         batch_of(&graphs[..1]),
@@ -137,17 +144,12 @@ fn a_batch_of_two_graphs_equals_the_graphs_run_apart() {
     let egno = egno_config().build(vs.root() / "egno").unwrap();
     let init = init_config().build(vs.root() / "init").unwrap();
     let sts = sts_config().build(vs.root() / "sts").unwrap();
-    randomise(&vs);
+    randomise(&vs, &mut draws);
 
     let n = gab.num_nodes();
-    let (x, v, h, e) = (
-        Tensor::randn([n, 3], F64),
-        Tensor::randn([n, 3], F64),
-        Tensor::randn([n, 2], F64),
-        Tensor::randn([gab.num_edges(), 2], F64),
-    );
-    let (xs, vs_) = (Tensor::randn([5, n, 3], F64), Tensor::randn([5, n, 3], F64));
-    let z = Tensor::randn([4, n, 3], F64);
+    let (x, v, h, e) = random_inputs(&mut draws, &gab, 2, 2);
+    let (xs, vs_) = (draws.normal(&[5, n, 3]), draws.normal(&[5, n, 3]));
+    let z = draws.normal(&[4, n, 3]);
     let split = |t: &Tensor, dim: i64| gab.split_nodes(t, dim);
     let (xp, vp, hp, zp, xsp, vsp) = (
         split(&x, 0),
@@ -203,10 +205,12 @@ fn a_batch_of_two_graphs_equals_the_graphs_run_apart() {
 /// `[T·N, d]` conditioning (row `t·N + n`) equals `[T, N, d]`; a non-zero one changes the output.
 #[test]
 fn no_conditioning_is_plain_egno() {
+    let _rng = global_rng();
+    let mut draws = Draws::new(2);
     let graph = batch_of(&two_graph_edges());
     let cond_vs = store();
     let cond = egno_config().build(cond_vs.root()).unwrap();
-    randomise(&cond_vs);
+    randomise(&cond_vs, &mut draws);
     let plain_vs = store();
     let plain = EgnoConfig {
         cond_dim: 0,
@@ -228,12 +232,7 @@ fn no_conditioning_is_plain_egno() {
     });
 
     let n = graph.num_nodes();
-    let (x, v, h, e) = (
-        Tensor::randn([n, 3], F64),
-        Tensor::randn([n, 3], F64),
-        Tensor::randn([n, 2], F64),
-        Tensor::randn([graph.num_edges(), 2], F64),
-    );
+    let (x, v, h, e) = random_inputs(&mut draws, &graph, 2, 2);
     let state = InitialState {
         x: &x,
         v: Some(&v),
@@ -248,7 +247,7 @@ fn no_conditioning_is_plain_egno() {
     let zeros = cond.forward(&state, Some(&Tensor::zeros([4, n, 3], F64)));
     assert_close(&zeros.x, &none.x, TOL, "x with z = 0");
 
-    let z = Tensor::randn([4, n, 3], F64);
+    let z = draws.normal(&[4, n, 3]);
     let with = cond.forward(&state, Some(&z));
     let flat = cond.forward(&state, Some(&z.view([4 * n, 3])));
     assert_close(&flat.x, &with.x, TOL, "flattened z");
@@ -261,6 +260,7 @@ fn no_conditioning_is_plain_egno() {
 /// The time convolution switch changes the model (and with it off, the time-conv weights are absent).
 #[test]
 fn time_conv_is_configurable() {
+    let _rng = global_rng();
     let vs_on = store();
     let _on = egno_config().build(vs_on.root()).unwrap();
     let vs_off = store();
