@@ -506,32 +506,26 @@ impl Model {
             .as_ref()
             .context("the constant-velocity and static baselines have nothing to train")?;
         let state = Self::state(batch);
-        let Some(d) = &self.distill else {
-            let pred = decoder.f_forward(&state, None)?.x;
+        // the prediction loss alone: plain EGNO, and the no-teacher control
+        let prediction_only = |cond: Option<&Tensor>| -> Result<StepLoss> {
+            let pred = decoder.f_forward(&state, cond)?.x;
             let l = pred.mse_loss(&batch.y, tch::Reduction::Mean);
-            let v = l.double_value(&[]);
-            return Ok(StepLoss {
+            Ok(StepLoss {
+                pred: l.double_value(&[]),
                 total: l,
-                pred: v,
                 rep: 0.0,
                 spec: 0.0,
                 teacher_forced: false,
-            });
+            })
+        };
+        let Some(d) = &self.distill else {
+            return prediction_only(None);
         };
         let z_init = d.student.forward(&state, &self.target_times)?;
         let (zsg_init, a_init) = self.sge(d, &z_init, batch)?;
         let Some(teacher) = &d.teacher else {
-            // the no-teacher control: the student conditions the decoder, prediction loss only
-            let pred = decoder.f_forward(&state, Some(&zsg_init))?.x;
-            let l = pred.mse_loss(&batch.y, tch::Reduction::Mean);
-            let v = l.double_value(&[]);
-            return Ok(StepLoss {
-                total: l,
-                pred: v,
-                rep: 0.0,
-                spec: 0.0,
-                teacher_forced: false,
-            });
+            // the no-teacher control: the student conditions the decoder
+            return prediction_only(Some(&zsg_init));
         };
         let z_dyn = Self::teacher_z(teacher, batch)?;
         let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch)?;

@@ -30,6 +30,38 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `sgdd predict` of `input` with `checkpoint` into `out`, with extra arguments, on the CPU.
+fn predict(checkpoint: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "predict",
+        "--checkpoint",
+        s(checkpoint),
+        "--input",
+        s(input),
+        "--out",
+        s(out),
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    sgdd(&args)
+}
+
+/// Runs a Python script (the project venv's, with numpy) on `file`; its stdout.
+fn python(script: &str, file: &Path) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn generate(dir: &Path, seed: u64) {
     ok(sgdd(&[
         "data",
@@ -108,17 +140,8 @@ fn train_eval_predict_rollout_spectrum_round_trip() {
 
     // predict: an npz numpy reads, with per-sample metrics whose mean is the split's S2S
     let npz = tmp.path().join("pred.npz");
-    ok(sgdd(&[
-        "predict",
-        "--checkpoint",
-        s(&best),
-        "--input",
-        s(&data.join("test.safetensors")),
-        "--out",
-        s(&npz),
-        "--device",
-        "cpu",
-    ]));
+    let test = data.join("test.safetensors");
+    ok(predict(&best, &test, &npz, &[]));
     let check = r#"
 import sys, numpy as np
 z = np.load(sys.argv[1])
@@ -130,69 +153,29 @@ s2s = ((x[:, -1] - t[:, -1]) ** 2).mean(axis=(1, 2))
 assert np.allclose(s2s, z["s2s"]), (s2s, z["s2s"])
 print(repr(float(z["s2s"].mean())))
 "#;
-    let py = Command::new("python3")
-        .args(["-c", check])
-        .arg(&npz)
-        .output()
-        .unwrap();
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    let mean: f64 = String::from_utf8_lossy(&py.stdout).trim().parse().unwrap();
+    let mean: f64 = python(check, &npz).trim().parse().unwrap();
     assert!((mean - m["s2s"].as_f64().unwrap()).abs() < 1e-9 * mean.abs().max(1e-12));
 
     // rollout: 4 windows of Δ = 10 from frame 0 (the trajectories have 50 frames)
     let ro = tmp.path().join("rollout.npz");
-    let text = ok(sgdd(&[
-        "predict",
-        "--checkpoint",
-        s(&best),
-        "--input",
-        s(&data.join("test.safetensors")),
-        "--out",
-        s(&ro),
-        "--rollout",
-        "4",
-        "--start-frame",
-        "0",
-        "--device",
-        "cpu",
-    ]));
+    let text = ok(predict(
+        &best,
+        &test,
+        &ro,
+        &["--rollout", "4", "--start-frame", "0"],
+    ));
     assert!(
         text.contains("error growth") && text.contains("window 4"),
         "{text}"
     );
-    let py = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, numpy as np; z = np.load(sys.argv[1]); \
-             assert z['x'].shape[1] == 20 and z['frame_mse'].shape == (20,); \
-             assert np.all(np.diff(z['times']) > 0)",
-        ])
-        .arg(&ro)
-        .output()
-        .unwrap();
-    assert!(
-        py.status.success(),
-        "{}",
-        String::from_utf8_lossy(&py.stderr)
+    python(
+        "import sys, numpy as np; z = np.load(sys.argv[1]); \
+         assert z['x'].shape[1] == 20 and z['frame_mse'].shape == (20,); \
+         assert np.all(np.diff(z['times']) > 0)",
+        &ro,
     );
     // too long a rollout is a clear error
-    let err = fails(sgdd(&[
-        "predict",
-        "--checkpoint",
-        s(&best),
-        "--input",
-        s(&data.join("test.safetensors")),
-        "--out",
-        s(&ro),
-        "--rollout",
-        "6",
-        "--device",
-        "cpu",
-    ]));
+    let err = fails(predict(&best, &test, &ro, &["--rollout", "6"]));
     assert!(err.contains("needs") && err.contains("frames"), "{err}");
 
     // spectrum of two checkpoints of the same data
@@ -290,17 +273,7 @@ fn runs_and_data_are_protected() {
     let i = bytes.len() - 7;
     bytes[i] ^= 0x40;
     std::fs::write(&test, &bytes).unwrap();
-    let err = fails(sgdd(&[
-        "predict",
-        "--checkpoint",
-        s(&best),
-        "--input",
-        s(&test),
-        "--out",
-        s(&tmp.path().join("p.npz")),
-        "--device",
-        "cpu",
-    ]));
+    let err = fails(predict(&best, &test, &tmp.path().join("p.npz"), &[]));
     assert!(
         err.contains("test.safetensors") && err.contains("sha256"),
         "{err}"
