@@ -1,9 +1,13 @@
-#!/bin/sh
+#!/usr/bin/env bash
+# (bash, not sh: dash drops environment variables whose names are not shell identifiers, such as
+# the CARGO_BIN_EXE_<bin-name> cargo sets for integration tests of a binary with a `-` in its name)
 # rustc wrapper (see config.toml): passes every compilation straight to rustc, except that before
 # torch-sys's build script is compiled it checks that libtorch can be found, the way torch-sys 0.26
 # will look for it (LIBTORCH, or LIBTORCH_USE_PYTORCH with `python` in a venv / `python3`), and
 # otherwise stops the build with a message that says what to run. Without it the build would
-# fail later inside torch-sys with a Python traceback.
+# fail later inside torch-sys with a Python traceback. The torch version it expects is 2.13.0
+# (tch 0.26); `cargo xtask gpu-package`, which builds against torch 2.11 with tch 0.24, sets
+# SGDD_TORCH_VERSION=2.11.0.
 case "$*" in
 *"--crate-name build_script_build"*torch-sys-*build.rs*) ;;
 *) exec "$@" ;;
@@ -14,10 +18,11 @@ if [ -n "${LIBTORCH:-}" ]; then
 else
     py=python3
     [ -n "${VIRTUAL_ENV:-}" ] && py=python
+    want=${SGDD_TORCH_VERSION:-2.13.0}
     version=$("$py" -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null)
-    [ "$version" = "2.13.0" ] && exec "$@"
+    [ "$version" = "$want" ] && exec "$@"
     if [ -n "$version" ]; then
-        problem="\`$py\` on PATH has torch $version, but tch 0.26 needs exactly 2.13.0"
+        problem="\`$py\` on PATH has torch $version, but this build needs exactly $want (tch 0.26: 2.13.0)"
     else
         problem="\`$py\` on PATH cannot \`import torch\`"
     fi

@@ -3,6 +3,8 @@
 
 mod bench;
 mod env;
+mod gpu_check;
+mod gpu_package;
 mod setup;
 
 use std::process::ExitCode;
@@ -67,6 +69,29 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+    /// Prove the CUDA path on this machine with a build of `sgdd-gpu-check` made beforehand
+    /// (`cargo xtask cargo build --release -p sgdd-gpu-check`): what libtorch sees, the device
+    /// checks against the CPU, EGNO and SGDD-EGNO trained on the GPU and on the CPU and compared,
+    /// a timed `--quick`-sized run; writes `OUT/gpu-check.json` and `OUT/gpu-check.md`.
+    ///
+    /// Arguments go to the binary: `--out DIR` (default target/gpu-check), `--allow-cpu` (on a
+    /// machine without GPU, check the CPU path instead of failing), `--epochs N`, `--help`.
+    GpuCheck {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build `sgdd-gpu-check` for a GPU machine without Rust whose only libtorch is its own
+    /// torch wheel (default 2.11.0): a second venv with that torch, the matching tch, a stripped
+    /// binary without rpath and its launcher in `target/gpu-package/bundle/` (< 64 MiB), then
+    /// run the bundle here on the CPU against that venv's libtorch only (`--allow-cpu`).
+    GpuPackage {
+        /// The GPU machine's torch version.
+        #[arg(long, default_value = "2.11.0")]
+        torch: String,
+        /// Build and bundle without the run on this CPU.
+        #[arg(long)]
+        skip_proof: bool,
+    },
     /// Run any cargo command with the libtorch environment, e.g. `cargo xtask cargo build --release`.
     Cargo {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -123,6 +148,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Repro { args } => sgdd(["repro"], &args),
         Cmd::Sgdd { args } => sgdd([], &args),
         Cmd::Bench { name, args } => bench::run(&name, &args),
+        Cmd::GpuCheck { args } => gpu_check::run(&args),
+        Cmd::GpuPackage { torch, skip_proof } => {
+            gpu_package::run(&gpu_package::Options { torch, skip_proof })
+        }
         Cmd::Cargo { args } => {
             let torch = setup::ensure()?;
             let mut cmd = env::cargo(&torch);

@@ -102,7 +102,7 @@ pub fn run(force: bool) -> Result<Torch> {
     .args(EXTRA_PACKAGES);
     env::run(pip)?;
 
-    let lib_dir = query_lib_dir(&python)?;
+    let lib_dir = query_lib_dir(&python, TORCH_VERSION)?;
     let stamp = format!("{}\nlib={}\n", stamp_contents(), lib_dir.display());
     write_atomic(&venv.join(STAMP), stamp.as_bytes())?;
     println!(
@@ -118,8 +118,8 @@ pub fn run(force: bool) -> Result<Torch> {
     Ok(Torch { venv, lib_dir })
 }
 
-/// Asks the venv's torch for its version and library directory, checking the version.
-fn query_lib_dir(python: &Path) -> Result<PathBuf> {
+/// Asks a venv's torch for its version and library directory, checking the version.
+pub fn query_lib_dir(python: &Path, expected: &str) -> Result<PathBuf> {
     let mut cmd = Command::new(python);
     cmd.args([
         "-c",
@@ -130,9 +130,11 @@ fn query_lib_dir(python: &Path) -> Result<PathBuf> {
     let mut lines = out.lines();
     let version = lines.next().unwrap_or_default().trim();
     let lib = lines.next().unwrap_or_default().trim();
-    if version != TORCH_VERSION {
+    if version != expected {
         bail!(
-            "the venv has torch {version}, but tch 0.26 needs {TORCH_VERSION}: run `cargo xtask setup --force`"
+            "{} has torch {version}, but the build needs {expected}: run `cargo xtask setup --force` \
+             (for .venv) or remove that venv",
+            python.display()
         );
     }
     let lib = PathBuf::from(lib);
@@ -145,7 +147,8 @@ fn query_lib_dir(python: &Path) -> Result<PathBuf> {
     Ok(lib)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;

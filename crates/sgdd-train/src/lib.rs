@@ -9,6 +9,9 @@
 //!   bit-exact resume at every epoch boundary, learning-rate schedules, early stopping,
 //!   fine-tuning from a checkpoint, a stop before a non-finite or diverging step, TensorBoard
 //!   event files ([`EventWriter`]).
+//! - **Devices** ([`DeviceChoice`]; [`DeviceAudit`] names every tensor of a training step that
+//!   is not on the model's device, and [`device_checks`] run the networks, SGE, an SGDD step
+//!   and checkpoints on a device against the CPU — what `sgdd-gpu-check` runs on a GPU).
 //! - **Evaluation** ([`evaluate`], [`predict_split`]) in original units with the papers' metrics
 //!   ([`Metrics`]: S2S, S2T, ADE, FDE), and checkpoints that carry their config, the dataset's
 //!   fingerprint and a checksum of their own tensors.
@@ -28,6 +31,7 @@ mod checkpoint;
 mod config;
 mod data;
 mod device;
+mod device_check;
 mod eval;
 mod metrics;
 mod model;
@@ -46,6 +50,11 @@ pub use config::{
 };
 pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
 pub use device::DeviceChoice;
+pub use device_check::{
+    DeviceAudit, DeviceCheck, FORWARD_TOLERANCE, GRADIENT_TOLERANCE, Misplaced, StepAudit,
+    audit_training_step, check_checkpoint_round_trip, check_graph_nets, check_sgdd_step, check_sge,
+    device_checks, max_rel_diff,
+};
 pub use eval::{
     ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, imitation_r2,
     predict_split, rollout,

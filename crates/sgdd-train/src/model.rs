@@ -630,6 +630,17 @@ impl Model {
         self.distill.as_ref().map(|d| d.basis.k())
     }
 
+    /// The tensors the model holds beside its variables (the joint basis of SGE, `sge_basis.*`),
+    /// by name: with the variables of its `VarStore`, everything a forward pass reads from the
+    /// model, e.g. to check that all of it lives on the model's device.
+    pub fn buffers(&self) -> Vec<(String, Tensor)> {
+        self.distill
+            .iter()
+            .flat_map(|d| d.basis.tensors())
+            .map(|(name, t)| (format!("sge_basis.{name}"), t.shallow_clone()))
+            .collect()
+    }
+
     /// The learned spectral weights `w` (SGDD with SGE), for reports.
     pub fn spectral_weights(&self) -> Option<Vec<f64>> {
         let d = self.distill.as_ref()?;

@@ -239,18 +239,29 @@ pub fn lr_at(t: &TrainConfig, step: u64, steps_per_epoch: u64, total: u64) -> f6
     }
 }
 
-/// Builds the model of `cfg` for the data's dimensions, on `device` (libtorch's generator is
-/// seeded with `train.seed` first, so the initial weights are a function of the seed).
+/// Builds the model of `cfg` for the data's dimensions, on `device`. libtorch's generator is
+/// seeded with `train.seed` first and the weights are drawn on the CPU (a GPU's generator draws
+/// other numbers for the same seed) and copied to `device`, so the initial weights are a function
+/// of the seed alone, the same on every device.
 pub fn build_model(cfg: &RunConfig, p: &Prepared, device: Device) -> Result<(VarStore, Model)> {
-    tch::manual_seed(cfg.train.seed as i64);
-    let vs = VarStore::new(device);
-    let model = Model::build(
-        &vs,
-        &cfg.model,
-        ProblemDims::of(p),
-        &p.undirected,
-        p.target_times.clone(),
-    )?;
+    let build = |device: Device| -> Result<(VarStore, Model)> {
+        tch::manual_seed(cfg.train.seed as i64);
+        let vs = VarStore::new(device);
+        let model = Model::build(
+            &vs,
+            &cfg.model,
+            ProblemDims::of(p),
+            &p.undirected,
+            p.target_times.clone(),
+        )?;
+        Ok((vs, model))
+    };
+    let (mut vs, model) = build(device)?;
+    if device != Device::Cpu {
+        let (cpu, _) = build(Device::Cpu)?;
+        vs.copy(&cpu)
+            .context("copying the CPU-drawn initial weights to the device")?;
+    }
     Ok((vs, model))
 }
 
@@ -458,6 +469,16 @@ impl Trainer {
     /// The device it runs on.
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The model's variables (on [`Trainer::device`]).
+    pub fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    /// The optimiser (`None` for the untrained baselines).
+    pub fn optimizer(&self) -> Option<&Adam> {
+        self.opt.as_ref()
     }
 
     /// The run's data.

@@ -195,6 +195,17 @@ impl JointBasisSplitter {
         &self.pairs
     }
 
+    /// The splitter's tensors by name (`u_t`, `u_s`, `mask`, `flat_index`), e.g. to check which
+    /// device they live on.
+    pub fn tensors(&self) -> [(&'static str, &Tensor); 4] {
+        [
+            ("u_t", &self.u_t),
+            ("u_s", &self.u_s),
+            ("mask", &self.mask),
+            ("flat_index", &self.flat_index),
+        ]
+    }
+
     /// `K`, the number of selected pairs.
     pub fn k(&self) -> usize {
         self.pairs.len()
