@@ -37,7 +37,8 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     if let Err(e) = write() {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, "write temporary file", e));
+        // the user's path, not the internal temporary one
+        return Err(Error::io(path, "write", e));
     }
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
@@ -89,6 +90,16 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that fails names the user's path, never the internal temporary file.
+    #[test]
+    fn a_failed_write_names_the_users_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("no-such-dir").join("result.json");
+        let err = atomic_write(&target, b"{}").unwrap_err().to_string();
+        assert!(err.contains("no-such-dir/result.json"), "{err}");
+        assert!(!err.contains(".tmp-"), "{err}");
+    }
 
     #[test]
     fn sha256_known_vector() {
