@@ -505,6 +505,20 @@ impl RunConfig {
             ensure!(v >= 1, "{key} must be ≥ 1, got {v}");
         }
         ensure!(m.k >= 1, "model.k must be ≥ 1");
+        // what the networks' own checks would say in their vocabulary (GatConfig.hidden), here
+        // in the config's
+        ensure!(
+            m.kind != ModelKind::Sgdd && m.kind != ModelKind::NoTeacher
+                || m.student != StudentKind::Gat
+                || m.hidden % m.heads == 0,
+            "model.hidden ({}) must be a multiple of model.heads ({}) for the GAT student",
+            m.hidden,
+            m.heads
+        );
+        ensure!(
+            !m.student_directions || m.student == StudentKind::Gat,
+            "model.student_directions applies to model.student = \"gat\""
+        );
         ensure!(
             m.lambda >= 0.0 && m.lambda.is_finite(),
             "model.lambda must be a finite number ≥ 0, got {}",
@@ -755,6 +769,7 @@ mod tests {
         for (set, key) in [
             ("model.student_layers=0", "model.student_layers"),
             ("model.heads=0", "model.heads"),
+            ("model.heads=3", "model.heads"),
             ("train.threads=-2", "train.threads"),
             ("train.epochs=0", "train.epochs"),
             ("train.batch_size=0", "train.batch_size"),
@@ -789,12 +804,12 @@ mod tests {
     fn differences_name_keys_and_values() {
         let a = RunConfig::from_toml(MIN, &[]).unwrap();
         let b =
-            RunConfig::from_toml(MIN, &["train.epochs=7".into(), "model.hidden=3".into()]).unwrap();
+            RunConfig::from_toml(MIN, &["train.epochs=7".into(), "model.hidden=8".into()]).unwrap();
         let d = b.differences(&a);
         assert_eq!(
             d,
             vec![
-                ("model.hidden".into(), "64".into(), "3".into()),
+                ("model.hidden".into(), "64".into(), "8".into()),
                 ("train.epochs".into(), "100".into(), "7".into()),
             ]
         );
