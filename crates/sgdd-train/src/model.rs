@@ -666,8 +666,8 @@ mod tests {
         spec.n_train = 6;
         spec.seed = 3;
         let ds = spec.generate_split(traj_data::Split::Train).unwrap();
-        let text = format!("[data]\ndir = \"unused\"\n");
-        let cfg = crate::RunConfig::from_toml(&text, &[]).unwrap();
+        let text = "[data]\ndir = \"unused\"\n";
+        let cfg = crate::RunConfig::from_toml(text, &[]).unwrap();
         let p = prepare(&ds, &cfg.data).unwrap();
         for student in [StudentKind::Gat, StudentKind::CvFuture] {
             tch::manual_seed(0);

@@ -27,7 +27,7 @@ const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 fn masked_crc(bytes: &[u8]) -> u32 {
     let c = CRC32C.checksum(bytes);
-    ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+    c.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {

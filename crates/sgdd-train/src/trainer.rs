@@ -372,14 +372,14 @@ impl Trainer {
             })?;
             note(&format!("initialised the weights from {}", init.display()));
         }
-        if let Some(k) = model.spectral_k() {
-            if k != cfg.model.k {
-                note(&format!(
-                    "model.k = {} would cut a degenerate eigenspace of the joint spectrum: SGE uses \
-                     K = {k} (model.k_at_gap = false keeps {})",
-                    cfg.model.k, cfg.model.k
-                ));
-            }
+        if let Some(k) = model.spectral_k()
+            && k != cfg.model.k
+        {
+            note(&format!(
+                "model.k = {} would cut a degenerate eigenspace of the joint spectrum: SGE uses \
+                 K = {k} (model.k_at_gap = false keeps {})",
+                cfg.model.k, cfg.model.k
+            ));
         }
         let schedule = if trainable {
             let total = steps_per_epoch * cfg.train.epochs as u64;
@@ -657,22 +657,21 @@ impl Trainer {
         if cfg.model.ridge_warm_start
             && self.state.warm_start_rows.is_none()
             && opt.steps() as u64 >= stage1_end
-        {
-            if let Some(rows) = self.model.ridge_warm_start(
+            && let Some(rows) = self.model.ridge_warm_start(
                 &self.splits.train,
                 bs,
                 self.device,
                 cfg.model.ridge_lambda,
-            )? {
-                self.state.warm_start_rows = Some(rows);
-                let msg = format!(
-                    "epoch {}: the student's last layer solved in closed form (ridge onto the \
+            )?
+        {
+            self.state.warm_start_rows = Some(rows);
+            let msg = format!(
+                "epoch {}: the student's last layer solved in closed form (ridge onto the \
                      teacher's z over {rows} rows)",
-                    epoch + 1
-                );
-                if let Some(o) = self.observer.as_mut() {
-                    o(Event::Note(&msg));
-                }
+                epoch + 1
+            );
+            if let Some(o) = self.observer.as_mut() {
+                o(Event::Note(&msg));
             }
         }
         let opt = self
@@ -684,7 +683,7 @@ impl Trainer {
         self.state.samples_seen += count;
         let last = epoch + 1 == t.epochs;
         let mut imitation_r2 = None;
-        let val = if (epoch + 1) % t.eval_every == 0 || last {
+        let val = if (epoch + 1).is_multiple_of(t.eval_every) || last {
             let m = eval::evaluate(&self.model, &self.splits.val, bs, self.device)?;
             imitation_r2 = eval::imitation_r2(&self.model, &self.splits.val, bs, self.device)?;
             let score = t.select.of(&m);

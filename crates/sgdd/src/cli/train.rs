@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sgdd_train::{
-    CheckedRunConfig, Event, RunConfig, RunMode, RunResult, Timing, Trainer, TrainerOptions,
-    frames_of,
+    CheckedRunConfig, Event, Observer, RunConfig, RunMode, RunResult, Timing, Trainer,
+    TrainerOptions, frames_of,
 };
 
 use crate::plots;
@@ -72,7 +72,7 @@ pub struct TrainArgs {
 }
 
 /// A progress bar fed by the trainer's events.
-fn progress(quiet: bool, epochs: usize) -> (ProgressBar, Box<dyn FnMut(Event<'_>)>) {
+fn progress(quiet: bool, epochs: usize) -> (ProgressBar, Observer) {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} steps ({per_sec}, eta {eta})",
