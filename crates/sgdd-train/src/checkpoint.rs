@@ -223,6 +223,19 @@ pub fn load(path: &Path) -> Result<(BTreeMap<String, Tensor>, CheckpointMeta)> {
 /// with its shape. Returns the header.
 pub fn restore(path: &Path, vs: &mut VarStore, opt: Option<&mut Adam>) -> Result<CheckpointMeta> {
     let (tensors, meta) = load(path)?;
+    apply(path, &tensors, meta.step, vs, opt)?;
+    Ok(meta)
+}
+
+/// Copies tensors read by [`load`] from `path` into `vs` (and `opt`, at `step`); see
+/// [`restore`].
+pub fn apply(
+    path: &Path,
+    tensors: &BTreeMap<String, Tensor>,
+    step: i64,
+    vs: &mut VarStore,
+    opt: Option<&mut Adam>,
+) -> Result<()> {
     let _guard = tch::no_grad_guard();
     for (name, mut var) in vs.variables() {
         let key = format!("model.{name}");
@@ -239,10 +252,10 @@ pub fn restore(path: &Path, vs: &mut VarStore, opt: Option<&mut Adam>) -> Result
         var.copy_(src);
     }
     if let Some(opt) = opt {
-        opt.load_state(&tensors, meta.step)
+        opt.load_state(tensors, step)
             .with_context(|| format!("checkpoint {}", path.display()))?;
     }
-    Ok(meta)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -322,7 +322,7 @@ impl Trainer {
         let mut state = RunState::default();
         if opts.mode == RunMode::Resume {
             let ck = dir.join("checkpoint.safetensors");
-            let (_, meta) = checkpoint::load(&ck)?;
+            let (tensors, meta) = checkpoint::load(&ck)?;
             let before = RunConfig::parse(&meta.config, &[])
                 .with_context(|| format!("the config stored in {}", ck.display()))?;
             let diffs = cfg.differences(&before);
@@ -357,7 +357,7 @@ impl Trainer {
                     cfg.data.dir.display()
                 );
             }
-            checkpoint::restore(&ck, &mut vs, opt.as_mut())?;
+            checkpoint::apply(&ck, &tensors, meta.step, &mut vs, opt.as_mut())?;
             state = serde_json::from_value(meta.history)
                 .with_context(|| format!("{}: the run history", ck.display()))?;
             if let Some(o) = opt.as_mut() {
