@@ -12,6 +12,10 @@
 //! resumed run may change how long, where and how fast it learns ([`RESUMABLE_KEYS`]) and
 //! refuses every other change naming the key; a non-finite or diverging loss stops before the
 //! step is taken, leaving the last checkpoint loadable and resumable with a lower learning rate.
+//!
+//! libtorch's random generator is global to the process and the trainer seeds it (weights from
+//! `train.seed`, each step from the seed and the step): run trainers that must be reproducible
+//! in separate processes, not in threads of one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
