@@ -63,7 +63,7 @@ pub use metrics::{ImitationSums, MetricSums, Metrics};
 pub use model::{Model, ProblemDims, StepLoss};
 pub use optim::{Adam, AdamConfig, StepInfo};
 pub use rundir::{RUN_FILES, RunDir, RunMode};
-pub use sge::{Sge, SplitterCache, joint_basis, splitter};
+pub use sge::{Sge, SplitterCache, joint_basis, splitter, splitter_leading};
 pub use tensorboard::EventWriter;
 pub use trainer::{
     Best, EpochLog, Event, Observer, RunResult, Splits, Timing, Trainer, TrainerOptions,

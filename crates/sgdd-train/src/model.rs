@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::config::{ModelConfig, ModelKind, StudentKind};
 use crate::data::{Batch, Prepared};
 use crate::metrics::ImitationSums;
-use crate::sge::{Sge, SplitterCache, joint_basis};
+use crate::sge::{Sge, SplitterCache, splitter_leading};
 
 /// Shapes of the problem a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,18 +95,18 @@ impl Student {
     /// node's encoding to its `[T·d]` trajectory of `z`; the constant-velocity student's output
     /// layer maps each (frame, node) hidden state to `z`.
     fn ridge_rows(
-        &mut self,
+        &self,
         state: &InitialState<'_>,
         times: &[f64],
         z_dyn: &Tensor,
-    ) -> Result<(Tensor, Tensor, &mut nn::Linear)> {
+    ) -> Result<(Tensor, Tensor)> {
         let d = z_dyn.size()[2];
         match self {
             Self::Gat(enc) => {
                 let x = enc.f_encode_nodes(state)?;
                 let t = z_dyn.size()[0];
                 let h = z_dyn.permute([1, 0, 2]).reshape([-1, t * d]);
-                Ok((x, h, enc.lift_linear_mut()))
+                Ok((x, h))
             }
             Self::CvFuture(net) => {
                 let v = state.v.context("the constant-velocity student needs v_0")?;
@@ -119,12 +119,18 @@ impl Student {
                     edge_attr: state.edge_attr,
                 })?;
                 let k = hidden.size()[2];
-                Ok((
-                    hidden.reshape([-1, k]),
-                    z_dyn.reshape([-1, d]),
-                    net.out_linear_mut(),
-                ))
+                Ok((hidden.reshape([-1, k]), z_dyn.reshape([-1, d])))
             }
+        }
+    }
+}
+
+impl Student {
+    /// The last linear layer, which [`Student::ridge_rows`] feeds.
+    fn last_linear_mut(&mut self) -> &mut nn::Linear {
+        match self {
+            Self::Gat(enc) => enc.lift_linear_mut(),
+            Self::CvFuture(net) => net.out_linear_mut(),
         }
     }
 }
@@ -317,17 +323,20 @@ impl Model {
                 dims.n,
                 dims.t
             );
+            // with k_at_gap, one mode more than asked shows whether K cuts a degenerate
+            // eigenspace; one eigen-decomposition either way
+            let asked = if cfg.k_at_gap {
+                (cfg.k + 1).min(joint)
+            } else {
+                cfg.k
+            };
+            let joint_modes = spectral_core::JointBasis::from_graph(
+                &spectral_core::Graph::from_edges(dims.n as usize, undirected)?,
+                dims.t as usize,
+                &spectral_core::JointBasisConfig::new(asked),
+            )?;
             let k = if cfg.k_at_gap {
-                // one mode more than asked shows whether K cuts a degenerate eigenspace
-                let (probe, _) = joint_basis(
-                    dims.n as usize,
-                    undirected,
-                    dims.t as usize,
-                    (cfg.k + 1).min(joint),
-                    Kind::Float,
-                    Device::Cpu,
-                )?;
-                let k = probe.k_at_gap(cfg.k, GAP_TOL);
+                let k = joint_modes.k_at_gap(cfg.k, GAP_TOL);
                 anyhow::ensure!(
                     k >= 1,
                     "model.k = {} lies inside the first eigenspace of the joint spectrum; \
@@ -338,14 +347,7 @@ impl Model {
             } else {
                 cfg.k
             };
-            let (_, basis) = joint_basis(
-                dims.n as usize,
-                undirected,
-                dims.t as usize,
-                k,
-                Kind::Float,
-                device,
-            )?;
+            let basis = splitter_leading(&joint_modes, k, Kind::Float, device)?;
             let sge = Sge::new(&(&root / "sge"), basis.k());
             let teacher = match teacher {
                 Some(net) => {
@@ -598,7 +600,7 @@ impl Model {
             let batch = p.batch(chunk, device, &mut graphs)?;
             let z_dyn = Self::teacher_z(teacher, &batch)?;
             let state = Self::state(&batch);
-            let (x, h, _) = d.student.ridge_rows(&state, &times, &z_dyn)?;
+            let (x, h) = d.student.ridge_rows(&state, &times, &z_dyn)?;
             let acc = match &mut acc {
                 Some(a) => a,
                 None => acc.insert(
@@ -615,13 +617,7 @@ impl Model {
         let Some(acc) = acc else {
             return Ok(None);
         };
-        let solution = acc.solve()?;
-        // any batch gives access to the layer; the solution is loaded in place
-        let batch = p.batch(&[0], device, &mut graphs)?;
-        let z_dyn = Self::teacher_z(teacher, &batch)?;
-        let state = Self::state(&batch);
-        let (_, _, linear) = d.student.ridge_rows(&state, &times, &z_dyn)?;
-        solution.load_into(linear)?;
+        acc.solve()?.load_into(d.student.last_linear_mut())?;
         Ok(Some(acc.rows()))
     }
 
@@ -696,8 +692,8 @@ mod tests {
                     .unwrap();
                 let z = tch::no_grad(|| Model::teacher_z(teacher, &batch)).unwrap();
                 let state = Model::state(&batch);
-                let (x, h, lin) =
-                    tch::no_grad(|| d.student.ridge_rows(&state, &times, &z)).unwrap();
+                let (x, h) = tch::no_grad(|| d.student.ridge_rows(&state, &times, &z)).unwrap();
+                let lin = d.student.last_linear_mut();
                 let w = lin.ws.detach().copy().set_requires_grad(true);
                 let b = lin
                     .bs

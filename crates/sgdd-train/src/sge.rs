@@ -36,12 +36,24 @@ pub fn joint_basis(
 
 /// The tch form of a spectral-core basis.
 pub fn splitter(basis: &JointBasis, kind: Kind, device: Device) -> Result<JointBasisSplitter> {
+    splitter_leading(basis, basis.k(), kind, device)
+}
+
+/// The tch form of the first `k` modes of a spectral-core basis (all of them when `k` is
+/// larger), e.g. after [`JointBasis::k_at_gap`] on a basis built with one mode more.
+pub fn splitter_leading(
+    basis: &JointBasis,
+    k: usize,
+    kind: Kind,
+    device: Device,
+) -> Result<JointBasisSplitter> {
     let (t, n) = (basis.n_frames() as i64, basis.n_nodes() as i64);
     let u_t = Tensor::from_slice(&basis.temporal_modes_row_major::<f64>()).reshape([t, -1]);
     let u_s = Tensor::from_slice(&basis.spatial_modes_row_major::<f64>()).reshape([n, -1]);
     let pairs: Vec<(usize, usize)> = basis
         .pairs()
         .iter()
+        .take(k)
         .map(|p| (p.temporal, p.spatial))
         .collect();
     Ok(JointBasisSplitter::new(&u_t.to_kind(kind), &u_s.to_kind(kind), &pairs)?.to_device(device))
