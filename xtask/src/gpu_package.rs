@@ -80,17 +80,7 @@ fn ensure_venv(venv: &Path, version: &str) -> Result<PathBuf> {
          first time)",
         venv.display()
     );
-    let mut pip = Command::new(&python);
-    pip.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--progress-bar",
-        "off",
-    ])
-    .arg(format!("torch=={version}"));
-    env::run(pip)?;
+    setup::pip_install(&python, false, &[format!("torch=={version}")])?;
     let lib = setup::query_lib_dir(&python, version)?;
     setup::write_atomic(&stamp, format!("{}\n", lib.display()).as_bytes())?;
     Ok(lib)

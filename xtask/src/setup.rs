@@ -89,18 +89,9 @@ pub fn run(force: bool) -> Result<Torch> {
         "setup: installing torch=={TORCH_VERSION} {} from PyPI (about 4.7 GB the first time; pip's cache makes later runs fast)",
         EXTRA_PACKAGES.join(" ")
     );
-    let mut pip = Command::new(&python);
-    pip.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--progress-bar",
-        "on",
-    ])
-    .arg(format!("torch=={TORCH_VERSION}"))
-    .args(EXTRA_PACKAGES);
-    env::run(pip)?;
+    let mut packages = vec![format!("torch=={TORCH_VERSION}")];
+    packages.extend(EXTRA_PACKAGES.iter().map(|p| p.to_string()));
+    pip_install(&python, true, &packages)?;
 
     let lib_dir = query_lib_dir(&python, TORCH_VERSION)?;
     let stamp = format!("{}\nlib={}\n", stamp_contents(), lib_dir.display());
@@ -153,4 +144,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
+}
+
+/// `python -m pip install PACKAGES` (the project venv's, or the GPU package's second venv).
+pub fn pip_install(python: &Path, progress: bool, packages: &[String]) -> Result<()> {
+    let mut pip = Command::new(python);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        if progress { "on" } else { "off" },
+    ])
+    .args(packages);
+    env::run(pip)
 }
