@@ -59,6 +59,14 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// The ODE integrator ([`crate::ode`]) could not reach the requested time.
+    #[error("odeint: stopped at t = {t}: {reason}")]
+    Ode {
+        /// The time reached.
+        t: f64,
+        /// Why it stopped (step-size underflow, step budget, non-finite state).
+        reason: String,
+    },
     /// An error reported by libtorch.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

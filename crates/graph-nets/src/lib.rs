@@ -54,6 +54,7 @@ mod error;
 mod fourier;
 mod gat;
 mod mlp;
+pub mod ode;
 mod stsgnn;
 
 pub use batch::{GraphBatch, one_hot, segment_mean, segment_softmax, segment_sum};
