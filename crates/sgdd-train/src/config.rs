@@ -55,6 +55,10 @@ pub struct DataConfig {
     pub max_train: Option<usize>,
     /// Use at most this many validation/test trajectories (all when absent).
     pub max_eval: Option<usize>,
+    /// Use only the first this-many windows of each training trajectory (all when absent).
+    /// EGNO's motion capture keeps `max_training_samples / trials` start frames per training
+    /// trial (200 / 5 = 40 of the 80 in its run split); validation and test keep all.
+    pub train_windows_per_trajectory: Option<usize>,
     /// Give every model the speed `‖v_0‖` of each node as a node feature (EGNO's input).
     pub speed_feature: bool,
     /// Give every model the node type (for molecules: the element) one-hot over the types of
@@ -98,6 +102,8 @@ struct DataToml {
     max_train: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_eval: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    train_windows_per_trajectory: Option<usize>,
     #[serde(default = "yes")]
     speed_feature: bool,
     #[serde(default = "yes")]
@@ -135,6 +141,7 @@ impl From<DataToml> for DataConfig {
             targets: t.targets,
             max_train: t.max_train,
             max_eval: t.max_eval,
+            train_windows_per_trajectory: t.train_windows_per_trajectory,
             speed_feature: t.speed_feature,
             type_one_hot: t.type_one_hot,
         }
@@ -159,6 +166,7 @@ impl From<DataConfig> for DataToml {
             stride,
             max_train: c.max_train,
             max_eval: c.max_eval,
+            train_windows_per_trajectory: c.train_windows_per_trajectory,
             speed_feature: c.speed_feature,
             type_one_hot: c.type_one_hot,
         }
@@ -493,6 +501,10 @@ impl RunConfig {
             .map_err(|e| anyhow::anyhow!("data: {e}"))?;
         ensure!(d.max_train != Some(0), "data.max_train must be ≥ 1");
         ensure!(d.max_eval != Some(0), "data.max_eval must be ≥ 1");
+        ensure!(
+            d.train_windows_per_trajectory != Some(0),
+            "data.train_windows_per_trajectory must be ≥ 1"
+        );
         for (key, v) in [
             ("model.hidden", m.hidden),
             ("model.z_dim", m.z_dim),
@@ -781,6 +793,10 @@ mod tests {
             ("model.lambda=-1.0", "model.lambda"),
             ("data.delta_frame=2", "data.delta_frame"),
             ("data.max_train=0", "data.max_train"),
+            (
+                "data.train_windows_per_trajectory=0",
+                "data.train_windows_per_trajectory",
+            ),
             ("train.gamma=0.0", "train.gamma"),
             ("train.divergence_factor=0.5", "train.divergence_factor"),
             ("train.lr_schedule=\"linear\"", "train.lr_schedule"),

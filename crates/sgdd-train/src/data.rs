@@ -85,15 +85,37 @@ pub fn load(cfg: &DataConfig, split: Split, limit: Option<usize>) -> Result<(Dat
         Some(n) if n < ds.len() => ds.select(&(0..n).collect::<Vec<_>>())?,
         _ => ds,
     };
-    let prepared = prepare(&ds, cfg)?;
+    let per_trajectory = match split {
+        Split::Train => cfg.train_windows_per_trajectory,
+        Split::Val | Split::Test => None,
+    };
+    let prepared = prepare_windows(&ds, cfg, per_trajectory)?;
     Ok((ds, prepared))
 }
 
 /// Cuts the EGNO-style windows of a dataset into tensors.
 pub fn prepare(ds: &Dataset, cfg: &DataConfig) -> Result<Prepared> {
+    prepare_windows(ds, cfg, None)
+}
+
+/// [`prepare`], keeping only the first `per_trajectory` windows of each trajectory (in the
+/// index's order) when given.
+fn prepare_windows(
+    ds: &Dataset,
+    cfg: &DataConfig,
+    per_trajectory: Option<usize>,
+) -> Result<Prepared> {
     ensure!(!ds.is_empty(), "the dataset is empty");
     let spec = cfg.window_spec().check()?;
-    let index = spec.index(ds)?;
+    let mut index = spec.index(ds)?;
+    if let Some(cap) = per_trajectory {
+        let mut seen: HashMap<usize, usize> = HashMap::new();
+        index.retain(|w| {
+            let c = seen.entry(w.trajectory).or_default();
+            *c += 1;
+            *c <= cap
+        });
+    }
     ensure!(
         !index.is_empty(),
         "no window fits: trajectories are too short for the horizon (delta_frame {})",

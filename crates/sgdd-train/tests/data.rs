@@ -80,6 +80,20 @@ fn an_imported_npz_prepares_for_training() {
         1.0 + 0.5 * 6.0 + 0.25 * 3.0,
         "the second target, frame 2 + 4"
     );
+    // EGNO's mocap rule: the first windows of each training trajectory only; evaluation keeps all
+    let capped =
+        RunConfig::from_toml(&toml, &["data.train_windows_per_trajectory=3".to_owned()]).unwrap();
+    let (_, p3) = sgdd_train::load_split(&capped.data, traj_data::Split::Train, None).unwrap();
+    assert_eq!(p3.samples, 9);
+    // trajectory 1's first window (anchor 0) is now sample 3 (it was sample 4)
+    assert_eq!(p3.x0.double_value(&[3, 3, 0]), 1.0 + 0.25 * 3.0);
+    assert_eq!(
+        p3.x0.double_value(&[2, 0, 0]),
+        p.x0.double_value(&[2, 0, 0])
+    );
+    let (_, v_all) = sgdd_train::load_split(&cfg.data, traj_data::Split::Val, None).unwrap();
+    let (_, v_cap) = sgdd_train::load_split(&capped.data, traj_data::Split::Val, None).unwrap();
+    assert_eq!(v_cap.samples, v_all.samples);
 }
 
 /// Every config under `configs/` and `configs/repro/` parses, checks, and survives the round
@@ -111,7 +125,7 @@ fn every_shipped_config_parses_unchanged() {
                 "md17-xtb" | "md17-xtb-quick" | "md17-xtb-standard" => {
                     (Starts::Fixed(vec![0]), 8, 8, TargetFrames::Strided)
                 }
-                "mocap-run" | "mocap-run-quick" | "mocap-run-standard" => {
+                "mocap-run" | "mocap-run-quick" | "mocap-run-standard" | "mocap-run-paper" => {
                     (Starts::Metadata, 30, 5, TargetFrames::Consecutive)
                 }
                 other => panic!("a new config {other}: add its windows here"),
@@ -123,10 +137,13 @@ fn every_shipped_config_parses_unchanged() {
                 path.display()
             );
             d.window_spec().check().unwrap();
+            // EGNO's 200 training windows of 5 trials at its published mocap budget only
+            let cap = (name == "mocap-run-paper").then_some(40);
+            assert_eq!(d.train_windows_per_trajectory, cap, "{}", path.display());
             seen += 1;
         }
     }
-    assert_eq!(seen, 13);
+    assert_eq!(seen, 14);
 }
 
 /// The flat `[data]` keys map onto the typed window starts, defaults included; keys a choice

@@ -40,7 +40,7 @@ pub enum ReproCommand {
     /// The three N-body systems (generated), with the ablation on charged particles.
     Nbody(repro::ReproArgs),
     /// Real CMU motion capture, subject 09 "run" (after `sgdd data import mocap-run`).
-    MocapRun(repro::ReproArgs),
+    MocapRun(repro::MocapReproArgs),
     /// Real protein MD, ADK (after `sgdd data fetch adk`).
     Adk(repro::ReproArgs),
     /// MD17-format molecular dynamics by GFN2-xTB, EGNO's setting (after

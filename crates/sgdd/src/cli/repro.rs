@@ -45,6 +45,19 @@ pub struct ReproArgs {
     pub force: bool,
 }
 
+/// `sgdd repro mocap-run`.
+#[derive(Debug, Args)]
+pub struct MocapReproArgs {
+    /// EGNO's published mocap budget and hyperparameters (`configs/repro/mocap-run-paper.toml`:
+    /// 6 layers × 128, lr 5e-4, batch 12, up to 2000 epochs with early stopping, 200 training
+    /// windows) for EGNO, the no-teacher control and SGDD-EGNO, printed beside the published
+    /// figures. Hours per run on a CPU; an interrupted table resumes when started again.
+    #[arg(long, conflicts_with_all = ["quick", "budget"])]
+    pub paper_budget: bool,
+    #[command(flatten)]
+    pub common: ReproArgs,
+}
+
 /// `sgdd repro md17-xtb`.
 #[derive(Debug, Args)]
 pub struct Md17ReproArgs {
@@ -101,6 +114,9 @@ fn base_config(table: &str, budget: Budget) -> Result<&'static str> {
             include_str!("../../../../configs/repro/mocap-run-standard.toml")
         }
         ("mocap-run", Full) => include_str!("../../../../configs/repro/mocap-run.toml"),
+        ("mocap-run-paper", Full) => {
+            include_str!("../../../../configs/repro/mocap-run-paper.toml")
+        }
         ("adk", Quick) => include_str!("../../../../configs/repro/adk-quick.toml"),
         ("adk", Standard) => include_str!("../../../../configs/repro/adk-standard.toml"),
         ("adk", Full) => include_str!("../../../../configs/repro/adk.toml"),
@@ -258,6 +274,17 @@ struct Table<'a> {
     data: Vec<(String, PathBuf)>,
     /// (dataset label, variant) in table order.
     plan: Vec<(String, Variant)>,
+    /// Published figures printed beside ours (same trials and split, other runs).
+    published: Vec<Published>,
+}
+
+/// A figure from a paper, printed as such beside the measured rows.
+#[derive(Debug, Clone, Serialize)]
+struct Published {
+    model: &'static str,
+    source: &'static str,
+    /// Test S2S ×10⁻².
+    s2s: f64,
 }
 
 pub fn run(args: &ReproArgs) -> Result<()> {
@@ -278,29 +305,62 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         sizes: Some(nbody_sizes(args.budget())),
         data,
         plan,
+        published: Vec::new(),
     };
     run_table(args, &table)
 }
 
 /// `sgdd repro mocap-run`: EGNO's CMU subject 09 "run" setting (start frames of EGNO's split,
-/// targets start+26 … start+30), data from `sgdd data import mocap-run`.
-pub fn run_mocap(args: &ReproArgs) -> Result<()> {
+/// targets start+26 … start+30), data from `sgdd data import mocap-run`. With
+/// `--paper-budget`, EGNO's published hyperparameters and budget, beside the published figures.
+pub fn run_mocap(mocap: &MocapReproArgs) -> Result<()> {
+    let args = &mocap.common;
     let dir = args.data_root.join("mocap-run");
     ensure_imported(
         &dir,
         "cargo xtask data import mocap-run --from <the cmu-mocap-09-run folder>",
     )?;
-    let table = Table {
-        name: "mocap-run",
-        config: "mocap-run",
-        setting: "EGNO CMU mocap run: start frames of EGNO's split, targets start+26 … start+30",
-        sizes: None,
-        data: vec![("mocap-run".into(), dir)],
-        plan: [STATIC, CONST_VEL]
-            .into_iter()
-            .chain(LEARNED)
-            .map(|v| ("mocap-run".to_owned(), v))
-            .collect(),
+    let label = || "mocap-run".to_owned();
+    let table = if mocap.paper_budget {
+        Table {
+            name: "mocap-run-paper",
+            config: "mocap-run-paper",
+            setting: "EGNO CMU mocap run at EGNO's published budget (6 × 128, lr 5e-4, batch 12, \
+                      ≤ 2000 epochs, patience 50 validations, 200 training windows): start \
+                      frames of EGNO's split, targets start+26 … start+30",
+            sizes: None,
+            data: vec![(label(), dir)],
+            plan: [STATIC, CONST_VEL, EGNO, NO_TEACHER, SGDD]
+                .into_iter()
+                .map(|v| (label(), v))
+                .collect(),
+            published: vec![
+                Published {
+                    model: "EGNO",
+                    source: "EGNO paper (Xu et al. 2024)",
+                    s2s: 33.9,
+                },
+                Published {
+                    model: "SGDD-EGNO",
+                    source: "SGDD paper (seed 000)",
+                    s2s: 28.2,
+                },
+            ],
+        }
+    } else {
+        Table {
+            name: "mocap-run",
+            config: "mocap-run",
+            setting: "EGNO CMU mocap run: start frames of EGNO's split, targets start+26 … start+30",
+            sizes: None,
+            data: vec![(label(), dir)],
+            plan: [STATIC, CONST_VEL]
+                .into_iter()
+                .chain(LEARNED)
+                .map(|v| (label(), v))
+                .collect(),
+            published: Vec::new(),
+        }
     };
     run_table(args, &table)
 }
@@ -321,6 +381,7 @@ pub fn run_adk(args: &ReproArgs) -> Result<()> {
             .chain(LEARNED)
             .map(|v| ("adk-dims".to_owned(), v))
             .collect(),
+        published: Vec::new(),
     };
     run_table(args, &table)
 }
@@ -378,6 +439,7 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
             .chain(LEARNED)
             .map(|v| (label.clone(), v))
             .collect(),
+        published: Vec::new(),
     };
     run_table(&args.common, &table)
 }
@@ -507,6 +569,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
         "device": args.device,
         "wall_seconds": started.elapsed().as_secs_f64(),
         "rows": rows,
+        "published": table.published,
     });
     let json_path = args.out.join(format!("{}.json", table.name));
     let md_path = args.out.join(format!("{}.md", table.name));
@@ -572,6 +635,15 @@ fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, budget: Budget) -> S
             r.teacher_oracle_s2s_mean
                 .map_or("–".to_owned(), |v| format!("{v:.3}"))
         );
+    }
+    if let Some(system) = rows.first().map(|r| r.system.as_str()) {
+        for p in &table.published {
+            let _ = writeln!(
+                s,
+                "| {system} | {} — published, {} (same trials and split, not run here) | {:.1} | – | – | – | – |",
+                p.model, p.source, p.s2s
+            );
+        }
     }
     s
 }
