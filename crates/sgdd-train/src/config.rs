@@ -249,6 +249,23 @@ pub enum StudentKind {
     CvFuture,
 }
 
+/// See [`ModelConfig::teacher_path`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeacherPath {
+    /// The paper's: each step the decoder reads the teacher's or the student's `z^sg`, as the
+    /// teacher-forcing schedule says; the teacher learns through the decoder.
+    #[default]
+    Scheduled,
+    /// Every step trains both paths through the one decoder: `L_pred(student) +
+    /// L_pred(teacher) + λ L_align` (the decoder always also sees the student's input).
+    Joint,
+    /// The teacher has a decoder of its own: `L_pred(student → decoder) + L_pred(teacher →
+    /// teacher decoder) + λ L_align`. The student's decoder never reads the teacher, so train
+    /// and test inputs agree; the teacher reaches the student only through the alignment.
+    Separate,
+}
+
 /// Model settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -297,6 +314,10 @@ pub struct ModelConfig {
     /// `schedule = "custom"`: `[[fraction, ratio], …]`, fractions summing to 1, e.g.
     /// `[[0.25, 1.0], [0.75, 0.0]]`.
     pub stages: Vec<[f64; 2]>,
+    /// SGDD: how the teacher's path is trained — `scheduled` (teacher forcing by
+    /// `model.schedule`), `joint` (both paths through the decoder every step) or `separate`
+    /// (the teacher with a decoder of its own; the schedule is then unused).
+    pub teacher_path: TeacherPath,
     /// Align standardised representations: teacher and student `z^sg` (per channel) and `ã`
     /// (per spectral mode and channel) are centred and scaled by detached running statistics
     /// of the teacher's, so the alignment teaches the part that varies between samples rather
@@ -336,6 +357,7 @@ impl Default for ModelConfig {
             align_spec: true,
             schedule: ScheduleName::StudentEnd,
             stages: Vec::new(),
+            teacher_path: TeacherPath::Scheduled,
             align_standardize: false,
             stats_momentum: 0.01,
             sge_lr_scale: 1.0,

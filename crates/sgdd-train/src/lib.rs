@@ -46,7 +46,7 @@ pub use checkpoint::{
 };
 pub use config::{
     CheckedRunConfig, DataConfig, LrSchedule, ModelConfig, ModelKind, RESUMABLE_KEYS, RunConfig,
-    ScheduleName, SelectMetric, StudentKind, TrainConfig,
+    ScheduleName, SelectMetric, StudentKind, TeacherPath, TrainConfig,
 };
 pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
 pub use device::DeviceChoice;

@@ -12,7 +12,7 @@ use graph_nets::{
 };
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::config::{ModelConfig, ModelKind, StudentKind};
+use crate::config::{ModelConfig, ModelKind, StudentKind, TeacherPath};
 use crate::data::{Batch, Prepared};
 use crate::metrics::ImitationSums;
 use crate::sge::{Sge, SplitterCache, splitter_leading};
@@ -153,6 +153,10 @@ fn cv_future(x0: &Tensor, v0: &Tensor, times: &[f64]) -> (Tensor, Tensor) {
 #[derive(Debug)]
 struct Teacher {
     net: Stsgnn,
+    /// How the teacher's path is trained.
+    path: TeacherPath,
+    /// `path = separate`: the teacher's own decoder.
+    decoder: Option<Egno>,
     align: PiAlignment,
     /// Detached running statistics of the teacher's `z^sg` and `ã` (when standardising).
     stats: Option<RunningStats>,
@@ -253,21 +257,21 @@ impl Model {
     ) -> Result<Self> {
         let root = vs.root();
         let device = vs.device();
+        let decoder_config = EgnoConfig {
+            node_in: dims.node_dim,
+            edge_dim: dims.edge_dim,
+            hidden: cfg.hidden,
+            layers: cfg.decoder_layers,
+            horizon: dims.t,
+            num_modes: cfg.num_modes.min(dims.t / 2 + 1),
+            cond_dim: if cfg.kind.has_student() { cfg.z_dim } else { 0 },
+            ..Default::default()
+        };
         let decoder = match cfg.kind {
             ModelKind::ConstVel | ModelKind::Static => None,
-            ModelKind::Egno | ModelKind::Sgdd | ModelKind::NoTeacher => Some(
-                EgnoConfig {
-                    node_in: dims.node_dim,
-                    edge_dim: dims.edge_dim,
-                    hidden: cfg.hidden,
-                    layers: cfg.decoder_layers,
-                    horizon: dims.t,
-                    num_modes: cfg.num_modes.min(dims.t / 2 + 1),
-                    cond_dim: if cfg.kind.has_student() { cfg.z_dim } else { 0 },
-                    ..Default::default()
-                }
-                .build(&root / "decoder")?,
-            ),
+            ModelKind::Egno | ModelKind::Sgdd | ModelKind::NoTeacher => {
+                Some(decoder_config.clone().build(&root / "decoder")?)
+            }
         };
         let distill = if cfg.kind.has_student() {
             let teacher = if cfg.kind == ModelKind::Sgdd {
@@ -366,7 +370,19 @@ impl Model {
                             cfg.stats_momentum,
                         )
                     });
-                    Some(Teacher { net, align, stats })
+                    let decoder = match cfg.teacher_path {
+                        TeacherPath::Separate => {
+                            Some(decoder_config.build(&root / "teacher_decoder")?)
+                        }
+                        TeacherPath::Scheduled | TeacherPath::Joint => None,
+                    };
+                    Some(Teacher {
+                        net,
+                        path: cfg.teacher_path,
+                        decoder,
+                        align,
+                        stats,
+                    })
                 }
                 None => None,
             };
@@ -462,6 +478,7 @@ impl Model {
             return Ok(None);
         };
         let (cond, _) = self.sge(d, &Self::teacher_z(teacher, batch)?, batch)?;
+        let decoder = teacher.decoder.as_ref().unwrap_or(decoder);
         Ok(Some(decoder.f_forward(&Self::state(batch), Some(&cond))?.x))
     }
 
@@ -531,10 +548,24 @@ impl Model {
         };
         let z_dyn = Self::teacher_z(teacher, batch)?;
         let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch)?;
-        let teacher_forced = schedule.decoder_input(iteration) == DecoderInput::Teacher;
-        let cond = if teacher_forced { &zsg_dyn } else { &zsg_init };
-        let pred = decoder.f_forward(&state, Some(cond))?.x;
-        let l_pred = pred.mse_loss(&batch.y, tch::Reduction::Mean);
+        let mse = |decoder: &Egno, cond: &Tensor| -> Result<Tensor> {
+            let pred = decoder.f_forward(&state, Some(cond))?.x;
+            Ok(pred.mse_loss(&batch.y, tch::Reduction::Mean))
+        };
+        // `l_pred`: the path the step reports; `l_train`: every prediction loss it trains
+        let (l_pred, l_train, teacher_forced) = match teacher.path {
+            TeacherPath::Scheduled => {
+                let forced = schedule.decoder_input(iteration) == DecoderInput::Teacher;
+                let l = mse(decoder, if forced { &zsg_dyn } else { &zsg_init })?;
+                (l.shallow_clone(), l, forced)
+            }
+            TeacherPath::Joint | TeacherPath::Separate => {
+                let student = mse(decoder, &zsg_init)?;
+                let own = teacher.decoder.as_ref().unwrap_or(decoder);
+                let both = &student + mse(own, &zsg_dyn)?;
+                (student, both, false)
+            }
+        };
         let align = match &teacher.stats {
             None => teacher
                 .align
@@ -548,7 +579,7 @@ impl Model {
                     .forward(&z(&zsg_init), &z(&zsg_dyn), &a(&a_init), &a(&a_dyn))?
             }
         };
-        let total = &l_pred + &align.total;
+        let total = &l_train + &align.total;
         Ok(StepLoss {
             pred: l_pred.double_value(&[]),
             rep: align.rep.double_value(&[]),
@@ -717,6 +748,131 @@ mod tests {
                 after < 1e-3 * before && after < 1e-3,
                 "{student:?}: gradient {before} → {after}"
             );
+        }
+    }
+
+    /// `teacher_path = separate`: the teacher trains its own decoder, the student's decoder
+    /// learns only from the student's path (so its train and test inputs agree), the step's
+    /// reported `pred` is the student's loss, and predictions never run the teacher decoder.
+    /// `joint`: one decoder trained on both paths.
+    #[test]
+    fn teacher_paths_train_the_decoders_they_say() {
+        let mut spec = NBodySpec::new(System::Charged);
+        spec.n_train = 4;
+        spec.seed = 5;
+        let ds = spec.generate_split(traj_data::Split::Train).unwrap();
+        let cfg = crate::RunConfig::from_toml("[data]\ndir = \"unused\"\n", &[]).unwrap();
+        let p = prepare(&ds, &cfg.data).unwrap();
+        let idx: Vec<i64> = (0..p.samples).collect();
+        let batch = p
+            .batch(&idx, Device::Cpu, &mut GraphCache::default())
+            .unwrap();
+        let schedule = distill_kd::TeacherForcingConfig::paper(0)
+            .check(10)
+            .unwrap();
+        let grad_norm = |vs: &nn::VarStore, prefix: &str| -> f64 {
+            vs.variables()
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, v)| {
+                    let g = v.grad();
+                    if g.defined() {
+                        g.square().sum(Kind::Double).double_value(&[])
+                    } else {
+                        0.0
+                    }
+                })
+                .sum()
+        };
+        for path in [TeacherPath::Separate, TeacherPath::Joint] {
+            tch::manual_seed(1);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let mcfg = ModelConfig {
+                hidden: 8,
+                z_dim: 4,
+                decoder_layers: 1,
+                teacher_layers: 1,
+                student_layers: 1,
+                heads: 2,
+                k: 6,
+                lambda: 0.0,
+                teacher_path: path,
+                ..Default::default()
+            };
+            let model = Model::build(
+                &vs,
+                &mcfg,
+                ProblemDims::of(&p),
+                &p.undirected,
+                p.target_times.clone(),
+            )
+            .unwrap();
+            let has_own = vs
+                .variables()
+                .keys()
+                .any(|k| k.starts_with("teacher_decoder."));
+            assert_eq!(has_own, path == TeacherPath::Separate);
+            // iteration 0 is teacher-forced under the paper schedule: these paths ignore it
+            let step = model.loss(&batch, 0, &schedule).unwrap();
+            assert!(!step.teacher_forced);
+            let pred = model.predict(&batch).unwrap();
+            let student = pred
+                .mse_loss(&batch.y, tch::Reduction::Mean)
+                .double_value(&[]);
+            assert!(
+                (step.pred - student).abs() < 1e-6 * student.max(1.0),
+                "{path:?}"
+            );
+            let oracle = model.predict_with_teacher(&batch).unwrap().unwrap();
+            let teacher = oracle
+                .mse_loss(&batch.y, tch::Reduction::Mean)
+                .double_value(&[]);
+            // λ = 0: the total is exactly the two prediction losses
+            let total = step.total.double_value(&[]);
+            assert!((total - student - teacher).abs() < 1e-5 * total, "{path:?}");
+            step.total.backward();
+            assert!(
+                grad_norm(&vs, "teacher.") > 0.0,
+                "{path:?}: the teacher learns"
+            );
+            assert!(
+                grad_norm(&vs, "student.") > 0.0,
+                "{path:?}: the student learns"
+            );
+            if path == TeacherPath::Separate {
+                assert!(grad_norm(&vs, "teacher_decoder.") > 0.0);
+                // the student's decoder gets exactly the gradient of the student's path alone
+                // the student decoder's gradients by name (`variables()` is a fresh HashMap)
+                let decoder_grads = || -> std::collections::BTreeMap<String, Tensor> {
+                    vs.variables()
+                        .into_iter()
+                        .filter(|(k, _)| k.starts_with("decoder."))
+                        .map(|(k, v)| {
+                            let g = v.grad();
+                            (
+                                k,
+                                if g.defined() {
+                                    g.copy()
+                                } else {
+                                    v.zeros_like()
+                                },
+                            )
+                        })
+                        .collect()
+                };
+                let g_both = decoder_grads();
+                vs.variables().values_mut().for_each(|v| v.zero_grad());
+                let only = model
+                    .predict(&batch)
+                    .unwrap()
+                    .mse_loss(&batch.y, tch::Reduction::Mean);
+                only.backward();
+                let g_student = decoder_grads();
+                assert_eq!(g_both.len(), g_student.len());
+                for ((name, a), b) in g_both.iter().zip(g_student.values()) {
+                    assert!(a.allclose(b, 1e-5, 1e-7, false), "{name}");
+                }
+            }
         }
     }
 }
