@@ -7,6 +7,8 @@ so both sides see identical input. Times, on those matrices:
 
 * numpy ``eigh`` (LAPACK ``syevd``) of the ADK spatial Laplacian (N = 855), of the 4,000-node
   graph's Laplacian, and of the joint ``L_t ⊗ I + I ⊗ L_s`` at T = 4 (3420²);
+* scipy ``eigh(subset_by_index=[0, 127])`` (LAPACK ``syevr``) of the ADK Laplacian: the 128
+  smallest pairs, what the joint basis needs;
 * scipy ``eigsh`` in shift-invert mode (``sigma`` just below 0, ``which="LM"``) for the 32
   smallest eigenpairs of the 4,000-node graph — the standard Python route to the bottom of a
   Laplacian spectrum.
@@ -17,30 +19,24 @@ eigen-decompositions that take tens of seconds). Writes spectral.json — the he
 ``partial_vs_dense_speedup``, ``partial_vs_scipy``, each baseline time / ours) plus every row and
 the context — and prints the table.
 
-Set-up: numpy and scipy are installed into the running interpreter with pip when missing.
+Threads: the count in SGDD_BENCH_THREADS (set by the runner for both sides), pinned on numpy's BLAS
+with threadpoolctl (bench_env.py), which also records which BLAS numpy runs. Set-up: numpy, scipy
+and threadpoolctl are installed (pinned, bench_env.PINNED) into the running interpreter with pip
+when missing.
 
 Usage (normally through `cargo xtask bench spectral`): python benches/peers/spectral.py --out target/bench
 """
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
-
-def ensure_packages():
-    missing = [m for m in ("numpy", "scipy") if importlib.util.find_spec(m) is None]
-    if missing:
-        print(f"spectral peer: installing {' '.join(missing)} with pip", file=sys.stderr)
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", *missing])
-        importlib.invalidate_caches()
+import bench_env
 
 
 def load(path):
@@ -86,11 +82,16 @@ def main():
     graphs = pathlib.Path(rust["graphs_dir"])
     ours = rust["rust_median_s"]
 
-    ensure_packages()
+    bench_env.ensure_packages("numpy", "scipy")
     import numpy as np
     import scipy
     import scipy.sparse as sp
     from scipy.sparse.linalg import eigsh
+
+    threads = bench_env.pin_threads()
+    if threads != rust["context"]["threads"]["requested"]:
+        sys.exit(f"spectral peer: {threads} threads here but the Rust side ran at "
+                 f"{rust['context']['threads']['requested']}: not the same setting")
 
     adk = load(graphs / "adk_ls.json").toarray()
     geo = load(graphs / "geo4000.json")
@@ -99,6 +100,12 @@ def main():
 
     peer = {"numpy_eigh_s": {}, "scipy_eigsh_s": {}}
     peer["numpy_eigh_s"]["adk_ls"] = timeit(lambda: np.linalg.eigh(adk), args.repeats)
+    import scipy.linalg
+
+    # The basis needs only the K = 128 smallest pairs: LAPACK syevr through scipy.
+    peer["scipy_eigh_subset_s"] = {
+        "adk_ls_k128": timeit(lambda: scipy.linalg.eigh(adk, subset_by_index=[0, 127]), args.repeats)
+    }
     geo_dense = geo.toarray()
     peer["numpy_eigh_s"]["geo4000"] = timeit(lambda: np.linalg.eigh(geo_dense), 2, warmup=False)
     peer["numpy_eigh_s"]["joint_t4"] = timeit(lambda: np.linalg.eigh(joint), 2, warmup=False)
@@ -126,6 +133,7 @@ def main():
         "scipy": scipy.__version__,
         "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
+    peer["threads"] = bench_env.thread_report(threads)
 
     rows = list(rust["rows"])
     headline = dict(rust["headline"])
@@ -141,6 +149,10 @@ def main():
     )
     headline["dense_eigh_vs_numpy_n4000"] = row(
         "dense eigh: numpy / faer (N=4000)", peer["numpy_eigh_s"]["geo4000"], ours.get("dense_eigh/geo4000"), 1 / 1.5
+    )
+    headline["dense_leading_vs_scipy_subset"] = row(
+        "dense K=128 smallest: scipy eigh subset (syevr) / faer leading (ADK)",
+        peer["scipy_eigh_subset_s"]["adk_ls_k128"], ours.get("dense_eigh/adk855_leading128"), 1 / 1.5
     )
     headline["partial_vs_scipy"] = row(
         "partial (k=32): scipy eigsh shift-invert / ours, N=4000",
@@ -163,7 +175,8 @@ def main():
                          "projection_memory": rust["projection_memory"]}
     (out_dir / "spectral.json").write_text(json.dumps(report, indent=2))
 
-    print(f"\nspectral-core ratios (baseline / ours, measured in this run) on {rust['context']['machine']}")
+    print(f"\nspectral-core ratios (baseline / ours, measured in this run, {threads} thread(s) each) "
+          f"on {rust['context']['machine']}; numpy BLAS: {', '.join(peer['threads'].get('numpy_blas', ['?']))}")
     print(f"{'comparison':<62} {'baseline':>10} {'ours':>10} {'ratio':>9} {'target':>8}")
     for r in rows:
         target = f"≥{r['target']:.2g}×" if r.get("target") else ""
