@@ -18,6 +18,7 @@ threads, and the environment variables. A library not at the requested count is 
 import importlib
 import importlib.util
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -100,7 +101,8 @@ def thread_report(requested, torch=None):
         import numpy
 
         blas = [p for p in pools if p["user_api"] == "blas"]
-        report["numpy_blas"] = [f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)" for p in blas]
+        report["numpy_blas"] = [f"{p['internal_api']} {p['version']} ({pathlib.Path(p['filepath']).name}, "
+                                f"{p['num_threads']} threads)" for p in blas]
         report["numpy"] = numpy.__version__
     except ImportError:
         pass

@@ -167,7 +167,7 @@ def main():
     for side, xs in sides:
         if max(xs) > 1.5 * min(xs):
             hint = (" (with several threads, libtorch's OpenMP barriers stall badly when a core is taken: "
-                    "rerun with SGDD_BENCH_THREADS=1)") if threads > 1 else ""
+                    "compare the 1-thread setting)") if threads > 1 else ""
             print(f"warning: {side} samples spread {min(xs) * 1e3:.0f}–{max(xs) * 1e3:.0f} ms: other load on the "
                   f"machine; compare the fastest-sample row{hint}", file=sys.stderr)
     if official.get("used"):

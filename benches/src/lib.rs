@@ -362,6 +362,18 @@ HETATM   22 O    HOH     2       0.000   0.000   0.000  1.00  0.00
         assert_eq!(b[3], [-12.026, 25.230, 7.747]);
     }
 
+    /// The real structure, when `cargo xtask data fetch adk` has extracted it.
+    #[test]
+    fn the_fetched_adk_structure_has_855_backbone_atoms() {
+        let path = default_adk_pdb();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            eprintln!("{} absent (run `cargo xtask data fetch adk`)", path.display());
+            return;
+        };
+        let b = parse_pdb_backbone(&text);
+        assert_eq!(b.len(), 855, "{}", path.display());
+    }
+
     #[test]
     fn synthetic_backbone_is_a_compact_chain() {
         let b = synthetic_backbone(300, 1);

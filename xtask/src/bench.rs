@@ -278,6 +278,10 @@ pub fn run(name: &str, args: &[String]) -> Result<()> {
         cmd.args(["bench", "--package", "sgdd-benches", "--bench", name, "--"])
             .args(&opts.criterion)
             .env("SGDD_BENCH_OUT", &dir);
+        if !opts.criterion.iter().any(|a| a.contains("baseline")) {
+            // criterion compares with the last run of the same setting, not the other one
+            cmd.args(["--save-baseline", &format!("threads-{t}")]);
+        }
         pin_threads(&mut cmd, t);
         let (load, warning) = run_side("Rust", t, cores, opts.settle, cmd)?;
         loads.insert("rust".into(), load);
