@@ -36,7 +36,8 @@ import statistics
 import sys
 import time
 
-import bench_env
+sys.dont_write_bytecode = True
+import bench_env  # noqa: E402
 
 
 def load(path):
