@@ -11,8 +11,8 @@
 //!
 //! Setting: EGNO's MD17 configuration (hidden 64, 5 layers, T = 8, 2 Fourier modes, time
 //! embedding 32, velocities, temporal convolution on), a batch of 16 aspirin-sized systems
-//! (21 atoms) on 8-nearest-neighbour graphs, float32, CPU. Knob: `SGDD_BENCH_THREADS`
-//! (default: all cores).
+//! (21 atoms) on 8-nearest-neighbour graphs, float32, CPU. Threads: `SGDD_BENCH_THREADS`
+//! (default: all cores), which `cargo xtask bench nets --threads 1,all` sets for both sides.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
 use graph_nets::{EgnoConfig, GraphBatch, InitialState};
-use sgdd_benches::{bench_output_dir, median};
+use sgdd_benches::{bench_output_dir, machine, median, pin_threads, thread_context};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
 const GRAPHS: i64 = 16;
@@ -93,11 +93,7 @@ fn out_dir() -> PathBuf {
 
 fn main() {
     let bench_mode = std::env::args().any(|a| a == "--bench");
-    let threads: i32 = std::env::var("SGDD_BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32));
-    tch::set_num_threads(threads);
+    let threads = pin_threads();
     tch::manual_seed(0);
 
     let cfg = config();
@@ -179,6 +175,8 @@ fn main() {
         "egno_train_step_min_s": samples.iter().copied().fold(f64::INFINITY, f64::min),
         "samples_s": samples,
         "threads": threads,
+        "thread_context": thread_context(threads),
+        "machine": machine(),
         "lr": LR,
         "initial_loss": initial_loss,
         "config": cfg,

@@ -8,7 +8,9 @@
 //! * **projection**: factored `B_Kᵀ z` vs the materialised GEMM, N = 855, T ∈ {4, 10, 20},
 //!   K ∈ {64, 128, 512}, d = 64, f32, with the memory each holds;
 //! * **dense_eigh**: faer on the ADK Laplacian and on a 4,000-node sparse graph (the peer times
-//!   numpy `eigh` on the same matrices);
+//!   numpy `eigh` on the same matrices), and the K = 128 smallest pairs of the ADK Laplacian
+//!   (`self_adjoint_eigen_leading`, what the basis calls; the peer times scipy's
+//!   `eigh(subset_by_index=…)`, LAPACK `syevr`);
 //! * **partial**: the 32 smallest eigenpairs of the 4,000-node graph (vs dense here, vs scipy
 //!   `eigsh` shift-invert in the peer).
 //!
@@ -16,8 +18,10 @@
 //! (every median time, the Rust-side ratios, the memory figures, the machine) and the exact
 //! Laplacians under `$SGDD_BENCH_OUT/spectral/`; then the peer `benches/peers/spectral.py`
 //! times numpy/scipy on those matrices and writes `spectral.json` with all the ratios and prints
-//! the table. Knobs: `SGDD_ADK_PDB` (path of `adk_open.pdb`, for the real ADK backbone; else a
-//! synthetic chain of the same size), `SGDD_BENCH_SKIP_GROWTH=1` (skip the one-shot T = 8, 10
+//! the table. The runner runs both sides once per thread setting with the same thread count
+//! ([`pin_threads`]). Knobs: `SGDD_ADK_PDB` (path of `adk_open.pdb`; by default the one `cargo
+//! xtask data fetch adk` extracts into `datasets/cache/`, else a synthetic chain of the same size,
+//! flagged in the report and on screen), `SGDD_BENCH_SKIP_GROWTH=1` (skip the one-shot T = 8, 10
 //! joint runs, ≈ 5 minutes on two cores).
 
 use std::collections::BTreeMap;
@@ -29,12 +33,12 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use sgdd_benches::{
-    RatioRow, adk_backbone, bench_output_dir, geometric_graph, median, render_table,
-    write_laplacian,
+    RatioRow, adk_backbone, bench_output_dir, geometric_graph, machine, median, pin_threads,
+    render_table, thread_context, write_laplacian,
 };
 use spectral_core::{
     Graph, JointBasis, Laplacian, LaplacianKind, PartialEigenConfig, SpatialSolver,
-    joint_laplacian_dense, self_adjoint_eigen,
+    joint_laplacian_dense, self_adjoint_eigen, self_adjoint_eigen_leading,
 };
 
 /// Per-iteration seconds of every sample criterion took, by benchmark id.
@@ -98,11 +102,15 @@ fn time_of(key: &str) -> Option<f64> {
 struct Fixtures {
     adk: Graph,
     adk_source: String,
+    adk_synthetic: bool,
     big: Graph,
 }
 
 fn fixtures(dir: &Path) -> Fixtures {
     let backbone = adk_backbone();
+    if backbone.synthetic {
+        eprintln!("\nWARNING (spectral bench): {}\n", backbone.source);
+    }
     let adk = Graph::radius(&backbone.positions, 8.0).expect("finite coordinates");
     let big = geometric_graph(4000, 0.1, 7);
     write_laplacian(
@@ -128,6 +136,7 @@ fn fixtures(dir: &Path) -> Fixtures {
     Fixtures {
         adk,
         adk_source: backbone.source,
+        adk_synthetic: backbone.synthetic,
         big,
     }
 }
@@ -201,6 +210,10 @@ fn bench_eigen(c: &mut Criterion, fx: &Fixtures) {
     g.timed("geo4000", || {
         self_adjoint_eigen(big_dense.as_ref(), faer::get_global_parallelism())
     });
+    // What the basis calls for the spatial modes: the K smallest pairs only.
+    g.timed(&format!("adk855_leading{K_BASIS}"), || {
+        self_adjoint_eigen_leading(adk.as_ref(), K_BASIS, faer::get_global_parallelism())
+    });
     g.finish();
     let mut g = Group::new(c, "partial");
     slow(&mut g);
@@ -211,27 +224,8 @@ fn bench_eigen(c: &mut Criterion, fx: &Fixtures) {
     g.finish();
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cpu}, {threads} hardware threads available to this process")
-}
-
-fn rayon_threads() -> usize {
-    faer::get_global_parallelism().degree()
-}
-
 fn main() {
+    let threads = pin_threads();
     let bench_mode = std::env::args().any(|a| a == "--bench");
     let dir = bench_output_dir().join("spectral");
     let fx = fixtures(&dir);
@@ -349,9 +343,10 @@ fn main() {
         "graphs_dir": dir,
         "context": {
             "machine": machine(),
-            "rayon_threads": rayon_threads(),
+            "threads": thread_context(threads),
             "adk_graph": {
                 "source": fx.adk_source,
+                "synthetic_fallback": fx.adk_synthetic,
                 "nodes": fx.adk.n_nodes(),
                 "edges_8A": fx.adk.n_edges(),
             },
@@ -372,4 +367,7 @@ fn main() {
         "written to {} (the peer adds the numpy/scipy ratios)",
         path.display()
     );
+    if fx.adk_synthetic {
+        println!("WARNING: the ADK rows ran on a synthetic chain: {}", fx.adk_source);
+    }
 }

@@ -3,17 +3,24 @@
 
 Reads what the Rust side wrote under --out: nets-rust.json (configuration, threads, learning rate,
 first-step loss, per-step times) and nets/{inputs,weights}.safetensors (the exact batch and the
-initial weights). Loads them into the PyTorch reference model (crates/graph-nets/tests/golden/
+initial weights). Loads them into the PyTorch port of our model (crates/graph-nets/tests/golden/
 reference.py, which the crate's golden tests check the Rust model against), verifies that it
 computes the same first loss, then times the same step — forward, MSE, backward, Adam — on the same
-number of CPU threads. Writes nets.json with egno_step_speedup_vs_pytorch = PyTorch time / ours,
-and prints the table.
+number of CPU threads (SGDD_BENCH_THREADS, pinned by bench_env.py). Writes nets.json with
+egno_step_speedup_vs_port = port time / ours, and prints the table.
+
+The authors' model as a second peer: with SGDD_EGNO_OFFICIAL=/path/to/EGNO (a checkout of
+https://github.com/MinkaiXu/EGNO; nothing of it is part of this repository), the official class
+`model.egno.EGNO` is built at the same size, our initial weights are mapped into it (official_egno.py)
+and the same step is timed on the same inputs: egno_step_speedup_vs_official = official time / ours.
+Without the variable that figure is null and the report says the port was the only peer.
 
 Usage (normally through `cargo xtask bench nets`): python benches/peers/nets.py --out target/bench
 """
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import statistics
@@ -24,9 +31,13 @@ sys.dont_write_bytecode = True
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "crates/graph-nets/tests/golden"))
 
+import bench_env  # noqa: E402
+
+bench_env.ensure_packages()
 import torch  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402  (safetensors.torch needs `packaging`)
 
+import official_egno  # noqa: E402
 import reference as ref  # noqa: E402
 
 
@@ -46,8 +57,9 @@ def main():
     args = ap.parse_args()
     out = pathlib.Path(args.out)
     rust = json.loads((out / "nets-rust.json").read_text())
-    cfg, threads = rust["config"], rust["threads"]
-    torch.set_num_threads(threads)
+    cfg, threads = rust["config"], bench_env.pin_threads(torch)
+    if threads != rust["threads"]:
+        sys.exit(f"nets peer: {threads} threads here but the Rust side ran at {rust['threads']}: not the same setting")
 
     inputs = load_tensors(out / "nets" / "inputs.safetensors")
     batch = rust["batch"]
@@ -67,43 +79,75 @@ def main():
     if not agree:
         sys.exit(f"nets peer: the PyTorch model's first loss {first} differs from Rust's {rust['initial_loss']}: not the same model")
 
-    opt = torch.optim.Adam(model.parameters(), lr=rust["lr"])
+    def time_steps(params, loss_fn):
+        """Per-step seconds of `args.samples` samples of forward + MSE + backward + Adam."""
+        opt = torch.optim.Adam(params, lr=rust["lr"])
 
-    def step():
-        opt.zero_grad()
-        l = loss()
-        l.backward()
-        opt.step()
+        def step():
+            opt.zero_grad()
+            l = loss_fn()
+            l.backward()
+            opt.step()
 
-    for _ in range(5):  # warm-up
-        step()
-    t0 = time.perf_counter()
-    step()
-    iters = max(1, int(args.sample_seconds / (time.perf_counter() - t0)))
-    samples = []
-    for _ in range(args.samples):
-        t0 = time.perf_counter()
-        for _ in range(iters):
+        for _ in range(5):  # warm-up
             step()
-        samples.append((time.perf_counter() - t0) / iters)
+        t0 = time.perf_counter()
+        step()
+        iters = max(1, int(args.sample_seconds / (time.perf_counter() - t0)))
+        out = []
+        for _ in range(args.samples):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                step()
+            out.append((time.perf_counter() - t0) / iters)
+        return out
 
+    # The authors' class, when a checkout is named; built before the port trains (it maps the
+    # initial weights).
+    official_dir = os.environ.get("SGDD_EGNO_OFFICIAL")
+    official = None
+    if official_dir:
+        off_model, official_loss, official = official_egno.build(
+            official_dir, cfg, model, graph, x0, v0, h0, ea, target, inputs["edge_index"])
+
+    samples = time_steps(model.parameters(), loss)
     torch_s, rust_s = statistics.median(samples), rust["egno_train_step_s"]
     ratio = torch_s / rust_s
     # On a shared machine other load only ever adds time: the fastest sample of each side is a
     # cross-check of the median-based headline.
     best_ratio = min(samples) / rust["egno_train_step_min_s"]
+    rows = [
+        {"what": "EGNO step (fwd+bwd+Adam): our PyTorch port / ours, median", "baseline_s": torch_s, "ours_s": rust_s, "ratio": ratio, "target": 1.0},
+        {"what": "EGNO step: our PyTorch port / ours, fastest sample", "baseline_s": min(samples), "ours_s": rust["egno_train_step_min_s"], "ratio": best_ratio, "target": None},
+    ]
+    official_ratio = official_best = None
+    official_samples = None
+    if official is not None:
+        official_samples = time_steps(off_model.parameters(), official_loss)
+        off_s = statistics.median(official_samples)
+        official_ratio = off_s / rust_s
+        official_best = min(official_samples) / rust["egno_train_step_min_s"]
+        rows += [
+            {"what": "EGNO step: official MinkaiXu/EGNO class / ours, median", "baseline_s": off_s, "ours_s": rust_s, "ratio": official_ratio, "target": 1.0},
+            {"what": "EGNO step: official class / ours, fastest sample", "baseline_s": min(official_samples), "ours_s": rust["egno_train_step_min_s"], "ratio": official_best, "target": None},
+        ]
+        official["samples_s"] = official_samples
+    else:
+        official = {"used": False, "why": "SGDD_EGNO_OFFICIAL is not set: the only peer is our PyTorch port "
+                    "(crates/graph-nets/tests/golden/reference.py); set it to a checkout of "
+                    "https://github.com/MinkaiXu/EGNO to time the authors' class too"}
     report = {
-        "egno_step_speedup_vs_pytorch": ratio,
-        "egno_step_speedup_vs_pytorch_best_sample": best_ratio,
-        "rows": [
-            {"what": "EGNO training step (fwd+bwd+Adam), median of samples", "baseline_s": torch_s, "ours_s": rust_s, "ratio": ratio, "target": 1.0},
-            {"what": "EGNO training step, fastest sample", "baseline_s": min(samples), "ours_s": rust["egno_train_step_min_s"], "ratio": best_ratio, "target": None},
-        ],
+        "egno_step_speedup_vs_port": ratio,
+        "egno_step_speedup_vs_port_best_sample": best_ratio,
+        "egno_step_speedup_vs_official": official_ratio,
+        "egno_step_speedup_vs_official_best_sample": official_best,
+        "rows": rows,
         "context": {
-            "threads": threads,
+            "threads": bench_env.thread_report(threads, torch),
             "config": cfg,
             "batch": batch,
             "initial_loss": {"rust": rust["initial_loss"], "pytorch": first},
+            "official_peer": official,
             "pytorch_samples_s": samples,
             "rust_samples_s": rust["samples_s"],
             "torch": torch.__version__,
@@ -113,16 +157,25 @@ def main():
         },
     }
     (out / "nets.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'comparison':<58} {'PyTorch':>12} {'ours':>12} {'ratio':>9} {'target':>8}")
+    print(f"{'comparison':<58} {'baseline':>12} {'ours':>12} {'ratio':>9} {'target':>8}")
     for r in report["rows"]:
         target = f"≥{r['target']}×" if r["target"] else ""
         print(f"{r['what']:<58} {fmt(r['baseline_s']):>12} {fmt(r['ours_s']):>12} {r['ratio']:>8.2f}× {target:>8}")
-    for side, xs in (("PyTorch", samples), ("ours", rust["samples_s"])):
+    sides = [("PyTorch port", samples), ("ours", rust["samples_s"])]
+    if official_samples is not None:
+        sides.append(("official EGNO", official_samples))
+    for side, xs in sides:
         if max(xs) > 1.5 * min(xs):
             hint = (" (with several threads, libtorch's OpenMP barriers stall badly when a core is taken: "
-                    "rerun with SGDD_BENCH_THREADS=1)") if threads > 1 else ""
+                    "compare the 1-thread setting)") if threads > 1 else ""
             print(f"warning: {side} samples spread {min(xs) * 1e3:.0f}–{max(xs) * 1e3:.0f} ms: other load on the "
                   f"machine; compare the fastest-sample row{hint}", file=sys.stderr)
+    if official.get("used"):
+        print(f"official EGNO ({official['checkout']}): weights mapped, module checks max |Δ| "
+              f"{max(official['module_check_max_abs_diff'].values()):.2e}; first loss {official['first_loss']:.6g} "
+              f"= port with the official layer semantics {official['first_loss_port_with_official_semantics']:.6g}")
+    else:
+        print(f"note: {official['why']}")
     print(f"threads {threads}; first loss rust {rust['initial_loss']:.6g} / pytorch {first:.6g}; wrote {out / 'nets.json'}")
 
 

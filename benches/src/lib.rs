@@ -37,6 +37,84 @@ pub fn bench_output_dir() -> PathBuf {
     target.join("bench")
 }
 
+/// The thread count of this run: `SGDD_BENCH_THREADS` (set by `cargo xtask bench` for both
+/// sides of a comparison), else every core available to the process.
+///
+/// # Errors
+/// A value that is not a positive integer.
+pub fn parse_bench_threads(value: Option<&str>, cores: usize) -> Result<usize, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(cores.max(1)),
+        Some(v) => match v.parse::<usize>() {
+            Ok(t) if t > 0 => Ok(t),
+            _ => Err(format!(
+                "SGDD_BENCH_THREADS={v:?}: expected a positive number of threads"
+            )),
+        },
+    }
+}
+
+/// Pins this process to [`parse_bench_threads`]'s count: faer's global parallelism (sequential
+/// at one thread, else rayon with that many workers) and libtorch's intra-op pool
+/// (`tch::set_num_threads`); rayon's own pool reads `RAYON_NUM_THREADS`, which the runner sets to
+/// the same value. Returns the count. Call it first in a bench's `main`.
+///
+/// # Panics
+/// When `SGDD_BENCH_THREADS` is malformed (a bench asked for a setting should not measure
+/// another).
+pub fn pin_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = parse_bench_threads(std::env::var("SGDD_BENCH_THREADS").ok().as_deref(), cores)
+        .unwrap_or_else(|e| panic!("{e}"));
+    faer::set_global_parallelism(if threads == 1 {
+        faer::Par::Seq
+    } else {
+        faer::Par::rayon(threads)
+    });
+    tch::set_num_threads(threads as i32);
+    threads
+}
+
+/// What each thread pool of this process is set to, for the report: the requested count,
+/// faer's degree, rayon's pool, libtorch's intra-op threads and the thread variables of the
+/// environment.
+pub fn thread_context(requested: usize) -> serde_json::Value {
+    let vars: std::collections::BTreeMap<&str, Option<String>> = [
+        "SGDD_BENCH_THREADS",
+        "RAYON_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    ]
+    .into_iter()
+    .map(|k| (k, std::env::var(k).ok()))
+    .collect();
+    serde_json::json!({
+        "requested": requested,
+        "faer_parallelism_degree": faer::get_global_parallelism().degree(),
+        "rayon_pool": rayon::current_num_threads(),
+        "torch_intra_op": tch::get_num_threads(),
+        "env": vars,
+    })
+}
+
+/// The CPU model and the hardware threads available to this process.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {threads} hardware threads available to this process")
+}
+
 /// Backbone coordinates of the protein setting and where they came from.
 #[derive(Debug, Clone)]
 pub struct Backbone {
@@ -44,41 +122,57 @@ pub struct Backbone {
     pub positions: Vec<[f64; 3]>,
     /// Human-readable provenance, written into the report.
     pub source: String,
+    /// Whether this is the synthetic stand-in (no real ADK structure was found).
+    pub synthetic: bool,
 }
 
-/// The ADK backbone (855 atoms): read from the PDB named by `SGDD_ADK_PDB` when set (e.g.
-/// `adk_open.pdb` from the PyPI source archive `mdanalysistests==2.11.0`, see
-/// `../shared/DATA.md`), else a synthetic stand-in of the same size ([`synthetic_backbone`]).
+/// Where `cargo xtask data fetch adk` extracts (and verifies) `adk_open.pdb`: the default
+/// download cache `<root>/datasets/cache`.
+pub fn default_adk_pdb() -> PathBuf {
+    workspace_root().join("datasets/cache/adk_open.pdb")
+}
+
+/// The ADK backbone (855 atoms): read from the PDB named by `SGDD_ADK_PDB` when set, else from
+/// [`default_adk_pdb`] when `cargo xtask data fetch adk` has put it there (`adk_open.pdb` of the
+/// PyPI source archive `mdanalysistests==2.11.0`, see `../shared/DATA.md`), else a synthetic
+/// stand-in of the same size ([`synthetic_backbone`]) with [`Backbone::synthetic`] set.
 ///
 /// # Panics
-/// When `SGDD_ADK_PDB` is set but the file cannot be read or has no backbone atoms — a
-/// benchmark asked for real data should not silently measure something else.
+/// When the chosen PDB cannot be read or has no backbone atoms — a benchmark asked for real
+/// data should not silently measure something else.
 pub fn adk_backbone() -> Backbone {
-    match std::env::var_os("SGDD_ADK_PDB") {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("SGDD_ADK_PDB={}: {e}", Path::new(&path).display()));
-            let positions = parse_pdb_backbone(&text);
-            assert!(
-                !positions.is_empty(),
-                "SGDD_ADK_PDB={}: no N/CA/C/O ATOM records",
-                Path::new(&path).display()
-            );
-            Backbone {
+    let (path, how) = match std::env::var_os("SGDD_ADK_PDB") {
+        Some(p) => (PathBuf::from(p), "SGDD_ADK_PDB="),
+        None if default_adk_pdb().exists() => (default_adk_pdb(), ""),
+        None => {
+            return Backbone {
+                positions: synthetic_backbone(855, 4),
                 source: format!(
-                    "{} backbone atoms (N, CA, C, O) of {}",
-                    positions.len(),
-                    Path::new(&path).display()
+                    "SYNTHETIC compact chain, 855 atoms at 1.45 Å spacing in a 19 Å sphere: fell \
+                     back because {} does not exist (run `cargo xtask data fetch adk`, or set \
+                     SGDD_ADK_PDB to adk_open.pdb, for the real ADK backbone)",
+                    default_adk_pdb().display()
                 ),
-                positions,
-            }
+                synthetic: true,
+            };
         }
-        None => Backbone {
-            positions: synthetic_backbone(855, 4),
-            source: "synthetic compact chain, 855 atoms at 1.45 Å spacing in a 19 Å sphere \
-                     (set SGDD_ADK_PDB to adk_open.pdb for the real ADK backbone)"
-                .into(),
-        },
+    };
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{how}{}: {e}", path.display()));
+    let positions = parse_pdb_backbone(&text);
+    assert!(
+        !positions.is_empty(),
+        "{how}{}: no N/CA/C/O ATOM records",
+        path.display()
+    );
+    Backbone {
+        source: format!(
+            "{} backbone atoms (N, CA, C, O) of {}",
+            positions.len(),
+            path.display()
+        ),
+        positions,
+        synthetic: false,
     }
 }
 
@@ -268,6 +362,18 @@ HETATM   22 O    HOH     2       0.000   0.000   0.000  1.00  0.00
         assert_eq!(b[3], [-12.026, 25.230, 7.747]);
     }
 
+    /// The real structure, when `cargo xtask data fetch adk` has extracted it.
+    #[test]
+    fn the_fetched_adk_structure_has_855_backbone_atoms() {
+        let path = default_adk_pdb();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            eprintln!("{} absent (run `cargo xtask data fetch adk`)", path.display());
+            return;
+        };
+        let b = parse_pdb_backbone(&text);
+        assert_eq!(b.len(), 855, "{}", path.display());
+    }
+
     #[test]
     fn synthetic_backbone_is_a_compact_chain() {
         let b = synthetic_backbone(300, 1);
@@ -284,6 +390,17 @@ HETATM   22 O    HOH     2       0.000   0.000   0.000  1.00  0.00
                 .all(|p| p.iter().map(|x| x * x).sum::<f64>() < 19.0 * 19.0)
         );
         assert_eq!(b, synthetic_backbone(300, 1));
+    }
+
+    #[test]
+    fn bench_thread_counts() {
+        assert_eq!(parse_bench_threads(None, 4), Ok(4));
+        assert_eq!(parse_bench_threads(Some(""), 0), Ok(1));
+        assert_eq!(parse_bench_threads(Some(" 2 "), 4), Ok(2));
+        for bad in ["0", "-1", "all", "1.5"] {
+            let e = parse_bench_threads(Some(bad), 4).unwrap_err();
+            assert!(e.starts_with("SGDD_BENCH_THREADS="), "{e}");
+        }
     }
 
     #[test]

@@ -51,14 +51,17 @@ enum Cmd {
     },
     /// Benchmark an area against its peer baseline, writing `target/bench/NAME.json`.
     ///
-    /// Runs the criterion bench `NAME` of `benches/` (which writes `target/bench/NAME-rust.json`),
-    /// then, when it exists, the peer script `benches/peers/NAME.py` with the venv's python; the
-    /// peer measures its side on the same inputs, computes the ratios, writes
-    /// `target/bench/NAME.json` and prints the table.
+    /// For each thread setting (`--threads 1,all`, the default: one thread, then all cores) runs
+    /// the criterion bench `NAME` of `benches/` and then, when it exists, the peer script
+    /// `benches/peers/NAME.py`, both pinned to the same thread count (RAYON/OMP/OPENBLAS/MKL
+    /// `_NUM_THREADS`, `SGDD_BENCH_THREADS`), recording the load average before and after each
+    /// side and warning when the machine was not quiet; `--settle SECS` (default 60) is the
+    /// longest wait for a quiet machine before a side. Merges the settings into
+    /// `target/bench/NAME.json` (ratios keyed by thread count) and prints the tables.
     Bench {
         /// The area, e.g. `spectral` or `nets`.
         name: String,
-        /// Extra arguments for the criterion bench (after `--`).
+        /// `--threads LIST`, `--settle SECS`, then arguments for the criterion bench.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

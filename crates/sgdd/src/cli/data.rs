@@ -69,7 +69,9 @@ pub struct Md17XtbArgs {
 pub enum Fetch {
     /// Adenylate kinase (ADK) MD from the PyPI archive `mdanalysistests==2.11.0`: backbone
     /// N, CA, C, O (855 nodes), contacts under 8 Å, chronological 60/20/20 split (EGNO's protein
-    /// setting). Writes `adk-dims`, `adk-dims2` and `adk-tmd-namd` under `--out`.
+    /// setting). Writes `adk-dims`, `adk-dims2` and `adk-tmd-namd` under `--out`, and leaves
+    /// every verified member in the cache, among them `adk_open.pdb` and `adk_closed.pdb` (the
+    /// spectral benchmark's real ADK backbone).
     Adk(AdkArgs),
     /// MD17 from the sGDML host (`datasets/manifest.toml`: `md17-<molecule>`) or, with
     /// `--revised`, rMD17 from its archive, downloaded resumably and verified, then converted like
@@ -379,11 +381,16 @@ fn fetch_adk(args: &AdkArgs) -> Result<()> {
     let (sources, cache) = load_sources(&args.sources)?;
     let source = sources.require(ADK_SOURCE)?;
     let archive = obtain_printing(source, &cache, &python_executable(args.python.as_deref()))?;
-    extract_tar(&archive, &source.members, &cache)?;
+    let files = extract_tar(&archive, &source.members, &cache)?;
     eprintln!(
-        "extracted and verified {} ADK files into {}",
-        source.members.len(),
-        cache.display()
+        "extracted and verified {} ADK files into {}: {}",
+        files.len(),
+        cache.display(),
+        files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let out = args
         .out
