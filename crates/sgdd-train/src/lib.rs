@@ -30,6 +30,7 @@
 mod checkpoint;
 mod config;
 mod data;
+mod ddp;
 mod device;
 mod device_check;
 mod eval;
@@ -49,6 +50,7 @@ pub use config::{
     ScheduleName, SelectMetric, StudentKind, TrainConfig,
 };
 pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
+pub use ddp::{DataParallel, StepTerms, shard};
 pub use device::DeviceChoice;
 pub use device_check::{
     DeviceAudit, DeviceCheck, FORWARD_TOLERANCE, GRADIENT_TOLERANCE, Misplaced, StepAudit,

@@ -140,6 +140,19 @@ impl LocalLaunch {
         }
     }
 
+    /// Kills worker `rank` (a crash, for tests of what the others do), if it is running.
+    pub fn kill_rank(&mut self, rank: usize) -> Result<(), Error> {
+        let c = self
+            .children
+            .get_mut(rank)
+            .ok_or_else(|| Error::Launch(format!("no worker {rank}")))?;
+        if c.try_wait().ok().flatten().is_none() {
+            c.kill()
+                .map_err(|e| Error::Launch(format!("killing worker {rank}: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// The workers' process ids, by rank.
     pub fn ids(&self) -> Vec<u32> {
         self.children.iter().map(Child::id).collect()
