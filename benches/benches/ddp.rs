@@ -84,8 +84,13 @@ fn train(group: Option<DataParallel>, steps: usize, global: usize) -> f64 {
     let egno = cfg.build(vs.root()).expect("valid config");
     let mut opt = Adam::new(&vs, AdamConfig::default());
     let idx: Vec<usize> = (0..global).collect();
-    let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
-    let mine: Vec<&Sample> = shard(&idx, rank, world).iter().map(|&i| &samples[i]).collect();
+    let (rank, world) = group
+        .as_ref()
+        .map_or((0, 1), |g| (g.rank(), g.world_size()));
+    let mine: Vec<&Sample> = shard(&idx, rank, world)
+        .iter()
+        .map(|&i| &samples[i])
+        .collect();
     let cat = |f: &dyn Fn(&Sample) -> Tensor, dim| {
         Tensor::cat(&mine.iter().map(|s| f(s)).collect::<Vec<_>>(), dim)
     };
@@ -219,7 +224,10 @@ fn main() {
     let bench_mode = std::env::args().any(|a| a == "--bench");
     // `cargo test --benches`: one small step of each role, no report
     let (steps, batch) = if bench_mode {
-        (knob("SGDD_BENCH_DDP_STEPS", 20), knob("SGDD_BENCH_DDP_BATCH", 32))
+        (
+            knob("SGDD_BENCH_DDP_STEPS", 20),
+            knob("SGDD_BENCH_DDP_BATCH", 32),
+        )
     } else {
         (1, 4)
     };
@@ -228,9 +236,14 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("create the bench output directory");
     let scratch = dir.join("ddp-worker.json");
     let load_before = load_average();
-    let single = run("train", 1, &scratch, knobs).as_f64().expect("samples/s");
-    let two = run("train", 2, &scratch, knobs).as_f64().expect("samples/s");
-    let seconds: Vec<f64> = serde_json::from_value(run("all_reduce", 2, &scratch, knobs)).expect("times");
+    let single = run("train", 1, &scratch, knobs)
+        .as_f64()
+        .expect("samples/s");
+    let two = run("train", 2, &scratch, knobs)
+        .as_f64()
+        .expect("samples/s");
+    let seconds: Vec<f64> =
+        serde_json::from_value(run("all_reduce", 2, &scratch, knobs)).expect("times");
     let load_after = load_average();
     let _ = std::fs::remove_file(&scratch);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -263,11 +276,17 @@ fn main() {
                  with other jobs (load above its core count) the 2-process ratio is lowered \
                  by the cores the others take",
     });
-    println!("{}", serde_json::to_string_pretty(&report).expect("serialise"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).expect("serialise")
+    );
     if bench_mode {
         let path = dir.join("ddp.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&report).expect("serialise"))
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&report).expect("serialise"),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         println!("ddp: wrote {}", path.display());
     }
 }

@@ -603,13 +603,16 @@ impl Trainer {
                 None => chunk,
             };
             let schedule = self.schedule.as_ref().context("no schedule")?;
-            let (mut terms, mut grads) = (StepTerms::default(), None);
+            // one process: the batch's mean loss; data-parallel: this rank's share, then the
+            // global batch's mean from the reduction
+            let (mut terms, mut grads, mut value) = (StepTerms::default(), None, f64::NAN);
             if !mine.is_empty() {
                 let batch = train.batch(mine, self.device, &mut self.graphs)?;
                 let loss = self.model.loss(&batch, iteration, schedule)?;
                 let n = mine.len() as f64;
+                value = loss.total.double_value(&[]);
                 terms = StepTerms {
-                    total: loss.total.double_value(&[]) * n,
+                    total: value * n,
                     pred: loss.pred * n,
                     rep: loss.rep * n,
                     spec: loss.spec * n,
@@ -621,14 +624,15 @@ impl Trainer {
             let grads = match &self.ddp {
                 None => grads.context("a batch of windows")?,
                 Some(d) => {
-                    let local = grads.unwrap_or_else(|| opt.params().iter().map(|_| None).collect());
+                    let local =
+                        grads.unwrap_or_else(|| opt.params().iter().map(|_| None).collect());
                     let (g, all) =
                         d.reduce_step(local, opt.params(), terms, mine.len(), chunk.len())?;
                     terms = all;
+                    value = terms.total / w;
                     g
                 }
             };
-            let value = terms.total / w;
             if !value.is_finite() {
                 return Err(self.stop(format!(
                     "the loss became {value} at step {iteration} (epoch {})",
@@ -753,15 +757,15 @@ impl Trainer {
                 self.state.stale_evals = 0;
                 if self.writes() {
                     checkpoint::save(
-                    &self.dir.join("best.safetensors"),
-                    &self.vs,
-                    None,
-                    &CheckpointMeta::new(
-                        opt.steps(),
-                        self.config_text.clone(),
-                        serde_json::Value::Null,
-                    )
-                    .with_dataset(self.dataset_sha256.clone()),
+                        &self.dir.join("best.safetensors"),
+                        &self.vs,
+                        None,
+                        &CheckpointMeta::new(
+                            opt.steps(),
+                            self.config_text.clone(),
+                            serde_json::Value::Null,
+                        )
+                        .with_dataset(self.dataset_sha256.clone()),
                     )?;
                 }
             } else {

@@ -54,8 +54,21 @@ fn s(p: &Path) -> &str {
 fn setup(tmp: &Path, epochs: usize) -> PathBuf {
     let data = tmp.join("charged");
     ok(sgdd(&[
-        "data", "generate", "nbody", "--system", "charged", "--train", "7", "--val", "3",
-        "--test", "3", "--seed", "4", "--out", s(&data),
+        "data",
+        "generate",
+        "nbody",
+        "--system",
+        "charged",
+        "--train",
+        "7",
+        "--val",
+        "3",
+        "--test",
+        "3",
+        "--seed",
+        "4",
+        "--out",
+        s(&data),
     ]));
     let cfg = tmp.join("run.toml");
     std::fs::write(
@@ -82,14 +95,16 @@ fn tensors(checkpoint: &Path) -> BTreeMap<String, Tensor> {
 
 fn assert_same_weights(a: &Path, b: &Path) {
     let (ta, tb) = (tensors(a), tensors(b));
-    assert_eq!(
-        ta.keys().collect::<Vec<_>>(),
-        tb.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
     assert!(ta.keys().any(|k| k.starts_with("adam.m.")));
     for (k, x) in &ta {
         let d = (x - &tb[k]).abs().max().double_value(&[]);
-        assert!(d <= WEIGHT_TOL, "{k}: |Δ| = {d:e} between {} and {}", a.display(), b.display());
+        assert!(
+            d <= WEIGHT_TOL,
+            "{k}: |Δ| = {d:e} between {} and {}",
+            a.display(),
+            b.display()
+        );
     }
 }
 
@@ -119,12 +134,23 @@ fn two_ranks_train_as_one_process_and_resume_in_one() {
     let r2: serde_json::Value =
         serde_json::from_str(train(&cfg, &two, &["--nproc", "2", "--dist-timeout", "30"]).trim())
             .unwrap();
-    assert_same_weights(&one.join("checkpoint.safetensors"), &two.join("checkpoint.safetensors"));
+    assert_same_weights(
+        &one.join("checkpoint.safetensors"),
+        &two.join("checkpoint.safetensors"),
+    );
     assert_eq!(r1["steps"], r2["steps"]);
     assert_eq!(r1["best_epoch"], r2["best_epoch"]);
     for m in ["s2s", "s2t", "ade", "fde"] {
-        close(r1["val"][m].as_f64().unwrap(), r2["val"][m].as_f64().unwrap(), m);
-        close(r1["test"][m].as_f64().unwrap(), r2["test"][m].as_f64().unwrap(), m);
+        close(
+            r1["val"][m].as_f64().unwrap(),
+            r2["val"][m].as_f64().unwrap(),
+            m,
+        );
+        close(
+            r1["test"][m].as_f64().unwrap(),
+            r2["test"][m].as_f64().unwrap(),
+            m,
+        );
     }
     for (a, b) in epochs(&one).iter().zip(&epochs(&two)) {
         for k in ["loss", "grad_norm"] {
@@ -132,12 +158,26 @@ fn two_ranks_train_as_one_process_and_resume_in_one() {
         }
     }
     // one epoch on 2 ranks, the second in one process: the sampler state is global
-    train(&cfg, &half, &["--nproc", "2", "--dist-timeout", "30", "--stop-after-epochs", "1"]);
+    train(
+        &cfg,
+        &half,
+        &[
+            "--nproc",
+            "2",
+            "--dist-timeout",
+            "30",
+            "--stop-after-epochs",
+            "1",
+        ],
+    );
     assert_eq!(epochs(&half).len(), 1);
     assert!(!half.join("result.json").exists());
     train(&cfg, &half, &["--resume"]);
     assert_eq!(epochs(&half).len(), 2);
-    assert_same_weights(&one.join("checkpoint.safetensors"), &half.join("checkpoint.safetensors"));
+    assert_same_weights(
+        &one.join("checkpoint.safetensors"),
+        &half.join("checkpoint.safetensors"),
+    );
 }
 
 #[test]
@@ -145,19 +185,33 @@ fn a_killed_worker_stops_the_others_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = setup(tmp.path(), 100_000);
     let run = tmp.path().join("run");
-    let logs: Vec<PathBuf> = (0..2).map(|r| tmp.path().join(format!("rank{r}.log"))).collect();
+    let logs: Vec<PathBuf> = (0..2)
+        .map(|r| tmp.path().join(format!("rank{r}.log")))
+        .collect();
     let mut workers = torch_dist::LocalLaunch::spawn(2, |rank| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sgdd"));
-        c.args(["train", "-q", "--device", "cpu", "-c", s(&cfg), "-o", s(&run)])
-            .args(["--dist-timeout", "20"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&logs[rank]).unwrap());
+        c.args([
+            "train",
+            "-q",
+            "--device",
+            "cpu",
+            "-c",
+            s(&cfg),
+            "-o",
+            s(&run),
+        ])
+        .args(["--dist-timeout", "20"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&logs[rank]).unwrap());
         c
     })
     .unwrap();
     let started = Instant::now();
     while epochs_done(&run) < 2 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no epoch after 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no epoch after 60 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     workers.kill_rank(1).unwrap();

@@ -136,15 +136,22 @@ mod tests {
         .unwrap();
         assert_eq!((e.rank, e.world_size, e.master_port), (2, 4, 29500));
         assert_eq!(e.master_addr, "node7");
-        let vars: Vec<(String, String)> =
-            e.vars().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let vars: Vec<(String, String)> = e
+            .vars()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         let m: HashMap<String, String> = vars.into_iter().collect();
         assert_eq!(DistEnv::from_vars(|k| m.get(k).cloned()).unwrap(), Some(e));
     }
 
     #[test]
     fn bad_values_name_the_variable() {
-        let base = [("WORLD_SIZE", "2"), ("MASTER_ADDR", "h"), ("MASTER_PORT", "1")];
+        let base = [
+            ("WORLD_SIZE", "2"),
+            ("MASTER_ADDR", "h"),
+            ("MASTER_PORT", "1"),
+        ];
         let err = env_of(&[base[0], base[1], base[2], ("RANK", "2")]).unwrap_err();
         assert!(err.to_string().contains("RANK") && err.to_string().contains("below"));
         let err = env_of(&[base[0], base[1], ("RANK", "0")]).unwrap_err();

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tch::Tensor;
 
+use crate::Error;
 use crate::env::DistEnv;
 use crate::ffi;
-use crate::Error;
 
 /// How [`ProcessGroup::all_reduce`] combines the ranks' tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +50,12 @@ impl ProcessGroup {
             value: env.master_addr.clone(),
             why: e.to_string(),
         })?;
-        let ifname = CString::new(env.ifname.clone().unwrap_or_default()).map_err(|e| {
-            Error::Env {
+        let ifname =
+            CString::new(env.ifname.clone().unwrap_or_default()).map_err(|e| Error::Env {
                 var: "GLOO_SOCKET_IFNAME",
                 value: env.ifname.clone().unwrap_or_default(),
                 why: e.to_string(),
-            }
-        })?;
+            })?;
         let (rank, world) = (to_c_int(env.rank)?, to_c_int(env.world_size)?);
         let mut raw = std::ptr::null_mut();
         // SAFETY: valid NUL-terminated strings for the duration of the call; `raw` is written

@@ -49,10 +49,7 @@ pub struct LocalLaunch {
 impl LocalLaunch {
     /// Starts `world_size` workers: `make(rank)` builds each command, to which the variables of
     /// [`DistEnv::vars`] are added.
-    pub fn spawn(
-        world_size: usize,
-        mut make: impl FnMut(usize) -> Command,
-    ) -> Result<Self, Error> {
+    pub fn spawn(world_size: usize, mut make: impl FnMut(usize) -> Command) -> Result<Self, Error> {
         if world_size == 0 {
             return Err(Error::Launch("cannot launch 0 workers".into()));
         }

@@ -56,7 +56,10 @@ fn killed_peer() {
         .unwrap()
         .wait(DEADLINE, Duration::from_secs(30))
         .unwrap();
-    assert!(exit.status[0].success(), "rank 0 must report the dead peer and exit cleanly: {exit:?}");
+    assert!(
+        exit.status[0].success(),
+        "rank 0 must report the dead peer and exit cleanly: {exit:?}"
+    );
     assert!(!exit.status[1].success(), "rank 1 aborts: {exit:?}");
 }
 
@@ -86,7 +89,9 @@ fn missing_peer() {
 }
 
 fn worker(role: &str) -> Result<(), String> {
-    let env = DistEnv::from_env().map_err(|e| e.to_string())?.ok_or("no WORLD_SIZE")?;
+    let env = DistEnv::from_env()
+        .map_err(|e| e.to_string())?
+        .ok_or("no WORLD_SIZE")?;
     let f = |v: &[f32]| Tensor::from_slice(v);
     match role {
         "sums" => {
@@ -97,20 +102,26 @@ fn worker(role: &str) -> Result<(), String> {
                 f(&[1.0, 2.0, 3.0]) * (r + 1.0),
                 f(&[10.0, 20.0]).reshape([2, 1]) * (r + 1.0),
             ];
-            g.all_reduce(&mut ts, ReduceOp::Sum).map_err(|e| e.to_string())?;
+            g.all_reduce(&mut ts, ReduceOp::Sum)
+                .map_err(|e| e.to_string())?;
             expect(&ts[0], &[3.0, 6.0, 9.0])?;
             expect(&ts[1], &[30.0, 60.0])?;
             let mut avg = [f(&[1.0, -2.0]) * (r + 1.0)];
-            g.all_reduce(&mut avg, ReduceOp::Avg).map_err(|e| e.to_string())?;
+            g.all_reduce(&mut avg, ReduceOp::Avg)
+                .map_err(|e| e.to_string())?;
             expect(&avg[0], &[1.5, -3.0])?;
             let mut doubles = [Tensor::from_slice(&[0.1f64 * (r + 1.0)])];
-            g.all_reduce(&mut doubles, ReduceOp::Sum).map_err(|e| e.to_string())?;
+            g.all_reduce(&mut doubles, ReduceOp::Sum)
+                .map_err(|e| e.to_string())?;
             let d = doubles[0].double_value(&[0]);
             if (d - 0.30000000000000004).abs() > 0.0 {
                 return Err(format!("f64 sum {d}"));
             }
             // broadcast from rank 1: both end with rank 1's values
-            let mut b = [f(&[r as f32; 3]), Tensor::zeros([2], (Kind::Int64, Device::Cpu)) + g.rank() as i64];
+            let mut b = [
+                f(&[r as f32; 3]),
+                Tensor::zeros([2], (Kind::Int64, Device::Cpu)) + g.rank() as i64,
+            ];
             g.broadcast(&mut b, 1).map_err(|e| e.to_string())?;
             expect(&b[0], &[1.0, 1.0, 1.0])?;
             expect(&b[1].to_kind(Kind::Float), &[1.0, 1.0])?;
@@ -129,7 +140,8 @@ fn worker(role: &str) -> Result<(), String> {
         "killed" => {
             let g = ProcessGroup::gloo(&env, SHORT).map_err(|e| e.to_string())?;
             let mut t = [f(&[1.0])];
-            g.all_reduce(&mut t, ReduceOp::Sum).map_err(|e| e.to_string())?;
+            g.all_reduce(&mut t, ReduceOp::Sum)
+                .map_err(|e| e.to_string())?;
             if g.rank() == 1 {
                 std::process::abort();
             }
@@ -155,7 +167,11 @@ fn worker(role: &str) -> Result<(), String> {
             let started = Instant::now();
             match ProcessGroup::gloo(&env, Duration::from_secs(2)) {
                 Ok(_) => Err("a rendezvous of 2 with 1 worker succeeded".into()),
-                Err(e @ torch_dist::Error::Engine { op: "rendezvous", .. }) => {
+                Err(
+                    e @ torch_dist::Error::Engine {
+                        op: "rendezvous", ..
+                    },
+                ) => {
                     eprintln!("as expected: {e}");
                     let took = started.elapsed();
                     (took < Duration::from_secs(20))

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sgdd_train::{
-    CheckedRunConfig, DataParallel, Event, Observer, RunConfig, RunMode, RunResult, Timing, Trainer,
-    TrainerOptions, frames_of,
+    CheckedRunConfig, DataParallel, Event, Observer, RunConfig, RunMode, RunResult, Timing,
+    Trainer, TrainerOptions, frames_of,
 };
 
 use crate::plots;
