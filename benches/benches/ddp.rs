@@ -38,18 +38,10 @@ fn knob(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// EGNO's MD17 setting (the decoder's defaults), with distance and bond-flag edge attributes.
 fn config() -> EgnoConfig {
     EgnoConfig {
-        node_in: 1,
         edge_dim: 2,
-        hidden: 64,
-        layers: 5,
-        horizon: 8,
-        num_modes: 2,
-        time_emb_dim: 32,
-        time_conv: true,
-        with_velocity: true,
-        cond_dim: 0,
         ..EgnoConfig::default()
     }
 }

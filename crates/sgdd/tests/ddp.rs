@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use tch::Tensor;
 
+mod common;
+use common::{ok, s};
+
 /// Largest |difference| allowed between the weights (and Adam moments) of 2 ranks and of one
 /// process after the same steps: the ranks sum two half-batch means where one process takes one
 /// mean, so float rounding (f32, ~1e-7 relative) is the only difference.
@@ -34,20 +37,6 @@ fn sgdd(args: &[&str]) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "sgdd failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// 7 training windows in global batches of 4: the ranks take 2 + 2, then 2 + 1.
@@ -83,8 +72,13 @@ fn setup(tmp: &Path, epochs: usize) -> PathBuf {
     cfg
 }
 
+/// `sgdd train -q --device cpu -c CFG -o OUT`.
+fn train_args<'a>(cfg: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec!["train", "-q", "--device", "cpu", "-c", s(cfg), "-o", s(out)]
+}
+
 fn train(cfg: &Path, out: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["train", "-q", "--device", "cpu", "-c", s(cfg), "-o", s(out)];
+    let mut args = train_args(cfg, out);
     args.extend_from_slice(extra);
     ok(sgdd(&args))
 }
@@ -190,19 +184,10 @@ fn a_killed_worker_stops_the_others_with_a_clear_error() {
         .collect();
     let mut workers = torch_dist::LocalLaunch::spawn(2, |rank| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_sgdd"));
-        c.args([
-            "train",
-            "-q",
-            "--device",
-            "cpu",
-            "-c",
-            s(&cfg),
-            "-o",
-            s(&run),
-        ])
-        .args(["--dist-timeout", "20"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&logs[rank]).unwrap());
+        c.args(train_args(&cfg, &run))
+            .args(["--dist-timeout", "20"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&logs[rank]).unwrap());
         c
     })
     .unwrap();

@@ -61,6 +61,20 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, std::chrono::milliseconds 
   }
 }
 
+// One collective per tensor (Gloo reads a list as one tensor per local device), all queued
+// before the first wait.
+template <typename Issue>
+void each_then_wait(std::vector<at::Tensor>& tensors, std::chrono::milliseconds timeout, Issue issue) {
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  for (auto& t : tensors) {
+    std::vector<at::Tensor> one{t};
+    works.push_back(issue(one));
+  }
+  for (auto& w : works) {
+    wait(w, timeout);
+  }
+}
+
 bool is_loopback(const std::string& addr) {
   return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
 }
@@ -124,16 +138,9 @@ char* tdist_all_reduce(tdist_group* g, at::Tensor** ts, int n, int op, int64_t t
     c10d::AllreduceOptions o;
     o.reduceOp = c10d::ReduceOp::SUM;
     o.timeout = std::chrono::milliseconds(timeout_ms);
-    // Gloo reads a list as one tensor per local device: each tensor is its own collective,
-    // all queued before the first wait
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (auto& t : tensors) {
-      std::vector<at::Tensor> one{t};
-      works.push_back(g->backend->allreduce(one, o));
-    }
-    for (auto& w : works) {
-      wait(w, o.timeout);
-    }
+    each_then_wait(tensors, o.timeout, [&](std::vector<at::Tensor>& one) {
+      return g->backend->allreduce(one, o);
+    });
     if (op == 1) {
       for (auto& t : tensors) {
         t.div_(g->world);
@@ -149,15 +156,9 @@ char* tdist_broadcast(tdist_group* g, at::Tensor** ts, int n, int root, int64_t 
     o.rootRank = root;
     o.rootTensor = 0;
     o.timeout = std::chrono::milliseconds(timeout_ms);
-    // one collective per tensor, as in tdist_all_reduce
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (auto& t : tensors) {
-      std::vector<at::Tensor> one{t};
-      works.push_back(g->backend->broadcast(one, o));
-    }
-    for (auto& w : works) {
-      wait(w, o.timeout);
-    }
+    each_then_wait(tensors, o.timeout, [&](std::vector<at::Tensor>& one) {
+      return g->backend->broadcast(one, o);
+    });
   });
 }
 
