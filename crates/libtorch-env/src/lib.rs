@@ -105,6 +105,24 @@ pub fn torch_version(lib_dir: &Path) -> Option<String> {
     })
 }
 
+/// The header directories of the libtorch whose library directory is `lib_dir` (`…/torch/lib`):
+/// `…/torch/include` and `…/torch/include/torch/csrc/api/include`, for a C++ shim compiled
+/// against the wheel the way torch-sys compiles its own wrapper.
+pub fn include_dirs(lib_dir: &Path) -> Vec<std::path::PathBuf> {
+    let include = lib_dir
+        .parent()
+        .map_or_else(|| lib_dir.join("../include"), |torch| torch.join("include"));
+    vec![include.join("torch/csrc/api/include"), include]
+}
+
+/// The `_GLIBCXX_USE_CXX11_ABI` value libtorch was compiled with: `1` when `libc10.so` names
+/// the C++11 ABI's `std::__cxx11` types, `0` when it does not, `None` when it cannot be read.
+pub fn cxx11_abi(lib_dir: &Path) -> Option<u8> {
+    let bytes = std::fs::read(lib_dir.join("libc10.so")).ok()?;
+    let needle = b"__cxx11";
+    Some(u8::from(bytes.windows(needle.len()).any(|w| w == needle)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +161,21 @@ mod tests {
                 .iter()
                 .any(|a| a.contains(&*dir.path().to_string_lossy()))
         );
+    }
+
+    #[test]
+    fn headers_beside_the_library_and_the_abi_from_c10() {
+        let torch = tempfile::tempdir().unwrap();
+        let lib = torch.path().join("lib");
+        std::fs::create_dir(&lib).unwrap();
+        let dirs = include_dirs(&lib);
+        assert_eq!(dirs[1], torch.path().join("include"));
+        assert!(dirs[0].ends_with("torch/csrc/api/include"));
+        assert_eq!(cxx11_abi(&lib), None);
+        std::fs::write(lib.join("libc10.so"), b"\0_ZNSt7__cxx1112basic_string\0").unwrap();
+        assert_eq!(cxx11_abi(&lib), Some(1));
+        std::fs::write(lib.join("libc10.so"), b"\0_ZNSs4_Rep\0").unwrap();
+        assert_eq!(cxx11_abi(&lib), Some(0));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   config it accepts, produced by [`RunConfig::check`]: protected, locked run directories,
 //!   bit-exact resume at every epoch boundary, learning-rate schedules, early stopping,
 //!   fine-tuning from a checkpoint, a stop before a non-finite or diverging step, TensorBoard
-//!   event files ([`EventWriter`]).
+//!   event files ([`EventWriter`]); data-parallel over a c10d process group
+//!   ([`DataParallel`], `TrainerOptions::data_parallel`; SPEC §8) with the same results as
+//!   one process on the same global batch.
 //! - **Devices** ([`DeviceChoice`]; [`DeviceAudit`] names every tensor of a training step that
 //!   is not on the model's device, and [`device_checks`] run the networks, SGE, an SGDD step
 //!   and checkpoints on a device against the CPU — what `sgdd-gpu-check` runs on a GPU).
@@ -30,6 +32,7 @@
 mod checkpoint;
 mod config;
 mod data;
+mod ddp;
 mod device;
 mod device_check;
 mod eval;
@@ -49,6 +52,7 @@ pub use config::{
     ScheduleName, SelectMetric, StudentKind, TeacherPath, TrainConfig,
 };
 pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
+pub use ddp::{DataParallel, StepTerms, shard};
 pub use device::DeviceChoice;
 pub use device_check::{
     DeviceAudit, DeviceCheck, FORWARD_TOLERANCE, GRADIENT_TOLERANCE, Misplaced, StepAudit,

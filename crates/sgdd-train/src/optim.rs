@@ -118,6 +118,11 @@ impl Adam {
         n
     }
 
+    /// The parameters, in the order of [`Adam::gradients`].
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
     /// Sets the learning rate (for schedules).
     pub fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;

@@ -39,7 +39,8 @@ pub enum RunMode {
 #[derive(Debug)]
 pub struct RunDir {
     path: PathBuf,
-    _lock: File,
+    /// `None` for a follower ([`RunDir::follow`]).
+    _lock: Option<File>,
 }
 
 impl RunDir {
@@ -101,7 +102,23 @@ impl RunDir {
         }
         Ok(Self {
             path: path.to_owned(),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// The directory of a run another process holds and writes (rank 0 of a data-parallel
+    /// run): nothing is created, locked or removed. With [`RunMode::Resume`] the checkpoint
+    /// must be readable here (a directory every rank sees).
+    pub fn follow(path: &Path, mode: RunMode) -> Result<Self> {
+        if mode == RunMode::Resume && !path.join("checkpoint.safetensors").is_file() {
+            bail!(
+                "nothing to resume in {} as seen from this rank: a data-parallel run resumes                  from a run directory every rank can read",
+                path.display()
+            );
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            _lock: None,
         })
     }
 

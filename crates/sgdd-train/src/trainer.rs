@@ -33,6 +33,7 @@ use traj_data::Split;
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::config::{CheckedRunConfig, LrSchedule, RESUMABLE_KEYS, RunConfig, TrainConfig};
 use crate::data::{self, GraphCache, Prepared};
+use crate::ddp::{DataParallel, StepTerms, shard};
 use crate::eval::{self, Predictions};
 use crate::metrics::Metrics;
 use crate::model::{Model, ProblemDims};
@@ -173,6 +174,10 @@ pub struct TrainerOptions {
     pub init_from: Option<PathBuf>,
     /// Progress and notes.
     pub observer: Option<Observer>,
+    /// Train data-parallel over this group (SPEC §8, [`crate::DataParallel`]): rank 0 holds
+    /// and writes the run directory, every rank trains on its share of each global batch of
+    /// `train.batch_size` windows.
+    pub data_parallel: Option<DataParallel>,
 }
 
 impl std::fmt::Debug for TrainerOptions {
@@ -180,6 +185,7 @@ impl std::fmt::Debug for TrainerOptions {
         f.debug_struct("TrainerOptions")
             .field("mode", &self.mode)
             .field("init_from", &self.init_from)
+            .field("data_parallel", &self.data_parallel)
             .finish_non_exhaustive()
     }
 }
@@ -286,6 +292,7 @@ pub struct Trainer {
     graphs: GraphCache,
     tensorboard: Option<EventWriter>,
     observer: Option<Observer>,
+    ddp: Option<DataParallel>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -300,9 +307,16 @@ impl std::fmt::Debug for Trainer {
 
 impl Trainer {
     /// Claims the run directory, loads the data, builds the model and, with
-    /// [`RunMode::Resume`], restores the checkpoint (after checking what changed).
+    /// [`RunMode::Resume`], restores the checkpoint (after checking what changed). In a
+    /// data-parallel run every rank then takes rank 0's weights and optimiser moments.
     pub fn new(cfg: CheckedRunConfig, out: &Path, mut opts: TrainerOptions) -> Result<Self> {
-        let dir = RunDir::claim(out, opts.mode)?;
+        let ddp = opts.data_parallel.take();
+        let writes = ddp.as_ref().is_none_or(|d| d.rank() == 0);
+        let dir = if writes {
+            RunDir::claim(out, opts.mode)?
+        } else {
+            RunDir::follow(out, opts.mode)?
+        };
         let device = cfg.train.device.resolve()?;
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads);
@@ -392,8 +406,13 @@ impl Trainer {
             None
         };
         let config_text = cfg.to_toml();
-        traj_data::atomic_write(&dir.join("config.toml"), config_text.as_bytes())?;
-        let tensorboard = if cfg.train.tensorboard && trainable {
+        if writes {
+            traj_data::atomic_write(&dir.join("config.toml"), config_text.as_bytes())?;
+        }
+        if let Some(d) = &ddp {
+            d.broadcast_from_root(&vs, opt.as_ref())?;
+        }
+        let tensorboard = if cfg.train.tensorboard && trainable && writes {
             Some(EventWriter::create(&dir.join("tensorboard"))?)
         } else {
             None
@@ -414,6 +433,7 @@ impl Trainer {
             graphs: GraphCache::default(),
             tensorboard,
             observer,
+            ddp,
         };
         if trainable {
             let done = t.state.epochs.len();
@@ -425,14 +445,16 @@ impl Trainer {
             );
             // metrics.jsonl is rewritten from the checkpoint's history, so a crash between
             // the log line and the checkpoint leaves no stray line behind
-            let mut lines = String::new();
-            for e in &t.state.epochs {
-                lines.push_str(&serde_json::to_string(e)?);
-                lines.push('\n');
-            }
-            traj_data::atomic_write(&t.dir.join("metrics.jsonl"), lines.as_bytes())?;
-            if opts.mode != RunMode::Resume {
-                t.save_checkpoint()?;
+            if writes {
+                let mut lines = String::new();
+                for e in &t.state.epochs {
+                    lines.push_str(&serde_json::to_string(e)?);
+                    lines.push('\n');
+                }
+                traj_data::atomic_write(&t.dir.join("metrics.jsonl"), lines.as_bytes())?;
+                if opts.mode != RunMode::Resume {
+                    t.save_checkpoint()?;
+                }
             }
             let total = t.steps_per_epoch * t.cfg.train.epochs as u64;
             let done = t.opt.as_ref().map_or(0, |o| o.steps() as u64);
@@ -498,6 +520,12 @@ impl Trainer {
     /// The run directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Whether this process writes the run's files: always, except on the ranks other than 0
+    /// of a data-parallel run.
+    pub fn writes(&self) -> bool {
+        self.ddp.as_ref().is_none_or(|d| d.rank() == 0)
     }
 
     /// Whether there is nothing left to train (all epochs done, early-stopped, or a model
@@ -570,10 +598,41 @@ impl Trainer {
             lr = lr_at(t, iteration, self.steps_per_epoch, total);
             opt.set_lr(lr);
             tch::manual_seed(step_seed(t.seed, iteration));
-            let batch = train.batch(chunk, self.device, &mut self.graphs)?;
+            let mine = match &self.ddp {
+                Some(d) => shard(chunk, d.rank(), d.world_size()),
+                None => chunk,
+            };
             let schedule = self.schedule.as_ref().context("no schedule")?;
-            let loss = self.model.loss(&batch, iteration, schedule)?;
-            let value = loss.total.double_value(&[]);
+            // one process: the batch's mean loss; data-parallel: this rank's share, then the
+            // global batch's mean from the reduction
+            let (mut terms, mut grads, mut value) = (StepTerms::default(), None, f64::NAN);
+            if !mine.is_empty() {
+                let batch = train.batch(mine, self.device, &mut self.graphs)?;
+                let loss = self.model.loss(&batch, iteration, schedule)?;
+                let n = mine.len() as f64;
+                value = loss.total.double_value(&[]);
+                terms = StepTerms {
+                    total: value * n,
+                    pred: loss.pred * n,
+                    rep: loss.rep * n,
+                    spec: loss.spec * n,
+                    teacher_forced: loss.teacher_forced,
+                };
+                grads = Some(opt.gradients(&loss.total)?);
+            }
+            let w = chunk.len() as f64;
+            let grads = match &self.ddp {
+                None => grads.context("a batch of windows")?,
+                Some(d) => {
+                    let local =
+                        grads.unwrap_or_else(|| opt.params().iter().map(|_| None).collect());
+                    let (g, all) =
+                        d.reduce_step(local, opt.params(), terms, mine.len(), chunk.len())?;
+                    terms = all;
+                    value = terms.total / w;
+                    g
+                }
+            };
             if !value.is_finite() {
                 return Err(self.stop(format!(
                     "the loss became {value} at step {iteration} (epoch {})",
@@ -592,7 +651,6 @@ impl Trainer {
                 .opt
                 .as_mut()
                 .context("the model has nothing to train")?;
-            let grads = opt.gradients(&loss.total)?;
             let norm = Adam::grad_norm(&grads);
             if !norm.is_finite() {
                 return Err(self.stop(format!(
@@ -601,11 +659,10 @@ impl Trainer {
                 )));
             }
             opt.step_with(grads);
-            let w = chunk.len() as f64;
-            sum += value * w;
-            sum_pred += loss.pred * w;
-            sum_rep += loss.rep * w;
-            sum_spec += loss.spec * w;
+            sum += terms.total;
+            sum_pred += terms.pred;
+            sum_rep += terms.rep;
+            sum_spec += terms.spec;
             sum_norm += norm;
             steps += 1.0;
             count += w;
@@ -614,12 +671,12 @@ impl Trainer {
                     iteration as i64 + 1,
                     &[
                         ("train/loss", value),
-                        ("train/L_pred", loss.pred),
-                        ("train/L_rep", loss.rep),
-                        ("train/L_spec", loss.spec),
+                        ("train/L_pred", terms.pred / w),
+                        ("train/L_rep", terms.rep / w),
+                        ("train/L_spec", terms.spec / w),
                         (
                             "train/teacher_forced",
-                            f64::from(u8::from(loss.teacher_forced)),
+                            f64::from(u8::from(terms.teacher_forced)),
                         ),
                         ("train/lr", lr),
                         ("train/grad_norm", norm),
@@ -698,17 +755,19 @@ impl Trainer {
                     val: m,
                 });
                 self.state.stale_evals = 0;
-                checkpoint::save(
-                    &self.dir.join("best.safetensors"),
-                    &self.vs,
-                    None,
-                    &CheckpointMeta::new(
-                        opt.steps(),
-                        self.config_text.clone(),
-                        serde_json::Value::Null,
-                    )
-                    .with_dataset(self.dataset_sha256.clone()),
-                )?;
+                if self.writes() {
+                    checkpoint::save(
+                        &self.dir.join("best.safetensors"),
+                        &self.vs,
+                        None,
+                        &CheckpointMeta::new(
+                            opt.steps(),
+                            self.config_text.clone(),
+                            serde_json::Value::Null,
+                        )
+                        .with_dataset(self.dataset_sha256.clone()),
+                    )?;
+                }
             } else {
                 self.state.stale_evals += 1;
                 if t.patience > 0 && self.state.stale_evals >= t.patience && !last {
@@ -738,14 +797,16 @@ impl Trainer {
             val,
             imitation_r2,
         };
-        let log_path = self.dir.join("metrics.jsonl");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        writeln!(f, "{}", serde_json::to_string(&log)?)
-            .with_context(|| format!("writing {}", log_path.display()))?;
+        if self.writes() {
+            let log_path = self.dir.join("metrics.jsonl");
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&log_path)
+                .with_context(|| format!("opening {}", log_path.display()))?;
+            writeln!(f, "{}", serde_json::to_string(&log)?)
+                .with_context(|| format!("writing {}", log_path.display()))?;
+        }
         if let Some(tb) = self.tensorboard.as_mut() {
             let mut scalars = vec![("epoch/loss", log.loss), ("epoch/L_pred", log.pred)];
             if let Some(v) = &log.val {
@@ -763,7 +824,9 @@ impl Trainer {
             tb.flush()?;
         }
         self.state.epochs.push(log);
-        self.save_checkpoint()?;
+        if self.writes() {
+            self.save_checkpoint()?;
+        }
         if let Some(msg) = self.state.stopped_early.clone() {
             self.emit(Event::Note(&msg));
         }
@@ -786,8 +849,12 @@ impl Trainer {
 
     /// Scores the best model (validation-selected) on the test split and writes `result.json`
     /// and `timing.json`. For an unfinished run it scores the current weights and writes
-    /// nothing.
+    /// nothing. In a data-parallel run, rank 0's business (the other ranks hold no run files).
     pub fn finish(&mut self) -> Result<RunResult> {
+        ensure!(
+            self.writes(),
+            "finish is rank 0's in a data-parallel run: this rank writes no run files"
+        );
         let bs = self.cfg.train.batch_size;
         let finished = self.finished();
         let (best_epoch, val) = match (&self.state.best, self.model.trainable()) {

@@ -75,6 +75,7 @@ fn train(
                     sink.borrow_mut().push(s.to_owned());
                 }
             })),
+            data_parallel: None,
         },
     )?;
     t.train(stop_after)?;

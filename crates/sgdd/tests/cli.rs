@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{ok, s};
+
 fn sgdd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sgdd"))
         .args(args)
@@ -11,23 +14,9 @@ fn sgdd(args: &[&str]) -> Output {
         .expect("run sgdd")
 }
 
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "sgdd failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn fails(out: Output) -> String {
     assert!(!out.status.success(), "sgdd succeeded but should not have");
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// `sgdd predict` of `input` with `checkpoint` into `out`, with extra arguments, on the CPU.

@@ -1,13 +1,15 @@
 //! `sgdd train`: the library's [`Trainer`] with a progress bar, a summary and the run's figures.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sgdd_train::{
-    CheckedRunConfig, Event, Observer, RunConfig, RunMode, RunResult, Timing, Trainer,
-    TrainerOptions, frames_of,
+    CheckedRunConfig, DataParallel, Event, Observer, RunConfig, RunMode, RunResult, Timing,
+    Trainer, TrainerOptions, frames_of,
 };
 
 use crate::plots;
@@ -69,6 +71,16 @@ pub struct TrainArgs {
     /// Stop after this many epochs (resume later with `--resume`).
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
+    /// Train data-parallel over N local worker processes (Gloo on 127.0.0.1): the same run
+    /// as one process, `train.batch_size` being the global batch shared by the workers.
+    /// Under an external launcher (torchrun, srun) leave it out: a worker joins the group its
+    /// environment describes (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub nproc: Option<u16>,
+    /// Seconds a data-parallel worker waits for the rendezvous and for each collective before
+    /// failing (a dead or stuck peer).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub dist_timeout: u64,
 }
 
 /// A progress bar fed by the trainer's events.
@@ -117,23 +129,34 @@ pub fn run(
     quiet: bool,
     stop_after: Option<usize>,
 ) -> Result<(RunResult, Timing)> {
+    let opts = TrainerOptions {
+        mode,
+        init_from,
+        ..Default::default()
+    };
+    let (trainer, result) = run_with(cfg, out, opts, quiet, stop_after)?;
+    Ok((result, trainer.timing()))
+}
+
+/// As [`run`], with the trainer's options: a data-parallel rank other than 0 trains and
+/// returns `None` (rank 0 scores, writes and draws).
+fn run_with(
+    cfg: CheckedRunConfig,
+    out: &Path,
+    mut opts: TrainerOptions,
+    quiet: bool,
+    stop_after: Option<usize>,
+) -> Result<(Trainer, RunResult)> {
     let (bar, observer) = progress(quiet, cfg.train.epochs);
-    let mut trainer = Trainer::new(
-        cfg,
-        out,
-        TrainerOptions {
-            mode,
-            init_from,
-            observer: Some(observer),
-        },
-    )?;
+    opts.observer = Some(observer);
+    let mut trainer = Trainer::new(cfg, out, opts)?;
     trainer.train(stop_after)?;
     bar.finish_and_clear();
     let result = trainer.finish()?;
     if trainer.finished() {
         draw(&trainer)?;
     }
-    Ok((result, trainer.timing()))
+    Ok((trainer, result))
 }
 
 /// `loss.png` and `trajectory.png` of a finished run.
@@ -195,6 +218,9 @@ fn draw(trainer: &Trainer) -> Result<()> {
 
 pub fn train(args: &TrainArgs) -> Result<()> {
     let cfg = args.config.load()?;
+    if let Some(n) = args.nproc.filter(|&n| n > 1) {
+        return launch_local(usize::from(n), args);
+    }
     let mode = if args.resume {
         RunMode::Resume
     } else if args.force {
@@ -202,20 +228,78 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     } else {
         RunMode::Fresh
     };
-    let (result, timing) = run(
-        cfg,
-        &args.out,
+    let timeout = Duration::from_secs(args.dist_timeout.max(1));
+    let data_parallel = match torch_dist::DistEnv::from_env()? {
+        Some(env) if env.world_size > 1 => {
+            let group = torch_dist::ProcessGroup::gloo(&env, timeout)
+                .context("joining the data-parallel group")?;
+            Some(DataParallel::new(group))
+        }
+        _ => None,
+    };
+    if let Some(d) = data_parallel.as_ref().filter(|d| d.rank() != 0) {
+        // a worker: it trains its share; rank 0 scores, writes, draws and prints
+        let (_, observer) = progress(true, cfg.train.epochs);
+        let rank = d.rank();
+        let mut trainer = Trainer::new(
+            cfg,
+            &args.out,
+            TrainerOptions {
+                mode,
+                observer: Some(observer),
+                data_parallel,
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("rank {rank}: run {}", args.out.display()))?;
+        return trainer
+            .train(args.stop_after_epochs)
+            .with_context(|| format!("rank {rank}: run {}", args.out.display()));
+    }
+    let opts = TrainerOptions {
         mode,
-        args.init_from.clone(),
-        args.quiet,
-        args.stop_after_epochs,
-    )
-    .with_context(|| format!("run {}", args.out.display()))?;
+        init_from: args.init_from.clone(),
+        data_parallel,
+        ..Default::default()
+    };
+    let (trainer, result) = run_with(cfg, &args.out, opts, args.quiet, args.stop_after_epochs)
+        .with_context(|| format!("run {}", args.out.display()))?;
+    let timing = trainer.timing();
     if !args.quiet {
         eprintln!("{}", summary(&args.out, &result, &timing));
     }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// `sgdd train --nproc N`: this command line again, without `--nproc`, as `n` workers of a
+/// rendezvous on 127.0.0.1; fails naming the first worker that failed.
+fn launch_local(n: usize, args: &TrainArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("locating the sgdd binary")?;
+    let mut forwarded = Vec::new();
+    let mut it = std::env::args_os().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--nproc" {
+            it.next();
+        } else if !a.to_string_lossy().starts_with("--nproc=") {
+            forwarded.push(a);
+        }
+    }
+    let threads = args.config.load()?.train.threads;
+    let workers = torch_dist::LocalLaunch::spawn(n, |_| {
+        let mut c = Command::new(&exe);
+        c.args(&forwarded);
+        if threads == 0 {
+            // the workers share the machine's cores
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            c.env("OMP_NUM_THREADS", (cores / n).max(1).to_string());
+        }
+        c
+    })?;
+    let grace = Duration::from_secs(args.dist_timeout.max(1) + 30);
+    let exit = workers.wait(Duration::MAX, grace)?;
+    exit.success()
+        .with_context(|| format!("sgdd train --nproc {n}: {}", args.out.display()))
 }
 
 /// The human summary printed at the end of `train`.

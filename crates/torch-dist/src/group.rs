@@ -1,0 +1,216 @@
+//! A Gloo process group over a TCPStore rendezvous.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, c_int};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use tch::Tensor;
+
+use crate::Error;
+use crate::env::DistEnv;
+use crate::ffi;
+
+/// How [`ProcessGroup::all_reduce`] combines the ranks' tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// The element-wise sum over ranks.
+    Sum,
+    /// The sum divided by the world size.
+    Avg,
+}
+
+/// One worker's membership of a c10d Gloo process group (a `TCPStore` served by rank 0 and a
+/// `ProcessGroupGloo`). Dropping it leaves the group.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    raw: NonNull<ffi::Group>,
+    rank: usize,
+    world: usize,
+    timeout: Duration,
+}
+
+// SAFETY: c10d backends are used from any thread (Python's DDP calls them from its autograd
+// threads); the shim's group is only read after construction.
+unsafe impl Send for ProcessGroup {}
+
+impl ProcessGroup {
+    /// Joins the rendezvous of `env` and builds a Gloo group over it. Blocks until all
+    /// `env.world_size` workers have joined, at most `timeout`; the same `timeout` bounds every
+    /// later collective.
+    pub fn gloo(env: &DistEnv, timeout: Duration) -> Result<Self, Error> {
+        let engine = |message: String| Error::Engine {
+            op: "rendezvous",
+            rank: env.rank,
+            world: env.world_size,
+            message,
+        };
+        let addr = CString::new(env.master_addr.as_str()).map_err(|e| Error::Env {
+            var: "MASTER_ADDR",
+            value: env.master_addr.clone(),
+            why: e.to_string(),
+        })?;
+        let ifname =
+            CString::new(env.ifname.clone().unwrap_or_default()).map_err(|e| Error::Env {
+                var: "GLOO_SOCKET_IFNAME",
+                value: env.ifname.clone().unwrap_or_default(),
+                why: e.to_string(),
+            })?;
+        let (rank, world) = (to_c_int(env.rank)?, to_c_int(env.world_size)?);
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: valid NUL-terminated strings for the duration of the call; `raw` is written
+        // by the shim (null on error)
+        let err = unsafe {
+            ffi::tdist_new_gloo(
+                addr.as_ptr(),
+                c_int::from(env.master_port),
+                rank,
+                world,
+                millis(timeout),
+                ifname.as_ptr(),
+                &mut raw,
+            )
+        };
+        // SAFETY: the shim's error string, taken once
+        if let Some(message) = unsafe { ffi::take_error(err) } {
+            return Err(engine(message));
+        }
+        let raw = NonNull::new(raw).ok_or_else(|| engine("the shim returned no group".into()))?;
+        Ok(Self {
+            raw,
+            rank: env.rank,
+            world: env.world_size,
+            timeout,
+        })
+    }
+
+    /// This worker's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of workers.
+    pub fn world_size(&self) -> usize {
+        self.world
+    }
+
+    /// The timeout of every collective.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Replaces, in place, each tensor by its sum (or average) over the ranks. Every rank passes
+    /// tensors of the same count, shapes and kinds, in the same order; reducing few large
+    /// tensors is faster than many small ones (flatten them into a bucket first).
+    ///
+    /// # Shapes
+    /// Any; each tensor dense and contiguous.
+    pub fn all_reduce(&self, tensors: &mut [Tensor], op: ReduceOp) -> Result<(), Error> {
+        let ptrs = checked("all_reduce", tensors)?;
+        let op = match op {
+            ReduceOp::Sum => 0,
+            ReduceOp::Avg => 1,
+        };
+        // SAFETY: the group is alive; the pointers are live `at::Tensor`s borrowed mutably
+        let err = unsafe {
+            ffi::tdist_all_reduce(
+                self.raw.as_ptr(),
+                ptrs.as_ptr(),
+                to_c_int(ptrs.len())?,
+                op,
+                millis(self.timeout),
+            )
+        };
+        self.result("all_reduce", err)
+    }
+
+    /// Replaces, in place, each tensor by rank `root`'s.
+    ///
+    /// # Shapes
+    /// Any; each tensor dense and contiguous, of the same shape and kind on every rank.
+    pub fn broadcast(&self, tensors: &mut [Tensor], root: usize) -> Result<(), Error> {
+        if root >= self.world {
+            return Err(Error::Engine {
+                op: "broadcast",
+                rank: self.rank,
+                world: self.world,
+                message: format!("root {root} is not a rank"),
+            });
+        }
+        let ptrs = checked("broadcast", tensors)?;
+        // SAFETY: as in `all_reduce`
+        let err = unsafe {
+            ffi::tdist_broadcast(
+                self.raw.as_ptr(),
+                ptrs.as_ptr(),
+                to_c_int(ptrs.len())?,
+                to_c_int(root)?,
+                millis(self.timeout),
+            )
+        };
+        self.result("broadcast", err)
+    }
+
+    /// Returns once every rank has called it (or fails after the timeout).
+    pub fn barrier(&self) -> Result<(), Error> {
+        // SAFETY: the group is alive
+        let err = unsafe { ffi::tdist_barrier(self.raw.as_ptr(), millis(self.timeout)) };
+        self.result("barrier", err)
+    }
+
+    fn result(&self, op: &'static str, err: *mut std::ffi::c_char) -> Result<(), Error> {
+        // SAFETY: the shim's error string, taken once
+        match unsafe { ffi::take_error(err) } {
+            None => Ok(()),
+            Some(message) => Err(Error::Engine {
+                op,
+                rank: self.rank,
+                world: self.world,
+                message,
+            }),
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: created by `tdist_new_gloo`, freed once
+        unsafe { ffi::tdist_free(self.raw.as_ptr()) }
+    }
+}
+
+fn checked(
+    op: &'static str,
+    tensors: &mut [Tensor],
+) -> Result<Vec<*mut torch_sys::C_tensor>, Error> {
+    let mut device = None;
+    tensors
+        .iter_mut()
+        .enumerate()
+        .map(|(index, t)| {
+            let why = |why: String| Error::Tensor { op, index, why };
+            if !t.defined() {
+                return Err(why("undefined".into()));
+            }
+            if !t.is_contiguous() {
+                return Err(why("not contiguous".into()));
+            }
+            if t.is_sparse() {
+                return Err(why("sparse".into()));
+            }
+            let d = t.device();
+            if *device.get_or_insert(d) != d {
+                return Err(why(format!("on {d:?}, the first tensor on {device:?}")));
+            }
+            Ok(t.as_mut_ptr())
+        })
+        .collect()
+}
+
+fn to_c_int(v: usize) -> Result<c_int, Error> {
+    c_int::try_from(v).map_err(|_| Error::Launch(format!("{v} does not fit a C int")))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
