@@ -218,7 +218,7 @@ pub fn dataset_fingerprint(dir: &Path) -> Result<String> {
         .with_context(|| format!("fingerprinting the dataset {}", dir.display()))
 }
 
-fn step_seed(seed: u64, iteration: u64) -> i64 {
+pub(crate) fn step_seed(seed: u64, iteration: u64) -> i64 {
     (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ iteration.wrapping_add(1)) as i64 & i64::MAX
 }
 
@@ -853,7 +853,7 @@ impl Trainer {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
     traj_data::atomic_write(path, text.as_bytes())
