@@ -1,6 +1,7 @@
 //! The `sgdd` command line.
 
 pub mod data;
+pub mod distill;
 pub mod eval;
 pub mod repro;
 pub mod train;
@@ -23,6 +24,9 @@ pub enum Command {
     /// Train a model (or evaluate an untrained baseline: constant velocity, static) from a TOML
     /// config.
     Train(train::TrainArgs),
+    /// Distil trained teachers into a light student (frequency-aligned or output KD, A2D or
+    /// average weighting of several teachers, optional closed-form ridge initialisation).
+    Distill(distill::DistillArgs),
     /// Score a checkpoint on a split of its dataset (S2S, S2T, ADE, FDE in original units).
     Eval(eval::EvalArgs),
     /// Predict trajectories for a dataset file with a checkpoint; writes an `.npz` (key `x`).
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
         Command::Train(args) => train::train(&args),
+        Command::Distill(args) => distill::distill(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Predict(args) => eval::predict(&args),
         Command::Spectrum(args) => eval::spectrum(&args),
