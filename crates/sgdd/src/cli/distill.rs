@@ -133,20 +133,16 @@ fn summary(out: &std::path::Path, r: &DistillResult, t: &DistillTiming) -> Strin
         ""
     ));
     for (teacher, sps) in r.teachers.iter().zip(&t.teacher_inference) {
-        let name = format!("{} {}", teacher.kind, teacher.checkpoint.display());
-        let name: String = if name.chars().count() > 40 {
-            let tail: String = name
-                .chars()
-                .rev()
-                .take(39)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            format!("…{tail}")
-        } else {
-            name
-        };
+        // the run directory names the teacher (RUN/best.safetensors)
+        let run = teacher
+            .checkpoint
+            .parent()
+            .and_then(|p| p.file_name())
+            .map_or_else(
+                || teacher.checkpoint.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+        let name = format!("teacher {} ({run})", teacher.kind);
         s.push_str(&format!(
             "  {:<40} {:>10.4} {:>10.4} {:>10} {:>12.0} {:>8}\n",
             name,

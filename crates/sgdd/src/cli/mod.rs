@@ -4,6 +4,7 @@ pub mod data;
 pub mod distill;
 pub mod eval;
 pub mod repro;
+pub mod repro_distill;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,9 @@ pub enum ReproCommand {
     /// MD17-format molecular dynamics by GFN2-xTB, EGNO's setting (after
     /// `sgdd data generate md17-xtb --molecule M --steps 60000`).
     Md17Xtb(repro::Md17ReproArgs),
+    /// Light students distilled from the charged N-body table's EGNO and SGDD-EGNO (and a weak
+    /// teacher): no KD / output KD / frequency-aligned KD / average vs A2D / ridge init.
+    DistillNbody(repro::ReproArgs),
 }
 
 /// Runs the parsed command line.
@@ -65,5 +69,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repro(ReproCommand::MocapRun(args)) => repro::run_mocap(&args),
         Command::Repro(ReproCommand::Adk(args)) => repro::run_adk(&args),
         Command::Repro(ReproCommand::Md17Xtb(args)) => repro::run_md17_xtb(&args),
+        Command::Repro(ReproCommand::DistillNbody(args)) => repro_distill::run(&args),
     }
 }
