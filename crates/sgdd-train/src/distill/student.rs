@@ -11,20 +11,28 @@ use crate::model::{Model, ProblemDims};
 
 /// SDKD's MLP student: a non-equivariant MLP over the flattened initial state of a sample
 /// (`[x_0, v_0, h]` of each of its `N` nodes, normalised units), SiLU hidden layers, and a
-/// linear readout to the displacement of every node at every predicted frame:
-/// `x̂_t = x_0 + readout(φ(state))_t`.
+/// linear readout to every node's correction of the constant-velocity extrapolation at every
+/// predicted frame: `x̂_t = x_0 + v_0 τ_t + readout(φ(state))_t`.
 #[derive(Debug)]
 pub struct CoordMlp {
     hidden: Vec<nn::Linear>,
     readout: nn::Linear,
     n: i64,
     t: i64,
+    /// Time from the condition frame to each target, `τ_t`.
+    times: Vec<f64>,
 }
 
 impl CoordMlp {
-    /// Builds the MLP under `path` for samples of `dims` (`hidden` width, `layers` hidden
-    /// layers).
-    pub fn new(path: &nn::Path<'_>, dims: ProblemDims, hidden: i64, layers: i64) -> Self {
+    /// Builds the MLP under `path` for samples of `dims` whose targets lie `times` after the
+    /// condition frame (`hidden` width, `layers` hidden layers).
+    pub fn new(
+        path: &nn::Path<'_>,
+        dims: ProblemDims,
+        times: Vec<f64>,
+        hidden: i64,
+        layers: i64,
+    ) -> Self {
         let input = dims.n * (6 + dims.node_dim);
         let mut width = input;
         let hidden = (0..layers)
@@ -50,6 +58,7 @@ impl CoordMlp {
             readout,
             n: dims.n,
             t: dims.t,
+            times,
         }
     }
 
@@ -66,13 +75,22 @@ impl CoordMlp {
         Ok(x)
     }
 
-    /// The readout's target for predictions `x̂`: their displacement from `x_0`, flattened as
-    /// the readout's output.
+    /// The constant-velocity extrapolation `x_0 + v_0 τ_t`, `[T, B·N, 3]`.
+    fn const_vel(&self, batch: &Batch) -> Tensor {
+        let tau = Tensor::from_slice(&self.times)
+            .to_kind(batch.x0.kind())
+            .to_device(batch.x0.device())
+            .view([-1, 1, 1]);
+        batch.x0.unsqueeze(0) + batch.v0.unsqueeze(0) * tau
+    }
+
+    /// The readout's target for predictions `x̂`: their difference from the constant-velocity
+    /// extrapolation, flattened as the readout's output.
     ///
     /// # Shapes
     /// `x`: `[T, B·N, 3]` → `[B, T·N·3]`.
     fn displacement(&self, batch: &Batch, x: &Tensor) -> Tensor {
-        (x - batch.x0.unsqueeze(0))
+        (x - self.const_vel(batch))
             .reshape([self.t, batch.b, self.n * 3])
             .permute([1, 0, 2])
             .reshape([batch.b, -1])
@@ -88,7 +106,7 @@ impl CoordMlp {
             .reshape([batch.b, self.t, self.n * 3])
             .permute([1, 0, 2])
             .reshape([self.t, batch.b * self.n, 3]);
-        Ok(disp + batch.x0.unsqueeze(0))
+        Ok(disp + self.const_vel(batch))
     }
 }
 
@@ -126,6 +144,7 @@ impl Student {
                 StudentArch::Mlp => Self::Mlp(CoordMlp::new(
                     &(vs.root() / "mlp"),
                     dims,
+                    p.target_times.clone(),
                     cfg.hidden,
                     cfg.layers,
                 )),
@@ -155,7 +174,7 @@ impl Student {
     /// Closed-form initialisation (seed 002): streams the split through the MLP's hidden layers
     /// and solves its readout by ridge regression (`distill_kd::RidgeAccumulator`: f64 sums,
     /// memory `O(H² + H·T·N·3)`, Cholesky with jitter retries, `λ_eff = λ · mean diag XᵀX`,
-    /// with an intercept) onto the teacher's predicted displacements `target(idx) − x_0`,
+    /// with an intercept) onto the teacher's corrections `target(idx) − (x_0 + v_0 τ)`,
     /// then loads the solution into the readout. Returns the rows used.
     ///
     /// `target` gives the teacher's predictions `[T, B·N, 3]` for the samples `idx` of `p`.
