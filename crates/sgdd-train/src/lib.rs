@@ -42,6 +42,7 @@ mod metrics;
 mod model;
 mod optim;
 mod rundir;
+mod runlog;
 mod sge;
 mod tensorboard;
 mod trainer;

@@ -26,7 +26,6 @@ mod config;
 mod student;
 mod teachers;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -49,12 +48,12 @@ pub use student::{CoordMlp, Student};
 pub use teachers::Teacher;
 
 use crate::checkpoint::{self, CheckpointMeta};
-use crate::config::RESUMABLE_KEYS;
 use crate::data::{Batch, GraphCache, Prepared};
 use crate::eval;
 use crate::metrics::Metrics;
 use crate::optim::Adam;
 use crate::rundir::{RunDir, RunMode};
+use crate::runlog;
 use crate::sge::gap_splitter;
 use crate::tensorboard::EventWriter;
 use crate::trainer::{
@@ -361,22 +360,8 @@ impl Distiller {
             let (tensors, meta) = checkpoint::load(&ck)?;
             let before = DistillConfig::parse(&meta.config, &[])
                 .with_context(|| format!("the config stored in {}", ck.display()))?;
-            let diffs = cfg.differences(&before);
-            let refused: Vec<String> = diffs
-                .iter()
-                .filter(|(k, _, _)| !RESUMABLE_KEYS.contains(&k.as_str()))
-                .map(|(k, a, b)| format!("{k} ({a} → {b})"))
-                .collect();
-            ensure!(
-                refused.is_empty(),
-                "cannot resume {}: the run was distilled with other settings of {}; a resumed \
-                 run may change only {} (start a new run, or --force to replace this one)",
-                out.display(),
-                refused.join(", "),
-                RESUMABLE_KEYS.join(", ")
-            );
-            for (k, a, b) in &diffs {
-                note(&format!("resume: {k} changed from {a} to {b}"));
+            for n in runlog::resume_changes(out, "distilled", &cfg.differences(&before))? {
+                note(&n);
             }
             checkpoint::apply(&ck, &tensors, meta.step, &mut vs, Some(&mut opt))?;
             state = serde_json::from_value(meta.history)
@@ -437,12 +422,7 @@ impl Distiller {
             out.display(),
             d.cfg.train.epochs
         );
-        let mut lines = String::new();
-        for e in &d.state.epochs {
-            lines.push_str(&serde_json::to_string(e)?);
-            lines.push('\n');
-        }
-        traj_data::atomic_write(&d.dir.join("metrics.jsonl"), lines.as_bytes())?;
+        runlog::rewrite_log(&d.dir.join("metrics.jsonl"), &d.state.epochs)?;
         if opts.mode != RunMode::Resume {
             d.save_checkpoint()?;
         }
@@ -513,12 +493,10 @@ impl Distiller {
     }
 
     fn stop(&self, what: String) -> anyhow::Error {
-        anyhow::anyhow!(
-            "{what}; training stopped before taking that step. The last good checkpoint, {} \
-             (epoch {}), loads and resumes: continue with --resume (a lower --set \
-             train.adam.lr=… is allowed)",
-            self.dir.join("checkpoint.safetensors").display(),
-            self.state.epochs.len()
+        runlog::stopped(
+            &self.dir.join("checkpoint.safetensors"),
+            self.state.epochs.len(),
+            what,
         )
     }
 
@@ -696,14 +674,12 @@ impl Distiller {
         let last = epoch + 1 == t.epochs;
         let val = if (epoch + 1).is_multiple_of(t.eval_every) || last {
             let mv = self.evaluate(&self.splits.val)?;
-            let score = t.select.of(&mv);
-            if self.state.best.is_none_or(|b| score < b.score) {
-                self.state.best = Some(Best {
-                    score,
-                    epoch: epoch + 1,
-                    val: mv,
-                });
-                self.state.stale_evals = 0;
+            let mut selection = runlog::Selection {
+                best: &mut self.state.best,
+                stale_evals: &mut self.state.stale_evals,
+                stopped_early: &mut self.state.stopped_early,
+            };
+            if selection.record(&t, mv, epoch + 1, last) {
                 checkpoint::save(
                     &self.dir.join("best.safetensors"),
                     &self.vs,
@@ -715,17 +691,6 @@ impl Distiller {
                     )
                     .with_dataset(self.dataset_sha256.clone()),
                 )?;
-            } else {
-                self.state.stale_evals += 1;
-                if t.patience > 0 && self.state.stale_evals >= t.patience && !last {
-                    self.state.stopped_early = Some(format!(
-                        "early stopping after epoch {}: no better validation {:?} in {} \
-                         evaluations",
-                        epoch + 1,
-                        t.select,
-                        t.patience
-                    ));
-                }
             }
             Some(mv)
         } else {
@@ -752,14 +717,7 @@ impl Distiller {
             samples_per_second: count / seconds.max(1e-9),
             val,
         };
-        let log_path = self.dir.join("metrics.jsonl");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        writeln!(f, "{}", serde_json::to_string(&log)?)
-            .with_context(|| format!("writing {}", log_path.display()))?;
+        runlog::append_log(&self.dir.join("metrics.jsonl"), &log)?;
         if let Some(tb) = self.tensorboard.as_mut() {
             let mut scalars: Vec<(String, f64)> = vec![
                 ("epoch/loss".into(), log.loss),
