@@ -424,8 +424,9 @@ fn markdown(rows: &[Summary], teachers: &[TeacherSummary], budget: Budget, seeds
         s,
         "Charged N-body, EGNO's windows; test MSE ×10⁻² (mean ± std over {seeds} seeds of the \
          student; the teachers are seed 0 of `sgdd repro nbody`). Budget{}: the students get the \
-         teachers' epochs and batch size, selection by validation S2S. Inference: test samples/s \
-         of one pass in the same process as the student's (batch = the training batch). α: the \
+         teachers' epochs and batch size, selection by validation S2S. Inference: test samples/s, \
+         the best of three passes, in the same process as the student's (batch = the training \
+         batch). α: the \
          mean weight of each teacher (EGNO, SGDD-EGNO, weak EGNO) over all steps.\n",
         match budget {
             Budget::Quick => " (--budget quick)",
