@@ -473,19 +473,7 @@ impl RunConfig {
 
     /// Parses and applies overrides without checking the values (see [`RunConfig::from_toml`]).
     pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
-        let mut table: toml::Table = text.parse().context("config is not valid TOML")?;
-        for o in overrides {
-            set_key(&mut table, o)?;
-        }
-        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path.is_empty() || path == "." {
-                anyhow::anyhow!("{inner}")
-            } else {
-                anyhow::anyhow!("`{path}`: {inner}")
-            }
-        })
+        parse_toml(text, overrides)
     }
 
     /// Reads a config file (see [`RunConfig::from_toml`]).
@@ -686,24 +674,51 @@ impl CheckedRunConfig {
 
     /// The keys (`section.key`) whose values differ from `other`'s, with both values as TOML.
     pub fn differences(&self, other: &RunConfig) -> Vec<(String, String, String)> {
-        let flat = |c: &RunConfig| {
-            let mut out = std::collections::BTreeMap::new();
-            let value = toml::Value::try_from(c).expect("configs serialise");
-            flatten("", &value, &mut out);
-            out
-        };
-        let (a, b) = (flat(other), flat(&self.0));
-        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        keys.into_iter()
-            .filter(|k| a.get(*k) != b.get(*k))
-            .map(|k| {
-                let show = |m: &std::collections::BTreeMap<String, String>| {
-                    m.get(k).cloned().unwrap_or_else(|| "(absent)".into())
-                };
-                (k.clone(), show(&a), show(&b))
-            })
-            .collect()
+        differences(other, &self.0)
     }
+}
+
+/// Parses TOML text into any config type, after applying `key.path=value` overrides (values
+/// parsed as TOML, else taken as strings); unknown keys and type errors name the key path.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    overrides: &[String],
+) -> Result<T> {
+    let mut table: toml::Table = text.parse().context("config is not valid TOML")?;
+    for o in overrides {
+        set_key(&mut table, o)?;
+    }
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            anyhow::anyhow!("{inner}")
+        } else {
+            anyhow::anyhow!("`{path}`: {inner}")
+        }
+    })
+}
+
+/// The keys (`section.key`) whose values differ between two configs of one type, with both
+/// values as TOML (`old`'s first).
+pub(crate) fn differences<T: Serialize>(old: &T, new: &T) -> Vec<(String, String, String)> {
+    let flat = |c: &T| {
+        let mut out = std::collections::BTreeMap::new();
+        let value = toml::Value::try_from(c).expect("configs serialise");
+        flatten("", &value, &mut out);
+        out
+    };
+    let (a, b) = (flat(old), flat(new));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |m: &std::collections::BTreeMap<String, String>| {
+                m.get(k).cloned().unwrap_or_else(|| "(absent)".into())
+            };
+            (k.clone(), show(&a), show(&b))
+        })
+        .collect()
 }
 
 fn flatten(prefix: &str, v: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {

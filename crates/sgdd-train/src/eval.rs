@@ -67,7 +67,7 @@ fn for_each_batch(
     Ok(())
 }
 
-fn metrics_with(
+pub(crate) fn metrics_with(
     p: &Prepared,
     batch_size: usize,
     device: Device,

@@ -14,6 +14,10 @@
 //! - **Devices** ([`DeviceChoice`]; [`DeviceAudit`] names every tensor of a training step that
 //!   is not on the model's device, and [`device_checks`] run the networks, SGE, an SGDD step
 //!   and checkpoints on a device against the CPU — what `sgdd-gpu-check` runs on a GPU).
+//! - **Distillation** ([`Distiller`] from a [`CheckedDistillConfig`]; SPEC §4.8): frozen
+//!   teachers of any model kind teach a light student (a small EGNO or SDKD's MLP) with the
+//!   frequency-aligned or plain output KD loss, several teachers weighted per step by A2D or
+//!   averaged, the MLP's readout optionally solved in closed form first.
 //! - **Evaluation** ([`evaluate`], [`predict_split`]) in original units with the papers' metrics
 //!   ([`Metrics`]: S2S, S2T, ADE, FDE), and checkpoints that carry their config, the dataset's
 //!   fingerprint and a checksum of their own tensors.
@@ -35,11 +39,13 @@ mod data;
 mod ddp;
 mod device;
 mod device_check;
+mod distill;
 mod eval;
 mod metrics;
 mod model;
 mod optim;
 mod rundir;
+mod runlog;
 mod sge;
 mod tensorboard;
 mod trainer;
@@ -58,6 +64,11 @@ pub use device_check::{
     DeviceAudit, DeviceCheck, FORWARD_TOLERANCE, GRADIENT_TOLERANCE, Misplaced, StepAudit,
     audit_training_step, check_checkpoint_round_trip, check_graph_nets, check_sgdd_step, check_sge,
     device_checks, max_rel_diff,
+};
+pub use distill::{
+    BandsKind, CheckedDistillConfig, CoordMlp, DistillConfig, DistillEpochLog, DistillOptions,
+    DistillResult, DistillStep, DistillTiming, Distiller, InitKind, KdConfig, KdLoss, Student,
+    StudentArch, StudentConfig, Teacher, TeacherReport,
 };
 pub use eval::{
     ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, imitation_r2,

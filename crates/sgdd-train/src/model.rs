@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::config::{ModelConfig, ModelKind, StudentKind, TeacherPath};
 use crate::data::{Batch, Prepared};
 use crate::metrics::ImitationSums;
-use crate::sge::{Sge, SplitterCache, splitter_leading};
+use crate::sge::{Sge, SplitterCache, gap_splitter};
 
 /// Shapes of the problem a model is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +41,6 @@ impl ProblemDims {
         }
     }
 }
-
-/// Relative tolerance under which two joint eigenvalues are one (degenerate) eigenvalue.
-const GAP_TOL: f64 = 1e-6;
 
 /// The SGDD parts: student, SGE over the dataset graph's joint basis, and (SGDD, not the
 /// no-teacher control) the teacher and the alignment.
@@ -327,31 +324,15 @@ impl Model {
                 dims.n,
                 dims.t
             );
-            // with k_at_gap, one mode more than asked shows whether K cuts a degenerate
-            // eigenspace; one eigen-decomposition either way
-            let asked = if cfg.k_at_gap {
-                (cfg.k + 1).min(joint)
-            } else {
-                cfg.k
-            };
-            let joint_modes = spectral_core::JointBasis::from_graph(
-                &spectral_core::Graph::from_edges(dims.n as usize, undirected)?,
+            let basis = gap_splitter(
+                dims.n as usize,
+                undirected,
                 dims.t as usize,
-                &spectral_core::JointBasisConfig::new(asked),
+                cfg.k,
+                cfg.k_at_gap,
+                "model.k",
+                device,
             )?;
-            let k = if cfg.k_at_gap {
-                let k = joint_modes.k_at_gap(cfg.k, GAP_TOL);
-                anyhow::ensure!(
-                    k >= 1,
-                    "model.k = {} lies inside the first eigenspace of the joint spectrum; \
-                     choose a larger K or model.k_at_gap = false",
-                    cfg.k
-                );
-                k
-            } else {
-                cfg.k
-            };
-            let basis = splitter_leading(&joint_modes, k, Kind::Float, device)?;
             let sge = Sge::new(&(&root / "sge"), basis.k());
             let teacher = match teacher {
                 Some(net) => {

@@ -59,6 +59,40 @@ pub fn splitter_leading(
     Ok(JointBasisSplitter::new(&u_t.to_kind(kind), &u_s.to_kind(kind), &pairs)?.to_device(device))
 }
 
+/// Relative tolerance under which two joint eigenvalues are one (degenerate) eigenvalue.
+const GAP_TOL: f64 = 1e-6;
+
+/// The tch splitter of the `k` lowest joint modes of a spatial graph over `frames` frames; with
+/// `at_gap`, `k` is lowered to the nearest gap of the joint spectrum so the low band never keeps
+/// part of a degenerate eigenspace (one eigen-decomposition either way: one mode more than
+/// asked shows whether `k` cuts one). `key` names the setting in errors.
+pub(crate) fn gap_splitter(
+    n: usize,
+    undirected: &[(usize, usize)],
+    frames: usize,
+    k: usize,
+    at_gap: bool,
+    key: &str,
+    device: Device,
+) -> Result<JointBasisSplitter> {
+    let asked = if at_gap { (k + 1).min(n * frames) } else { k };
+    let joint_modes = JointBasis::from_graph(
+        &Graph::from_edges(n, undirected)?,
+        frames,
+        &JointBasisConfig::new(asked),
+    )?;
+    let cut = if at_gap {
+        joint_modes.k_at_gap(k, GAP_TOL)
+    } else {
+        k
+    };
+    ensure!(
+        cut >= 1,
+        "{key} = {k} lies inside the first eigenspace of the joint spectrum; choose a larger K"
+    );
+    splitter_leading(&joint_modes, cut, Kind::Float, device)
+}
+
 /// The joint bases of the graphs a model meets, as tch splitters of one kind on one device: a
 /// [`spectral_core::BasisCache`] of [`JointBasisSplitter`]s over `T` frames with
 /// `K = min(k, N·T)` modes, each built once per distinct spatial graph (same node count and edge

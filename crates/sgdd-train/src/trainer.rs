@@ -9,7 +9,7 @@
 //! Guarantees (SPEC §7, §9): the directory is locked and never overwritten without
 //! [`RunMode::Force`]; resuming at any epoch boundary continues bit for bit (the data order, the
 //! teacher-forcing draws and libtorch's generator are functions of the seed and the step); a
-//! resumed run may change how long, where and how fast it learns ([`RESUMABLE_KEYS`]) and
+//! resumed run may change how long, where and how fast it learns ([`RESUMABLE_KEYS`](crate::RESUMABLE_KEYS)) and
 //! refuses every other change naming the key; a non-finite or diverging loss stops before the
 //! step is taken, leaving the last checkpoint loadable and resumable with a lower learning rate.
 //!
@@ -17,7 +17,6 @@
 //! `train.seed`, each step from the seed and the step): run trainers that must be reproducible
 //! in separate processes, not in threads of one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,7 +30,7 @@ use tch::{Device, Kind, nn::VarStore};
 use traj_data::Split;
 
 use crate::checkpoint::{self, CheckpointMeta};
-use crate::config::{CheckedRunConfig, LrSchedule, RESUMABLE_KEYS, RunConfig, TrainConfig};
+use crate::config::{CheckedRunConfig, LrSchedule, RunConfig, TrainConfig};
 use crate::data::{self, GraphCache, Prepared};
 use crate::ddp::{DataParallel, StepTerms, shard};
 use crate::eval::{self, Predictions};
@@ -39,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::model::{Model, ProblemDims};
 use crate::optim::Adam;
 use crate::rundir::{RunDir, RunMode};
+use crate::runlog;
 use crate::tensorboard::EventWriter;
 
 /// What a finished run reports (`result.json`): nothing in it depends on the clock, so two
@@ -224,7 +224,7 @@ pub fn dataset_fingerprint(dir: &Path) -> Result<String> {
         .with_context(|| format!("fingerprinting the dataset {}", dir.display()))
 }
 
-fn step_seed(seed: u64, iteration: u64) -> i64 {
+pub(crate) fn step_seed(seed: u64, iteration: u64) -> i64 {
     (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ iteration.wrapping_add(1)) as i64 & i64::MAX
 }
 
@@ -344,21 +344,10 @@ impl Trainer {
             let before = RunConfig::parse(&meta.config, &[])
                 .with_context(|| format!("the config stored in {}", ck.display()))?;
             let diffs = cfg.differences(&before);
-            let refused: Vec<String> = diffs
-                .iter()
-                .filter(|(k, _, _)| !RESUMABLE_KEYS.contains(&k.as_str()))
-                .map(|(k, a, b)| format!("{k} ({a} → {b})"))
-                .collect();
-            ensure!(
-                refused.is_empty(),
-                "cannot resume {}: the run was trained with other settings of {}; a resumed run \
-                 may change only {} (start a new run, or --force to replace this one)",
-                out.display(),
-                refused.join(", "),
-                RESUMABLE_KEYS.join(", ")
-            );
-            for (k, a, b) in &diffs {
-                note(&format!("resume: {k} changed from {a} to {b}"));
+            for n in runlog::resume_changes(out, "trained", &diffs)? {
+                note(&n);
+            }
+            for (k, _, _) in &diffs {
                 if k == "train.epochs" && cfg.model.kind == crate::ModelKind::Sgdd {
                     note(
                         "resume: the teacher-forcing stages (model.schedule) are laid over \
@@ -443,15 +432,8 @@ impl Trainer {
                 out.display(),
                 t.cfg.train.epochs
             );
-            // metrics.jsonl is rewritten from the checkpoint's history, so a crash between
-            // the log line and the checkpoint leaves no stray line behind
             if writes {
-                let mut lines = String::new();
-                for e in &t.state.epochs {
-                    lines.push_str(&serde_json::to_string(e)?);
-                    lines.push('\n');
-                }
-                traj_data::atomic_write(&t.dir.join("metrics.jsonl"), lines.as_bytes())?;
+                runlog::rewrite_log(&t.dir.join("metrics.jsonl"), &t.state.epochs)?;
                 if opts.mode != RunMode::Resume {
                     t.save_checkpoint()?;
                 }
@@ -555,12 +537,10 @@ impl Trainer {
     }
 
     fn stop(&self, what: String) -> anyhow::Error {
-        anyhow::anyhow!(
-            "{what}; training stopped before taking that step. The last good checkpoint, {} \
-             (epoch {}), loads and resumes: continue with --resume (a lower --set \
-             train.adam.lr=… is allowed)",
-            self.dir.join("checkpoint.safetensors").display(),
-            self.state.epochs.len()
+        runlog::stopped(
+            &self.dir.join("checkpoint.safetensors"),
+            self.state.epochs.len(),
+            what,
         )
     }
 
@@ -747,38 +727,24 @@ impl Trainer {
         let val = if (epoch + 1).is_multiple_of(t.eval_every) || last {
             let m = eval::evaluate(&self.model, &self.splits.val, bs, self.device)?;
             imitation_r2 = eval::imitation_r2(&self.model, &self.splits.val, bs, self.device)?;
-            let score = t.select.of(&m);
-            if self.state.best.is_none_or(|b| score < b.score) {
-                self.state.best = Some(Best {
-                    score,
-                    epoch: epoch + 1,
-                    val: m,
-                });
-                self.state.stale_evals = 0;
-                if self.writes() {
-                    checkpoint::save(
-                        &self.dir.join("best.safetensors"),
-                        &self.vs,
-                        None,
-                        &CheckpointMeta::new(
-                            opt.steps(),
-                            self.config_text.clone(),
-                            serde_json::Value::Null,
-                        )
-                        .with_dataset(self.dataset_sha256.clone()),
-                    )?;
-                }
-            } else {
-                self.state.stale_evals += 1;
-                if t.patience > 0 && self.state.stale_evals >= t.patience && !last {
-                    self.state.stopped_early = Some(format!(
-                        "early stopping after epoch {}: no better validation {:?} in {} \
-                         evaluations",
-                        epoch + 1,
-                        t.select,
-                        t.patience
-                    ));
-                }
+            let mut selection = runlog::Selection {
+                best: &mut self.state.best,
+                stale_evals: &mut self.state.stale_evals,
+                stopped_early: &mut self.state.stopped_early,
+            };
+            // every rank keeps the selection state; rank 0 writes
+            if selection.record(t, m, epoch + 1, last) && self.writes() {
+                checkpoint::save(
+                    &self.dir.join("best.safetensors"),
+                    &self.vs,
+                    None,
+                    &CheckpointMeta::new(
+                        opt.steps(),
+                        self.config_text.clone(),
+                        serde_json::Value::Null,
+                    )
+                    .with_dataset(self.dataset_sha256.clone()),
+                )?;
             }
             Some(m)
         } else {
@@ -798,14 +764,7 @@ impl Trainer {
             imitation_r2,
         };
         if self.writes() {
-            let log_path = self.dir.join("metrics.jsonl");
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&log_path)
-                .with_context(|| format!("opening {}", log_path.display()))?;
-            writeln!(f, "{}", serde_json::to_string(&log)?)
-                .with_context(|| format!("writing {}", log_path.display()))?;
+            runlog::append_log(&self.dir.join("metrics.jsonl"), &log)?;
         }
         if let Some(tb) = self.tensorboard.as_mut() {
             let mut scalars = vec![("epoch/loss", log.loss), ("epoch/L_pred", log.pred)];
@@ -920,7 +879,7 @@ impl Trainer {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
     traj_data::atomic_write(path, text.as_bytes())

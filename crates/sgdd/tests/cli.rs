@@ -285,3 +285,86 @@ fn runs_and_data_are_protected() {
     ]));
     assert!(err.contains("checksum"), "{err}");
 }
+
+/// `sgdd distill` as a user types it: two teachers from `sgdd train` (EGNO and the no-teacher
+/// control), the example config's student with A2D, the student beside its teachers in the
+/// result, and an infeasible A2D cap refused naming the key.
+#[test]
+fn distill_smoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("charged");
+    generate(&data, 2);
+    let cfg = write_config(tmp.path(), &data);
+    let mut teachers = Vec::new();
+    for kind in ["egno", "no-teacher"] {
+        let run = tmp.path().join(kind);
+        ok(sgdd(&[
+            "train",
+            "-q",
+            "--device",
+            "cpu",
+            "-c",
+            s(&cfg),
+            "-o",
+            s(&run),
+            "--set",
+            &format!("model.kind=\"{kind}\""),
+        ]));
+        teachers.push(run.join("best.safetensors"));
+    }
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/distill-nbody-charged.toml");
+    let run = tmp.path().join("distill");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "distill",
+            "-q",
+            "--device",
+            "cpu",
+            "-c",
+            s(&example),
+            "-o",
+            s(&run),
+            "--teacher",
+            s(&teachers[0]),
+            "--teacher",
+            s(&teachers[1]),
+            "--set",
+            &format!("data.dir={:?}", s(&data)),
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.eval_every=1",
+            "--set",
+            "train.batch_size=3",
+        ]
+        .iter()
+        .map(|x| (*x).to_owned())
+        .collect();
+        a.extend(extra.iter().map(|x| (*x).to_owned()));
+        a
+    };
+    let run_with = |extra: &[&str]| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        sgdd(&a)
+    };
+    let e = fails(run_with(&["--set", "distill.cap=0.4"]));
+    assert!(e.contains("distill.cap") && e.contains("infeasible"), "{e}");
+    let out = ok(run_with(&[]));
+    let result: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(result["student"], "egno");
+    assert_eq!(result["teachers"].as_array().unwrap().len(), 2);
+    for f in [
+        "result.json",
+        "timing.json",
+        "metrics.jsonl",
+        "best.safetensors",
+        "config.toml",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    // a second run into the same directory is refused
+    let e = fails(run_with(&[]));
+    assert!(e.contains("--force"), "{e}");
+}

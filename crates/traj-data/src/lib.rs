@@ -126,6 +126,7 @@ mod import_error;
 mod manifest;
 pub mod mocap;
 pub mod molecule;
+pub mod navier_stokes;
 pub mod nbody;
 mod normalize;
 pub mod npz_import;

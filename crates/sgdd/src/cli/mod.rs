@@ -1,8 +1,10 @@
 //! The `sgdd` command line.
 
 pub mod data;
+pub mod distill;
 pub mod eval;
 pub mod repro;
+pub mod repro_distill;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,9 @@ pub enum Command {
     /// Train a model (or evaluate an untrained baseline: constant velocity, static) from a TOML
     /// config.
     Train(train::TrainArgs),
+    /// Distil trained teachers into a light student (frequency-aligned or output KD, A2D or
+    /// average weighting of several teachers, optional closed-form ridge initialisation).
+    Distill(distill::DistillArgs),
     /// Score a checkpoint on a split of its dataset (S2S, S2T, ADE, FDE in original units).
     Eval(eval::EvalArgs),
     /// Predict trajectories for a dataset file with a checkpoint; writes an `.npz` (key `x`).
@@ -46,6 +51,9 @@ pub enum ReproCommand {
     /// MD17-format molecular dynamics by GFN2-xTB, EGNO's setting (after
     /// `sgdd data generate md17-xtb --molecule M --steps 60000`).
     Md17Xtb(repro::Md17ReproArgs),
+    /// Light students distilled from the charged N-body table's EGNO and SGDD-EGNO (and a weak
+    /// teacher): no KD / output KD / frequency-aligned KD / average vs A2D / ridge init.
+    DistillNbody(repro::ReproArgs),
 }
 
 /// Runs the parsed command line.
@@ -53,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
         Command::Train(args) => train::train(&args),
+        Command::Distill(args) => distill::distill(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Predict(args) => eval::predict(&args),
         Command::Spectrum(args) => eval::spectrum(&args),
@@ -60,5 +69,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repro(ReproCommand::MocapRun(args)) => repro::run_mocap(&args),
         Command::Repro(ReproCommand::Adk(args)) => repro::run_adk(&args),
         Command::Repro(ReproCommand::Md17Xtb(args)) => repro::run_md17_xtb(&args),
+        Command::Repro(ReproCommand::DistillNbody(args)) => repro_distill::run(&args),
     }
 }

@@ -92,7 +92,7 @@ impl Budget {
 }
 
 impl ReproArgs {
-    fn budget(&self) -> Budget {
+    pub(crate) fn budget(&self) -> Budget {
         if self.quick {
             Budget::Quick
         } else {
@@ -139,16 +139,16 @@ fn nbody_sizes(budget: Budget) -> (usize, usize) {
 
 /// One row kind of a table: a name and the config keys it sets.
 #[derive(Debug, Clone, Copy)]
-struct Variant {
+pub(crate) struct Variant {
     name: &'static str,
     set: &'static [&'static str],
 }
 
-const EGNO: Variant = Variant {
+pub(crate) const EGNO: Variant = Variant {
     name: "EGNO",
     set: &["model.kind=\"egno\""],
 };
-const SGDD: Variant = Variant {
+pub(crate) const SGDD: Variant = Variant {
     name: "SGDD-EGNO",
     set: &["model.kind=\"sgdd\""],
 };
@@ -213,7 +213,7 @@ struct Row {
     runs: Vec<RunResult>,
 }
 
-fn mean_std(xs: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_std(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let m = xs.iter().sum::<f64>() / n;
     let var = if xs.len() > 1 {
@@ -231,7 +231,7 @@ fn intact_manifest(dir: &Path) -> Option<traj_data::Manifest> {
     Some(man)
 }
 
-fn ensure_dataset(root: &Path, system: System, budget: Budget) -> Result<PathBuf> {
+pub(crate) fn ensure_dataset(root: &Path, system: System, budget: Budget) -> Result<PathBuf> {
     // the standard and full budgets share the papers' dataset sizes
     let suffix = if budget == Budget::Quick {
         "-quick"
@@ -446,7 +446,7 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
 
 /// The checked config of one run of a table: the base config with the variant's keys, the
 /// dataset, the seed and the device set.
-fn config(
+pub(crate) fn config(
     table: &str,
     budget: Budget,
     data_dir: &Path,
@@ -472,7 +472,7 @@ fn ensure_imported(dir: &Path, how: &str) -> Result<()> {
 }
 
 /// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
-fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
+pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
     let mode = if force {
         RunMode::Force
     } else if out.join("checkpoint.safetensors").exists() {

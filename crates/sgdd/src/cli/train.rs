@@ -34,6 +34,11 @@ pub struct ConfigArgs {
 impl ConfigArgs {
     /// The config with all overrides applied, checked.
     pub fn load(&self) -> Result<CheckedRunConfig> {
+        RunConfig::load(&self.config, &self.overrides())
+    }
+
+    /// The `--set` overrides with `--device` and `--seed` added.
+    pub fn overrides(&self) -> Vec<String> {
         let mut set = self.set.clone();
         if let Some(d) = &self.device {
             set.push(format!("train.device=\"{d}\""));
@@ -41,7 +46,7 @@ impl ConfigArgs {
         if let Some(s) = self.seed {
             set.push(format!("train.seed={s}"));
         }
-        RunConfig::load(&self.config, &set)
+        set
     }
 }
 
@@ -84,7 +89,7 @@ pub struct TrainArgs {
 }
 
 /// A progress bar fed by the trainer's events.
-fn progress(quiet: bool, epochs: usize) -> (ProgressBar, Observer) {
+pub(crate) fn progress(quiet: bool, epochs: usize) -> (ProgressBar, Observer) {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} steps ({per_sec}, eta {eta})",
