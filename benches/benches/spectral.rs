@@ -368,6 +368,9 @@ fn main() {
         path.display()
     );
     if fx.adk_synthetic {
-        println!("WARNING: the ADK rows ran on a synthetic chain: {}", fx.adk_source);
+        println!(
+            "WARNING: the ADK rows ran on a synthetic chain: {}",
+            fx.adk_source
+        );
     }
 }

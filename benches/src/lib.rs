@@ -157,8 +157,8 @@ pub fn adk_backbone() -> Backbone {
             };
         }
     };
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{how}{}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{how}{}: {e}", path.display()));
     let positions = parse_pdb_backbone(&text);
     assert!(
         !positions.is_empty(),
@@ -367,7 +367,10 @@ HETATM   22 O    HOH     2       0.000   0.000   0.000  1.00  0.00
     fn the_fetched_adk_structure_has_855_backbone_atoms() {
         let path = default_adk_pdb();
         let Ok(text) = std::fs::read_to_string(&path) else {
-            eprintln!("{} absent (run `cargo xtask data fetch adk`)", path.display());
+            eprintln!(
+                "{} absent (run `cargo xtask data fetch adk`)",
+                path.display()
+            );
             return;
         };
         let b = parse_pdb_backbone(&text);

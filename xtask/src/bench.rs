@@ -262,7 +262,14 @@ pub fn run(name: &str, args: &[String]) -> Result<()> {
 
     // Build first, so that no compilation runs inside a measured side.
     let mut build = env::cargo(&torch);
-    build.args(["bench", "--package", "sgdd-benches", "--bench", name, "--no-run"]);
+    build.args([
+        "bench",
+        "--package",
+        "sgdd-benches",
+        "--bench",
+        name,
+        "--no-run",
+    ]);
     env::run(build)?;
 
     let peer = root.join("benches/peers").join(format!("{name}.py"));
@@ -296,16 +303,19 @@ pub fn run(name: &str, args: &[String]) -> Result<()> {
             loads.insert("peer".into(), load);
             warnings.extend(warning);
         }
-        let report_path = [dir.join(format!("{name}.json")), dir.join(format!("{name}-rust.json"))]
-            .into_iter()
-            .find(|p| p.exists())
-            .with_context(|| {
-                format!(
-                    "bench {name} at {t} thread(s) wrote no report in {} (a criterion filter \
+        let report_path = [
+            dir.join(format!("{name}.json")),
+            dir.join(format!("{name}-rust.json")),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+        .with_context(|| {
+            format!(
+                "bench {name} at {t} thread(s) wrote no report in {} (a criterion filter \
                      that ran nothing, or `--test`?)",
-                    dir.display()
-                )
-            })?;
+                dir.display()
+            )
+        })?;
         runs.push(ThreadRun {
             threads: t,
             report: read_json(&report_path)?,
@@ -329,7 +339,8 @@ pub fn run(name: &str, args: &[String]) -> Result<()> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
@@ -521,7 +532,10 @@ mod tests {
     #[test]
     fn loadavg_and_the_quiet_rule() {
         let l = LoadAvg::parse("1.20 0.80 0.50 3/467 12345\n").unwrap();
-        assert_eq!((l.one, l.five, l.fifteen, l.running, l.total), (1.2, 0.8, 0.5, 3, 467));
+        assert_eq!(
+            (l.one, l.five, l.fifteen, l.running, l.total),
+            (1.2, 0.8, 0.5, 3, 467)
+        );
         assert!(!l.is_quiet(2)); // 0.6 per core
         assert!(l.is_quiet(4)); // 0.3 per core
         assert!((l.per_core(2) - 0.6).abs() < 1e-12);
@@ -544,10 +558,24 @@ mod tests {
             })
         };
         let runs = [
-            ThreadRun { threads: 1, report: report(0.8), load: json!({"rust": {"quiet_before": true}}) },
-            ThreadRun { threads: 2, report: report(1.5), load: json!({"rust": {"quiet_before": false}}) },
+            ThreadRun {
+                threads: 1,
+                report: report(0.8),
+                load: json!({"rust": {"quiet_before": true}}),
+            },
+            ThreadRun {
+                threads: 2,
+                report: report(1.5),
+                load: json!({"rust": {"quiet_before": false}}),
+            },
         ];
-        let m = merge_reports("spectral", "cargo xtask bench spectral", 2, &runs, &["busy".into()]);
+        let m = merge_reports(
+            "spectral",
+            "cargo xtask bench spectral",
+            2,
+            &runs,
+            &["busy".into()],
+        );
         assert_eq!(m["thread_settings"], json!([1, 2]));
         assert_eq!(m["headline"]["1"]["dense_eigh_vs_numpy"], json!(0.8));
         assert_eq!(m["headline"]["2"]["dense_eigh_vs_numpy"], json!(1.5));
@@ -556,12 +584,21 @@ mod tests {
         assert_eq!(m["quiet"], json!(false));
         assert_eq!(m["runs"]["2"]["report"]["context"]["machine"], json!("x"));
         let table = render_summary(&m);
-        assert!(table.contains("1 thread(s) on both sides (quiet)"), "{table}");
-        assert!(table.contains("2 thread(s) on both sides (NOT QUIET)"), "{table}");
+        assert!(
+            table.contains("1 thread(s) on both sides (quiet)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("2 thread(s) on both sides (NOT QUIET)"),
+            "{table}"
+        );
         assert!(table.contains("80.00 ms") && table.contains("0.80×") && table.contains("1.50×"));
         // an explicit headline object wins over top-level numbers
         let h = headline_of(&json!({"headline": {"a": 2.0}, "b": 3.0}));
         assert_eq!(h.len(), 1);
-        assert_eq!(thread_dir(Path::new("/o"), "nets", 2), Path::new("/o/nets/threads-2"));
+        assert_eq!(
+            thread_dir(Path::new("/o"), "nets", 2),
+            Path::new("/o/nets/threads-2")
+        );
     }
 }

@@ -353,11 +353,11 @@ mod tests {
         assert_eq!(adk.expected.bytes, Some(59_555_441));
         assert!(adk.expected.sha256.is_some());
         assert_eq!(adk.members.len(), 7);
-    assert!(
-        ["adk_open.pdb", "adk_closed.pdb"]
-            .iter()
-            .all(|f| adk.members.iter().any(|m| m.file == *f && m.expected.sha256.is_some()))
-    );
+        assert!(["adk_open.pdb", "adk_closed.pdb"].iter().all(|f| {
+            adk.members
+                .iter()
+                .any(|m| m.file == *f && m.expected.sha256.is_some())
+        }));
         assert!(adk.is_archive());
         for m in crate::molecule::Md17Molecule::ALL {
             s.require(&m.source_name()).unwrap();
