@@ -42,7 +42,7 @@ pub const THREAD_VARS: [&str; 7] = [
 pub const QUIET_LOAD_PER_CORE: f64 = 0.5;
 
 /// Default longest wait for the load to come down before a side starts (e.g. after the build).
-const DEFAULT_SETTLE_S: u64 = 60;
+const DEFAULT_SETTLE_S: u64 = 120;
 
 /// The runner's own options, taken out of the arguments; the rest go to criterion.
 #[derive(Debug, Clone, PartialEq)]
