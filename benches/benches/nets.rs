@@ -7,7 +7,9 @@
 //! `benches/peers/nets.py` loads both into the PyTorch reference model
 //! (`crates/graph-nets/tests/golden/reference.py`, the one the golden tests check the crate
 //! against), checks it computes the same first loss, times the same step on the same number of
-//! CPU threads, and writes `nets.json` with `egno_step_speedup_vs_pytorch` = PyTorch time / ours.
+//! CPU threads, and writes `nets.json` with `egno_step_speedup_vs_port` = PyTorch time / ours
+//! (and, with `SGDD_EGNO_OFFICIAL` naming a checkout of MinkaiXu/EGNO, the authors' class timed
+//! on the same inputs and mapped weights: `egno_step_speedup_vs_official`).
 //!
 //! Setting: EGNO's MD17 configuration (hidden 64, 5 layers, T = 8, 2 Fourier modes, time
 //! embedding 32, velocities, temporal convolution on), a batch of 16 aspirin-sized systems

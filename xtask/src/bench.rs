@@ -42,7 +42,7 @@ pub const THREAD_VARS: [&str; 7] = [
 pub const QUIET_LOAD_PER_CORE: f64 = 0.5;
 
 /// Default longest wait for the load to come down before a side starts (e.g. after the build).
-const DEFAULT_SETTLE_S: u64 = 60;
+const DEFAULT_SETTLE_S: u64 = 120;
 
 /// The runner's own options, taken out of the arguments; the rest go to criterion.
 #[derive(Debug, Clone, PartialEq)]
@@ -479,15 +479,16 @@ pub fn render_summary(merged: &Value) -> String {
     out
 }
 
-/// `1.23 s`, `45.6 ms`, `789 µs`.
+/// Milliseconds throughout (one unit per column keeps the two sides comparable at a glance),
+/// with more decimals for shorter times: `1350.0 ms`, `45.60 ms`, `0.0123 ms`.
 fn fmt_time(s: f64) -> String {
-    if s >= 1.0 {
-        format!("{s:.2} s")
-    } else if s >= 1e-3 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{:.1} µs", s * 1e6)
-    }
+    let ms = s * 1e3;
+    let decimals = match ms {
+        m if m >= 100.0 => 1,
+        m if m >= 1.0 => 2,
+        _ => 4,
+    };
+    format!("{ms:.decimals$} ms")
 }
 
 /// Where a bench's per-setting outputs go (`target/bench/NAME/threads-T`).
@@ -593,6 +594,8 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("80.00 ms") && table.contains("0.80×") && table.contains("1.50×"));
+        assert_eq!(fmt_time(1.35), "1350.0 ms");
+        assert_eq!(fmt_time(1.23e-5), "0.0123 ms");
         // an explicit headline object wins over top-level numbers
         let h = headline_of(&json!({"headline": {"a": 2.0}, "b": 3.0}));
         assert_eq!(h.len(), 1);

@@ -55,7 +55,7 @@ enum Cmd {
     /// the criterion bench `NAME` of `benches/` and then, when it exists, the peer script
     /// `benches/peers/NAME.py`, both pinned to the same thread count (RAYON/OMP/OPENBLAS/MKL
     /// `_NUM_THREADS`, `SGDD_BENCH_THREADS`), recording the load average before and after each
-    /// side and warning when the machine was not quiet; `--settle SECS` (default 60) is the
+    /// side and warning when the machine was not quiet; `--settle SECS` (default 120) is the
     /// longest wait for a quiet machine before a side. Merges the settings into
     /// `target/bench/NAME.json` (ratios keyed by thread count) and prints the tables.
     Bench {
