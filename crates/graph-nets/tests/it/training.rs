@@ -194,6 +194,53 @@ fn a_tiny_decoder_overfits_a_tiny_trajectory_set() {
     );
 }
 
+#[test]
+fn a_tiny_gfnode_overfits_a_tiny_trajectory_set() {
+    // Seeded global generator, as above. Fixed-step RK4 keeps the test's cost fixed.
+    let _rng = seed_global_rng(8);
+    let graph = two_graphs();
+    let opts = (Kind::Float, CPU);
+    let (x0, v0, target) = spring_trajectories(&mut Draws::new(8), &graph, 4, opts);
+    let h = Tensor::ones([graph.num_nodes(), 1], opts);
+    let vs = nn::VarStore::new(CPU);
+    let model = graph_nets::GfNodeConfig {
+        hidden: 8,
+        layers: 2,
+        horizon: 4,
+        time_scale: 4.0,
+        time_emb_dim: 8,
+        ode: graph_nets::ode::OdeOptions {
+            solver: graph_nets::ode::Solver::Rk4,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .build(vs.root())
+    .unwrap();
+    let mut opt = nn::Adam::default().build(&vs, 5e-3).unwrap();
+    let state = InitialState {
+        x: &x0,
+        v: Some(&v0),
+        h: &h,
+        graph: &graph,
+        edge_attr: None,
+    };
+    let loss = || {
+        (model.forward(&state, None, None).x - &target)
+            .square()
+            .mean(Kind::Float)
+    };
+    let first = loss().double_value(&[]);
+    for _ in 0..60 {
+        opt.backward_step(&loss());
+    }
+    let last = loss().double_value(&[]);
+    assert!(
+        last.is_finite() && last < first / 10.0,
+        "loss went from {first:e} to {last:e}, not 10× lower"
+    );
+}
+
 /// Models follow the device of their VarStore: on a CUDA machine this runs there and must match
 /// the CPU (float32, tolerance 1e-4 relative); elsewhere it runs on the CPU twice.
 #[test]
