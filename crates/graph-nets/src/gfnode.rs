@@ -298,10 +298,7 @@ impl ModeAttention {
             qkv.narrow(2, 2 * e, e),
         );
         let scores = q.matmul(&k.transpose(1, 2)) / (e as f64).sqrt();
-        let out = scores
-            .softmax(-1, s.kind())
-            .matmul(&v)
-            .permute([1, 0, 2]);
+        let out = scores.softmax(-1, s.kind()).matmul(&v).permute([1, 0, 2]);
         out.apply(&self.out_proj).apply(&self.post)
     }
 }
@@ -665,7 +662,9 @@ impl GfNode {
         let mut v = (k == 2).then(|| moved.select(3, 1).reshape([t * n, 3]));
 
         // 5. Decoder on every target frame.
-        let taus = Tensor::from_slice(host_times).to_kind(opts.0).to_device(opts.1);
+        let taus = Tensor::from_slice(host_times)
+            .to_kind(opts.0)
+            .to_device(opts.1);
         let emb = sinusoidal_embedding(&taus.view([g, t]), cfg.time_emb_dim) // [G, T, E]
             .index_select(0, node_graph)
             .permute([1, 0, 2]);

@@ -67,7 +67,7 @@ pub use error::{Error, Result};
 pub use fourier::{
     EquivariantTimeConv, EquivariantTimeConvConfig, SpectralTimeConv, SpectralTimeConvConfig,
 };
-pub use gfnode::{GfNode, GfNodeConfig, ModeInteraction, OdeTime, VectorDynamics};
 pub use gat::{Gat, GatConfig, InitEncoder, InitEncoderConfig, TemporalLift, TemporalLiftConfig};
+pub use gfnode::{GfNode, GfNodeConfig, ModeInteraction, OdeTime, VectorDynamics};
 pub use mlp::Activation;
 pub use stsgnn::{Stsgnn, StsgnnConfig, Trajectory};

@@ -223,7 +223,10 @@ enum Decoder {
     Egno(Egno),
     /// GF-NODE with the target times of every sample, `[T]` in units of the first target's
     /// offset (`1, 2, …, T` for strided targets; the authors embed frame counts).
-    GfNode { net: GfNode, times: Tensor },
+    GfNode {
+        net: GfNode,
+        times: Tensor,
+    },
 }
 
 impl Decoder {
@@ -277,7 +280,7 @@ impl Decoder {
                 }
                 .build(p)?;
                 Self::GfNode {
-                    net,
+                    net: Box::new(net),
                     times: Tensor::from_slice(&rel),
                 }
             }

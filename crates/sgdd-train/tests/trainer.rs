@@ -522,15 +522,27 @@ fn gf_node_and_sgdd_gfnode_resume_exactly() {
     resume_at_every_boundary(
         "sgdd",
         2,
-        &["model.decoder=\"gf-node\"", "model.gf_node.ode.solver=\"rk4\""],
+        &[
+            "model.decoder=\"gf-node\"",
+            "model.gf_node.ode.solver=\"rk4\"",
+        ],
     );
     let _g = serial();
     let cfg = config_with("sgdd", 1, &["model.decoder=\"gf-node\""]);
     let (_, test) = sgdd_load(&cfg);
     let (vs, _) = sgdd_train::build_model(&cfg, &test, Device::Cpu).unwrap();
     let names: Vec<String> = vs.variables().into_keys().collect();
-    for part in ["decoder.ode_h.", "decoder.encoder.", "teacher.", "student.", "sge."] {
-        assert!(names.iter().any(|n| n.starts_with(part)), "{part}: {names:?}");
+    for part in [
+        "decoder.ode_h.",
+        "decoder.encoder.",
+        "teacher.",
+        "student.",
+        "sge.",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(part)),
+            "{part}: {names:?}"
+        );
     }
 }
 
@@ -544,11 +556,17 @@ fn gf_node_settings_are_checked_with_their_key() {
     let err = text(&["model.kind=\"egno\"", "model.decoder=\"gf-node\""]);
     assert!(err.contains("model.decoder"), "{err}");
     let err = text(&["model.kind=\"gf-node\"", "model.gf_node.ode.rtol=-1.0"]);
-    assert!(err.contains("model.gf_node.ode") && err.contains("rtol"), "{err}");
+    assert!(
+        err.contains("model.gf_node.ode") && err.contains("rtol"),
+        "{err}"
+    );
     let err = text(&["model.kind=\"gf-node\"", "model.gf_node.time_emb_dim=2"]);
     assert!(err.contains("model.gf_node.time_emb_dim"), "{err}");
     let err = text(&["model.gf_node.vector_dynamics=\"rotating\""]);
-    assert!(err.contains("vector_dynamics") || err.contains("rotating"), "{err}");
+    assert!(
+        err.contains("vector_dynamics") || err.contains("rotating"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -13,15 +13,14 @@ use std::path::PathBuf;
 
 use graph_nets::ode::{OdeOptions, Solver};
 use graph_nets::{
-    Error, GfNode, GfNodeConfig, GraphBatch, InitialState, ModeInteraction, OdeTime,
-    VectorDynamics,
+    Error, GfNode, GfNodeConfig, GraphBatch, InitialState, ModeInteraction, OdeTime, VectorDynamics,
 };
 use proptest::prelude::*;
 use tch::{Kind, Tensor, nn};
 
 use crate::common::{
-    CPU, Draws, Motion, assert_close, batch_of, global_rng, max_abs_diff, random_inputs,
-    randomise, store, two_graphs,
+    CPU, Draws, Motion, assert_close, batch_of, global_rng, max_abs_diff, random_inputs, randomise,
+    store, two_graphs,
 };
 
 const FIDELITY_TOL: f64 = 1e-7;
@@ -34,9 +33,8 @@ struct Fixture {
 impl Fixture {
     fn load() -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let meta =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("gfnode.json")).unwrap())
-                .unwrap();
+        let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("gfnode.json")).unwrap())
+            .unwrap();
         let tensors = Tensor::read_safetensors(dir.join("gfnode.safetensors"))
             .unwrap()
             .into_iter()
@@ -110,7 +108,11 @@ fn matches_the_authors_fourier_md() {
     let vs = store();
     let model = cfg.build(vs.root()).unwrap();
     let vars = vs.variables();
-    let in_file = fx.tensors.keys().filter(|k| k.starts_with("param.")).count();
+    let in_file = fx
+        .tensors
+        .keys()
+        .filter(|k| k.starts_with("param."))
+        .count();
     assert_eq!(vars.len(), in_file, "parameter count: ours vs the authors'");
     tch::no_grad(|| {
         for (name, var) in &vars {
@@ -316,17 +318,32 @@ fn uneven_targets_are_per_graph() {
     let second = run(
         &model,
         &one,
-        (&x.narrow(0, 7, 7), &v.narrow(0, 7, 7), &h.narrow(0, 7, 7), &e1),
+        (
+            &x.narrow(0, 7, 7),
+            &v.narrow(0, 7, 7),
+            &h.narrow(0, 7, 7),
+            &e1,
+        ),
         Some(&times.narrow(0, 1, 1)),
         None,
     );
-    assert_close(&out.x.narrow(1, 7, 7), &second.x, 1e-5, "graph 1 alone vs batched");
+    assert_close(
+        &out.x.narrow(1, 7, 7),
+        &second.x,
+        1e-5,
+        "graph 1 alone vs batched",
+    );
     // Asking graph 1 for its times in another order gives the same frames, reordered.
     let reversed = times.narrow(0, 1, 1).flip([1]);
     let flipped = run(
         &model,
         &one,
-        (&x.narrow(0, 7, 7), &v.narrow(0, 7, 7), &h.narrow(0, 7, 7), &e1),
+        (
+            &x.narrow(0, 7, 7),
+            &v.narrow(0, 7, 7),
+            &h.narrow(0, 7, 7),
+            &e1,
+        ),
         Some(&reversed),
         None,
     );
@@ -351,11 +368,27 @@ fn the_basis_is_computed_once_per_distinct_graph() {
     assert_eq!(basis.size(), [19, 6]);
     // Orthonormal columns on the 7-node tree; the 5-node graph (two isolated nodes) keeps 5.
     let u = basis.narrow(0, 0, 7);
-    assert_close(&u.tr().matmul(&u), &Tensor::eye(6, (Kind::Double, CPU)), 1e-12, "UᵀU");
+    assert_close(
+        &u.tr().matmul(&u),
+        &Tensor::eye(6, (Kind::Double, CPU)),
+        1e-12,
+        "UᵀU",
+    );
     let u = basis.narrow(0, 7, 5);
     let gram = u.tr().matmul(&u);
-    assert_close(&gram.narrow(0, 0, 5).narrow(1, 0, 5), &Tensor::eye(5, (Kind::Double, CPU)), 1e-12, "small UᵀU");
-    assert_eq!(gram.narrow(0, 5, 1).abs().sum(Kind::Double).double_value(&[]), 0.0);
+    assert_close(
+        &gram.narrow(0, 0, 5).narrow(1, 0, 5),
+        &Tensor::eye(5, (Kind::Double, CPU)),
+        1e-12,
+        "small UᵀU",
+    );
+    assert_eq!(
+        gram.narrow(0, 5, 1)
+            .abs()
+            .sum(Kind::Double)
+            .double_value(&[]),
+        0.0
+    );
 }
 
 #[test]
@@ -382,10 +415,7 @@ fn bad_inputs_and_settings_are_typed_errors() {
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let times = Tensor::from_slice(&[1.0, 2.0, bad, 4.0, 1.0, 2.0, 3.0, 4.0]).view([2, 4]);
         let err = model.f_forward(&state, Some(&times), None).unwrap_err();
-        assert!(
-            err.to_string().contains("times[0, 2]"),
-            "{bad}: {err}"
-        );
+        assert!(err.to_string().contains("times[0, 2]"), "{bad}: {err}");
     }
     let ints = Tensor::ones([2, 4], (Kind::Int64, CPU));
     assert!(matches!(
@@ -431,13 +461,49 @@ fn bad_inputs_and_settings_are_typed_errors() {
 
     let root = nn::VarStore::new(CPU);
     for (cfg, field) in [
-        (GfNodeConfig { time_scale: 0.0, ..Default::default() }, "time_scale"),
-        (GfNodeConfig { time_scale: f64::NAN, ..Default::default() }, "time_scale"),
-        (GfNodeConfig { num_modes: 0, ..Default::default() }, "num_modes"),
-        (GfNodeConfig { time_emb_dim: 3, ..Default::default() }, "time_emb_dim"),
-        (GfNodeConfig { layers: 0, ..Default::default() }, "layers"),
         (
-            GfNodeConfig { ode: OdeOptions { rtol: -1.0, ..Default::default() }, ..Default::default() },
+            GfNodeConfig {
+                time_scale: 0.0,
+                ..Default::default()
+            },
+            "time_scale",
+        ),
+        (
+            GfNodeConfig {
+                time_scale: f64::NAN,
+                ..Default::default()
+            },
+            "time_scale",
+        ),
+        (
+            GfNodeConfig {
+                num_modes: 0,
+                ..Default::default()
+            },
+            "num_modes",
+        ),
+        (
+            GfNodeConfig {
+                time_emb_dim: 3,
+                ..Default::default()
+            },
+            "time_emb_dim",
+        ),
+        (
+            GfNodeConfig {
+                layers: 0,
+                ..Default::default()
+            },
+            "layers",
+        ),
+        (
+            GfNodeConfig {
+                ode: OdeOptions {
+                    rtol: -1.0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
             "rtol",
         ),
     ] {
@@ -448,9 +514,10 @@ fn bad_inputs_and_settings_are_typed_errors() {
     }
     let unknown = serde_json::from_str::<GfNodeConfig>(r#"{"modes": 2}"#);
     assert!(unknown.is_err());
-    let parsed: GfNodeConfig =
-        serde_json::from_str(r#"{"mode_interaction": "none", "ode_time": "none", "vector_dynamics": "equivariant"}"#)
-            .unwrap();
+    let parsed: GfNodeConfig = serde_json::from_str(
+        r#"{"mode_interaction": "none", "ode_time": "none", "vector_dynamics": "equivariant"}"#,
+    )
+    .unwrap();
     assert_eq!(parsed.mode_interaction, ModeInteraction::None);
     assert_eq!(parsed.ode_time, OdeTime::None);
 }
