@@ -224,7 +224,7 @@ enum Decoder {
     /// GF-NODE with the target times of every sample, `[T]` in units of the first target's
     /// offset (`1, 2, …, T` for strided targets; the authors embed frame counts).
     GfNode {
-        net: GfNode,
+        net: Box<GfNode>,
         times: Tensor,
     },
 }
