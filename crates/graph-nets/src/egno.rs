@@ -81,6 +81,37 @@ pub(crate) fn check_velocity(
     }
 }
 
+/// Checks a decoder's optional conditioning `z_cond` (`[T, N, d]` or flattened `[T·N, d]`)
+/// against its `cond_dim = d` and returns it as `[T, N, d]`.
+pub(crate) fn check_cond(
+    op: &'static str,
+    z_cond: Option<&Tensor>,
+    cond_dim: i64,
+    t: i64,
+    n: i64,
+    kind: Kind,
+) -> Result<Option<Tensor>> {
+    match (z_cond, cond_dim) {
+        (None, _) => Ok(None),
+        (Some(z), 0) => Err(Error::Input {
+            op,
+            reason: format!(
+                "conditioning of shape {:?} given to a decoder built with cond_dim = 0",
+                z.size()
+            ),
+        }),
+        (Some(z), d) => {
+            if z.dim() == 2 {
+                check_shape(op, "z_cond", z, &[Some(t * n), Some(d)])?;
+            } else {
+                check_shape(op, "z_cond", z, &[Some(t), Some(n), Some(d)])?;
+            }
+            check_kind(op, "z_cond", z, kind)?;
+            Ok(Some(z.view([t, n, d])))
+        }
+    }
+}
+
 /// The sinusoidal embedding of frame indices `t = 0..frames` (Transformer / DDPM style, as EGNO):
 /// [`sinusoidal_embedding`] of `0, 1, …, frames − 1`.
 ///
@@ -321,27 +352,7 @@ impl Egno {
             self.embed.ws.kind(),
         )?;
         let (t, n) = (cfg.horizon, state.graph.num_nodes());
-        let z = match (z_cond, cfg.cond_dim) {
-            (None, _) => None,
-            (Some(z), 0) => {
-                return Err(Error::Input {
-                    op: OP,
-                    reason: format!(
-                        "conditioning of shape {:?} given to a decoder built with cond_dim = 0",
-                        z.size()
-                    ),
-                });
-            }
-            (Some(z), d) => {
-                if z.dim() == 2 {
-                    check_shape(OP, "z_cond", z, &[Some(t * n), Some(d)])?;
-                } else {
-                    check_shape(OP, "z_cond", z, &[Some(t), Some(n), Some(d)])?;
-                }
-                check_kind(OP, "z_cond", z, self.embed.ws.kind())?;
-                Some(z.view([t, n, d]))
-            }
-        };
+        let z = check_cond(OP, z_cond, cfg.cond_dim, t, n, self.embed.ws.kind())?;
         Ok(self.forward_unchecked(state, z.as_ref()))
     }
 

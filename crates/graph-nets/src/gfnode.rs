@@ -1,5 +1,5 @@
-//! The GF-NODE decoder: a graph Fourier neural ODE (Sun, Solis, … , TMLR 2025, arXiv
-//! 2411.01600), as its authors define it in their `FourierMD` model, with SGDD's per-node,
+//! The GF-NODE decoder: a graph Fourier neural ODE (arXiv 2411.01600, TMLR), as its authors
+//! define it in their `FourierMD` model (FrancoTSolis/GF-NODE-code), with SGDD's per-node,
 //! per-frame conditioning.
 //!
 //! 1. **Encode** the initial state: `h = W_in h_0`, then `layers` EGNN layers
@@ -38,8 +38,8 @@ use tch::{Device, Kind, Tensor, nn};
 
 use crate::batch::{GraphBatch, segment_sum};
 use crate::egnn::{EgnnLayer, EgnnLayerConfig, EgnnStyle};
-use crate::egno::{EgnoOutput, InitialState, sinusoidal_embedding};
-use crate::error::{Error, Result, check_kind, check_shape, ensure_at_least, ensure_config};
+use crate::egno::{EgnoOutput, InitialState, check_cond, sinusoidal_embedding};
+use crate::error::{Error, Result, check_shape, ensure_at_least, ensure_config};
 use crate::mlp::{Activation, linear};
 use crate::ode::{OdeOptions, odeint};
 
@@ -480,27 +480,7 @@ impl GfNode {
                 (t, one.repeat(g as usize))
             }
         };
-        let z = match (z_cond, cfg.cond_dim) {
-            (None, _) => None,
-            (Some(z), 0) => {
-                return Err(Error::Input {
-                    op: OP,
-                    reason: format!(
-                        "conditioning of shape {:?} given to a decoder built with cond_dim = 0",
-                        z.size()
-                    ),
-                });
-            }
-            (Some(z), d) => {
-                if z.dim() == 2 {
-                    check_shape(OP, "z_cond", z, &[Some(t * n), Some(d)])?;
-                } else {
-                    check_shape(OP, "z_cond", z, &[Some(t), Some(n), Some(d)])?;
-                }
-                check_kind(OP, "z_cond", z, kind)?;
-                Some(z.view([t, n, d]))
-            }
-        };
+        let z = check_cond(OP, z_cond, cfg.cond_dim, t, n, kind)?;
         let basis = self.f_graph_basis(state.graph)?.to_kind(kind);
         self.forward_unchecked(state, &basis, t, &host_times, z.as_ref())
     }

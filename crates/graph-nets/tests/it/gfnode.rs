@@ -9,7 +9,6 @@
 //! decoder's time embedding in float32, the rest is float64).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use graph_nets::ode::{OdeOptions, Solver};
 use graph_nets::{
@@ -20,7 +19,7 @@ use tch::{Kind, Tensor, nn};
 
 use crate::common::{
     CPU, Draws, Motion, assert_close, batch_of, global_rng, max_abs_diff, random_inputs, randomise,
-    store, two_graphs,
+    read_fixture, store, two_graphs,
 };
 
 const FIDELITY_TOL: f64 = 1e-7;
@@ -32,13 +31,7 @@ struct Fixture {
 
 impl Fixture {
     fn load() -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("gfnode.json")).unwrap())
-            .unwrap();
-        let tensors = Tensor::read_safetensors(dir.join("gfnode.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
+        let (meta, tensors, _) = read_fixture("fixtures", "gfnode");
         Self { meta, tensors }
     }
 
