@@ -15,6 +15,15 @@
 //! embedding 32, velocities, temporal convolution on), a batch of 16 aspirin-sized systems
 //! (21 atoms) on 8-nearest-neighbour graphs, float32, CPU. Threads: `SGDD_BENCH_THREADS`
 //! (default: all cores), which `cargo xtask bench nets --threads 1,all` sets for both sides.
+//!
+//! The same for the GF-NODE decoder (`gfnode_step_speedup_vs_pytorch`), against the authors' own
+//! `FourierMD` class (FrancoTSolis/GF-NODE-code, imported by the peer from the checkout named by
+//! `GFNODE_CODE`; skipped when it is not set): their MD17 configuration (hidden 64, 5 + 5 EGNN
+//! layers, 2 graph Fourier modes, attention between modes, time concatenated, time embedding 32)
+//! on the same batch, targets every 375 of Δ = 3000 frames, except the integrator: fixed-grid
+//! RK4 (3/8 rule) on the target times instead of Dopri5, so that both sides take exactly the same
+//! steps and compute the same first loss (an adaptive solver that clips steps to the output
+//! times, as ours does, and one that interpolates, as torchdiffeq does, take different steps).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -23,7 +32,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode};
-use graph_nets::{EgnoConfig, GraphBatch, InitialState};
+use graph_nets::ode::{OdeOptions, Solver};
+use graph_nets::{EgnoConfig, GfNodeConfig, GraphBatch, InitialState};
 use sgdd_benches::{bench_output_dir, machine, median, pin_threads, thread_context};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
@@ -34,6 +44,30 @@ const LR: f64 = 5e-4;
 
 /// Per-iteration seconds of every criterion sample.
 static TIMES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+/// The same for the GF-NODE step.
+static GFNODE_TIMES: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+/// GF-NODE's first-step loss and configuration.
+static GFNODE_INITIAL: Mutex<Option<(f64, GfNodeConfig)>> = Mutex::new(None);
+/// GF-NODE's frames per target interval and total (the authors' `delta_frame`).
+const GFNODE_STRIDE: f64 = 375.0;
+
+fn gfnode_config() -> GfNodeConfig {
+    GfNodeConfig {
+        node_in: 2,
+        edge_dim: 2,
+        hidden: 64,
+        layers: 5,
+        num_modes: 2,
+        time_emb_dim: 32,
+        horizon: 8,
+        time_scale: 8.0 * GFNODE_STRIDE,
+        ode: OdeOptions {
+            solver: Solver::Rk4ThreeEighths,
+            ..OdeOptions::default()
+        },
+        ..GfNodeConfig::default()
+    }
+}
 
 fn config() -> EgnoConfig {
     EgnoConfig {
@@ -159,7 +193,57 @@ fn main() {
                 el
             })
         });
+
+        // GF-NODE: its own weights and node features ([|v_0|, atom type / 3], as the authors').
+        let gcfg = gfnode_config();
+        let gvs = nn::VarStore::new(Device::Cpu);
+        let gfnode = gcfg.build(gvs.root()).expect("valid config");
+        let h2 = Tensor::cat(
+            &[
+                data.v0.square().sum_dim_intlist(1, true, None).sqrt(),
+                &data.h0 / 3.0,
+            ],
+            1,
+        );
+        let gstate = InitialState { h: &h2, ..state };
+        let gloss = || {
+            (gfnode.forward(&gstate, None, None).x - &data.target)
+                .square()
+                .mean(Kind::Float)
+        };
+        let ginitial = tch::no_grad(|| gloss().double_value(&[]));
+        if bench_mode {
+            let basis = gfnode
+                .f_graph_basis(&data.graph)
+                .expect("basis")
+                .to_kind(Kind::Float);
+            gvs.save(fixtures.join("gfnode-weights.safetensors"))
+                .expect("write the initial weights");
+            Tensor::write_safetensors(
+                &[("h0", &h2), ("basis", &basis)],
+                fixtures.join("gfnode-inputs.safetensors"),
+            )
+            .expect("write the inputs");
+        }
+        let mut gopt = nn::Adam::default().build(&gvs, LR).expect("optimizer");
+        g.bench_function("gfnode_train_step", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let l = gloss();
+                    gopt.backward_step(&l);
+                    black_box(&l);
+                }
+                let el = start.elapsed();
+                GFNODE_TIMES
+                    .lock()
+                    .unwrap()
+                    .push(el.as_secs_f64() / iters.max(1) as f64);
+                el
+            })
+        });
         g.finish();
+        GFNODE_INITIAL.lock().unwrap().replace((ginitial, gcfg));
     }
     c.final_summary();
     if !bench_mode {
@@ -167,6 +251,12 @@ fn main() {
     }
 
     let samples = TIMES.lock().unwrap().clone();
+    let gsamples = GFNODE_TIMES.lock().unwrap().clone();
+    let (ginitial, gcfg) = GFNODE_INITIAL
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the GF-NODE bench ran");
     let mut context = BTreeMap::new();
     context.insert("graphs", serde_json::json!(GRAPHS));
     context.insert("nodes_per_graph", serde_json::json!(NODES));
@@ -184,6 +274,14 @@ fn main() {
         "config": cfg,
         "batch": context,
         "fixtures": fixtures,
+        "gfnode": {
+            "train_step_s": median(&gsamples),
+            "train_step_min_s": gsamples.iter().copied().fold(f64::INFINITY, f64::min),
+            "samples_s": gsamples,
+            "initial_loss": ginitial,
+            "config": gcfg,
+            "target_stride": GFNODE_STRIDE,
+        },
     });
     let path = dir.join("nets-rust.json");
     std::fs::write(

@@ -15,7 +15,15 @@ use crate::env::{self, project_root};
 pub const TORCH_VERSION: &str = "2.13.0";
 /// Python packages the project's scripts use beside torch (fixtures, peer benchmarks).
 /// `tensorboard`: tests read the trainer's event files back with its own reader.
-const EXTRA_PACKAGES: &[&str] = &["numpy==2.3.5", "safetensors==0.7.0", "tensorboard==2.21.0"];
+/// `torchdiffeq` (and its dependency `scipy`): the GF-NODE fixture script and peer benchmark run
+/// the authors' model class, which integrates with it.
+const EXTRA_PACKAGES: &[&str] = &[
+    "numpy==2.3.5",
+    "safetensors==0.7.0",
+    "tensorboard==2.21.0",
+    "scipy==1.17.1",
+    "torchdiffeq==0.2.5",
+];
 const STAMP: &str = "sgdd-setup.stamp";
 
 /// The located libtorch.

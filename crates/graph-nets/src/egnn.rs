@@ -23,6 +23,22 @@ pub struct EgnnLayerConfig {
     pub coord_clamp: Option<f64>,
     /// The non-linearity of every MLP.
     pub activation: Activation,
+    /// Which update rule (EGNO's or GF-NODE's, see [`EgnnStyle`]).
+    pub style: EgnnStyle,
+}
+
+/// The two EGNN update rules of the workspace's decoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EgnnStyle {
+    /// EGNO's layer: `v' = φ_v(h)·v + Δ`, `x' = x + v'`, residual `h' = h + φ_h(h, Σm)`, and a
+    /// bias-free last coordinate layer initialised near zero (xavier gain 0.001).
+    #[default]
+    Egno,
+    /// GF-NODE's layer (its authors' `EGNN_Layer`): `x' = x + φ_v(h)·v + Δ` with the velocity
+    /// passed through unchanged, `h' = φ_h(h, Σm)` without residual, and a last coordinate layer
+    /// with bias and PyTorch's default initialisation.
+    GfNode,
 }
 
 impl Default for EgnnLayerConfig {
@@ -33,6 +49,7 @@ impl Default for EgnnLayerConfig {
             with_velocity: true,
             coord_clamp: Some(100.0),
             activation: Activation::Silu,
+            style: EgnnStyle::Egno,
         }
     }
 }
@@ -69,14 +86,17 @@ impl EgnnLayerConfig {
             true,
             None,
         );
-        // The last coordinate layer starts near zero (EGNN's xavier gain 0.001): early layers
-        // barely move the particles.
-        let coord_last = nn::LinearConfig {
-            ws_init: xavier_uniform(h, 1, 0.001),
-            bs_init: None,
-            bias: false,
+        // EGNO: the last coordinate layer starts near zero (EGNN's xavier gain 0.001), so early
+        // layers barely move the particles. GF-NODE keeps PyTorch's default `nn.Linear`.
+        let coord_last = match self.style {
+            EgnnStyle::Egno => Some(nn::LinearConfig {
+                ws_init: xavier_uniform(h, 1, 0.001),
+                bs_init: None,
+                bias: false,
+            }),
+            EgnnStyle::GfNode => None,
         };
-        let phi_x = Mlp::new(&(&p / "phi_x"), &[h, h, 1], act, false, Some(coord_last));
+        let phi_x = Mlp::new(&(&p / "phi_x"), &[h, h, 1], act, false, coord_last);
         let phi_h = Mlp::new(&(&p / "phi_h"), &[2 * h, h, h], act, false, None);
         let phi_v = self
             .with_velocity
@@ -111,6 +131,9 @@ pub struct EgnnState {
 /// x_i' = x_i + Δ_i                                        (without)
 /// h_i' = h_i + φ_h(h_i, Σ_{j→i} m_ij)
 /// ```
+///
+/// With [`EgnnStyle::GfNode`]: `x_i' = x_i + φ_v(h_i)·v_i + Δ_i`, `v_i' = v_i`,
+/// `h_i' = φ_h(h_i, Σ_{j→i} m_ij)`.
 ///
 /// `x'` and `v'` are E(3)-equivariant (rotations, reflections; `x'` also translations), `h'`
 /// invariant.
@@ -208,15 +231,22 @@ impl EgnnLayer {
         if let Some(c) = self.cfg.coord_clamp {
             delta = clamp_norm(&delta, c);
         }
-        let (x_new, v_new) = match (&self.phi_v, v) {
-            (Some(phi_v), Some(v)) => {
+        let (x_new, v_new) = match (&self.phi_v, v, self.cfg.style) {
+            (Some(phi_v), Some(v), EgnnStyle::Egno) => {
                 let v_new = phi_v.forward(h) * v + delta;
                 (x + &v_new, Some(v_new))
+            }
+            (Some(phi_v), Some(v), EgnnStyle::GfNode) => {
+                (x + phi_v.forward(h) * v + delta, Some(v.shallow_clone()))
             }
             _ => (x + delta, None),
         };
         let agg = graph.sum_at_receivers(&m);
-        let h_new = h + self.phi_h.forward(&Tensor::cat(&[h, &agg], -1));
+        let update = self.phi_h.forward(&Tensor::cat(&[h, &agg], -1));
+        let h_new = match self.cfg.style {
+            EgnnStyle::Egno => h + update,
+            EgnnStyle::GfNode => update,
+        };
         EgnnState {
             x: x_new,
             h: h_new,

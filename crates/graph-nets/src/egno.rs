@@ -81,9 +81,39 @@ pub(crate) fn check_velocity(
     }
 }
 
+/// Checks a decoder's optional conditioning `z_cond` (`[T, N, d]` or flattened `[T·N, d]`)
+/// against its `cond_dim = d` and returns it as `[T, N, d]`.
+pub(crate) fn check_cond(
+    op: &'static str,
+    z_cond: Option<&Tensor>,
+    cond_dim: i64,
+    t: i64,
+    n: i64,
+    kind: Kind,
+) -> Result<Option<Tensor>> {
+    match (z_cond, cond_dim) {
+        (None, _) => Ok(None),
+        (Some(z), 0) => Err(Error::Input {
+            op,
+            reason: format!(
+                "conditioning of shape {:?} given to a decoder built with cond_dim = 0",
+                z.size()
+            ),
+        }),
+        (Some(z), d) => {
+            if z.dim() == 2 {
+                check_shape(op, "z_cond", z, &[Some(t * n), Some(d)])?;
+            } else {
+                check_shape(op, "z_cond", z, &[Some(t), Some(n), Some(d)])?;
+            }
+            check_kind(op, "z_cond", z, kind)?;
+            Ok(Some(z.view([t, n, d])))
+        }
+    }
+}
+
 /// The sinusoidal embedding of frame indices `t = 0..frames` (Transformer / DDPM style, as EGNO):
-/// `[sin(t·ω_k), cos(t·ω_k)]` with `ω_k = 10000^{−k/(dim/2 − 1)}`, `k < dim/2`, zero-padded to an
-/// odd `dim`.
+/// [`sinusoidal_embedding`] of `0, 1, …, frames − 1`.
 ///
 /// # Shapes
 /// → `[frames, dim]`.
@@ -92,15 +122,26 @@ pub(crate) fn check_velocity(
 /// When `dim < 4`.
 #[track_caller]
 pub fn sinusoidal_time_embedding(frames: i64, dim: i64, options: (Kind, tch::Device)) -> Tensor {
-    assert!(
-        dim >= 4,
-        "sinusoidal_time_embedding: dim must be ≥ 4, got {dim}"
-    );
+    sinusoidal_embedding(&Tensor::arange(frames, options), dim)
+}
+
+/// The sinusoidal embedding of arbitrary (real) times `t`: `[sin(t·ω_k), cos(t·ω_k)]` with
+/// `ω_k = 10000^{−k/(dim/2 − 1)}`, `k < dim/2`, zero-padded to an odd `dim` (EGNO's frame
+/// embedding; GF-NODE's `get_timestep_embedding` of its target frames).
+///
+/// # Shapes
+/// `times: [*]` → `[*, dim]`, in the kind of `times`.
+///
+/// # Panics
+/// When `dim < 4`.
+#[track_caller]
+pub fn sinusoidal_embedding(times: &Tensor, dim: i64) -> Tensor {
+    assert!(dim >= 4, "sinusoidal_embedding: dim must be ≥ 4, got {dim}");
     let half = dim / 2;
     let step = (10000f64).ln() / (half - 1) as f64;
-    let freqs = (Tensor::arange(half, options) * -step).exp();
-    let angles = Tensor::arange(frames, options).unsqueeze(1) * freqs.unsqueeze(0);
-    let emb = Tensor::cat(&[angles.sin(), angles.cos()], 1);
+    let freqs = (Tensor::arange(half, (times.kind(), times.device())) * -step).exp();
+    let angles = times.unsqueeze(-1) * freqs;
+    let emb = Tensor::cat(&[angles.sin(), angles.cos()], -1);
     if dim % 2 == 1 {
         emb.constant_pad_nd([0, 1])
     } else {
@@ -186,6 +227,7 @@ impl EgnoConfig {
             with_velocity: self.with_velocity,
             coord_clamp: self.coord_clamp,
             activation: self.activation,
+            style: crate::egnn::EgnnStyle::Egno,
         }
     }
 
@@ -242,14 +284,14 @@ struct EgnoLayer {
     egnn: EgnnLayer,
 }
 
-/// What [`Egno`] predicts.
+/// What [`Egno`] and [`GfNode`](crate::GfNode) predict.
 #[derive(Debug)]
 pub struct EgnoOutput {
     /// `[T, N_total, 3]` positions of frames `1..=T`.
     pub x: Tensor,
     /// `[T, N_total, 3]` velocities, for a decoder built `with_velocity`.
     pub v: Option<Tensor>,
-    /// `[T, N_total, H]` final invariant features.
+    /// `[T, N_total, H]` final invariant features (`H` the decoder's width).
     pub h: Tensor,
 }
 
@@ -310,27 +352,7 @@ impl Egno {
             self.embed.ws.kind(),
         )?;
         let (t, n) = (cfg.horizon, state.graph.num_nodes());
-        let z = match (z_cond, cfg.cond_dim) {
-            (None, _) => None,
-            (Some(z), 0) => {
-                return Err(Error::Input {
-                    op: OP,
-                    reason: format!(
-                        "conditioning of shape {:?} given to a decoder built with cond_dim = 0",
-                        z.size()
-                    ),
-                });
-            }
-            (Some(z), d) => {
-                if z.dim() == 2 {
-                    check_shape(OP, "z_cond", z, &[Some(t * n), Some(d)])?;
-                } else {
-                    check_shape(OP, "z_cond", z, &[Some(t), Some(n), Some(d)])?;
-                }
-                check_kind(OP, "z_cond", z, self.embed.ws.kind())?;
-                Some(z.view([t, n, d]))
-            }
-        };
+        let z = check_cond(OP, z_cond, cfg.cond_dim, t, n, self.embed.ws.kind())?;
         Ok(self.forward_unchecked(state, z.as_ref()))
     }
 

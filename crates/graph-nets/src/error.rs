@@ -67,6 +67,9 @@ pub enum Error {
         /// Why it stopped (step-size underflow, step budget, non-finite state).
         reason: String,
     },
+    /// A graph's spectral basis could not be built (GF-NODE's graph Fourier basis).
+    #[error("graph Fourier basis: {0}")]
+    Spectral(#[from] spectral_core::Error),
     /// An error reported by libtorch.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | teacher `E_dyn` | [`Stsgnn`] | the trajectory `G_0, G_{1:T}` ([`Trajectory`]) | `z_dyn`: `[T, N, d]` |
 //! | student `E_init` | [`InitEncoder`] = [`Gat`] + [`TemporalLift`] | `G_0` ([`InitialState`]) | `z_init`: `[T, N, d]` |
-//! | decoder | [`Egno`] (conditioned on `z^sg`) | `G_0` and `z_cond: [T, N, d]` | `x_{1:T}`: `[T, N, 3]` |
+//! | decoder | [`Egno`] or [`GfNode`] (conditioned on `z^sg`) | `G_0` and `z_cond: [T, N, d]` | `x_{1:T}`: `[T, N, 3]` |
 //!
 //! Building blocks: [`EgnnLayer`] (Satorras et al. 2021), the Fourier temporal convolutions
 //! [`SpectralTimeConv`] / [`EquivariantTimeConv`] (EGNO, Xu et al. 2024), and [`GraphBatch`]
@@ -53,17 +53,21 @@ mod egno;
 mod error;
 mod fourier;
 mod gat;
+mod gfnode;
 mod mlp;
 pub mod ode;
 mod stsgnn;
 
 pub use batch::{GraphBatch, one_hot, segment_mean, segment_softmax, segment_sum};
-pub use egnn::{EgnnLayer, EgnnLayerConfig, EgnnState};
-pub use egno::{Egno, EgnoConfig, EgnoOutput, InitialState, sinusoidal_time_embedding};
+pub use egnn::{EgnnLayer, EgnnLayerConfig, EgnnState, EgnnStyle};
+pub use egno::{
+    Egno, EgnoConfig, EgnoOutput, InitialState, sinusoidal_embedding, sinusoidal_time_embedding,
+};
 pub use error::{Error, Result};
 pub use fourier::{
     EquivariantTimeConv, EquivariantTimeConvConfig, SpectralTimeConv, SpectralTimeConvConfig,
 };
 pub use gat::{Gat, GatConfig, InitEncoder, InitEncoderConfig, TemporalLift, TemporalLiftConfig};
+pub use gfnode::{GfNode, GfNodeConfig, ModeInteraction, OdeTime, VectorDynamics};
 pub use mlp::Activation;
 pub use stsgnn::{Stsgnn, StsgnnConfig, Trajectory};

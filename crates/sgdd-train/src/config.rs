@@ -207,6 +207,50 @@ pub enum ModelKind {
     /// decoder, trained on the prediction loss only (in effect EGNO plus a GAT conditioning
     /// encoder). Every SGDD table carries it: it tells what the teacher adds.
     NoTeacher,
+    /// The plain GF-NODE decoder (graph Fourier neural ODE, no encoders; settings in
+    /// `[model.gf_node]`).
+    GfNode,
+}
+
+/// See [`ModelConfig::decoder`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecoderKind {
+    /// [`graph_nets::Egno`].
+    #[default]
+    Egno,
+    /// [`graph_nets::GfNode`], with the settings of [`ModelConfig::gf_node`].
+    GfNode,
+}
+
+/// `[model.gf_node]`: the GF-NODE decoder's own settings (its widths and depth are
+/// `model.hidden`, `model.decoder_layers`, its graph Fourier modes `model.num_modes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GfNodeSettings {
+    /// `attention` (the authors' MD17 setting) or `none`.
+    pub mode_interaction: graph_nets::ModeInteraction,
+    /// `concat` (the authors') or `none`.
+    pub ode_time: graph_nets::OdeTime,
+    /// `authors` (translation-equivariant) or `equivariant` (E(3)).
+    pub vector_dynamics: graph_nets::VectorDynamics,
+    /// Width of the target-time embedding and of the ODE's time channels (≥ 4).
+    pub time_emb_dim: i64,
+    /// The integrator, `[model.gf_node.ode]` (default: Dopri5, rtol 1e-3, atol 1e-4).
+    pub ode: graph_nets::ode::OdeOptions,
+}
+
+impl Default for GfNodeSettings {
+    fn default() -> Self {
+        let d = graph_nets::GfNodeConfig::default();
+        Self {
+            mode_interaction: d.mode_interaction,
+            ode_time: d.ode_time,
+            vector_dynamics: d.vector_dynamics,
+            time_emb_dim: d.time_emb_dim,
+            ode: d.ode,
+        }
+    }
 }
 
 /// See [`ModelConfig::schedule`].
@@ -270,8 +314,13 @@ pub enum TeacherPath {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// `const-vel`, `static`, `egno` or `sgdd`.
+    /// `const-vel`, `static`, `egno`, `gf-node`, `sgdd` or `no-teacher`.
     pub kind: ModelKind,
+    /// The decoder of `sgdd` and `no-teacher`: `egno` (default) or `gf-node` (SGDD-GFNODE).
+    /// The plain kinds name their decoder themselves (`egno`, `gf-node`).
+    pub decoder: DecoderKind,
+    /// Settings of the GF-NODE decoder.
+    pub gf_node: GfNodeSettings,
     /// Hidden width of every network.
     pub hidden: i64,
     /// EGNO decoder layers.
@@ -340,6 +389,8 @@ impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             kind: ModelKind::Sgdd,
+            decoder: DecoderKind::Egno,
+            gf_node: GfNodeSettings::default(),
             hidden: 64,
             decoder_layers: 4,
             num_modes: 2,
@@ -527,6 +578,21 @@ impl RunConfig {
             ensure!(v >= 1, "{key} must be ≥ 1, got {v}");
         }
         ensure!(m.k >= 1, "model.k must be ≥ 1");
+        ensure!(
+            m.decoder == DecoderKind::Egno || m.kind.has_student() || m.kind == ModelKind::GfNode,
+            "model.decoder = \"gf-node\" applies to model.kind = \"sgdd\" or \"no-teacher\"; \
+             plain GF-NODE is model.kind = \"gf-node\" (got model.kind = {:?})",
+            m.kind.name()
+        );
+        ensure!(
+            m.gf_node.time_emb_dim >= 4,
+            "model.gf_node.time_emb_dim must be ≥ 4, got {}",
+            m.gf_node.time_emb_dim
+        );
+        m.gf_node
+            .ode
+            .validate()
+            .map_err(|e| anyhow::anyhow!("model.gf_node.ode: {e}"))?;
         // what the networks' own checks would say in their vocabulary (GatConfig.hidden), here
         // in the config's
         ensure!(
@@ -641,12 +707,16 @@ impl ModelKind {
             Self::Egno => "egno",
             Self::Sgdd => "sgdd",
             Self::NoTeacher => "no-teacher",
+            Self::GfNode => "gf-node",
         }
     }
 
     /// Whether the model has weights to train.
     pub fn trainable(self) -> bool {
-        matches!(self, Self::Egno | Self::Sgdd | Self::NoTeacher)
+        matches!(
+            self,
+            Self::Egno | Self::Sgdd | Self::NoTeacher | Self::GfNode
+        )
     }
 
     /// Whether the model has SGDD's student encoder (and SGE) conditioning the decoder.

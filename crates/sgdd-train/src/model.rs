@@ -1,18 +1,19 @@
-//! The models a run trains, from one config: plain EGNO, SGDD-EGNO (and its ablations), the
-//! no-teacher control (SGDD's student conditioning the decoder, no teacher), and the untrained
-//! baselines (constant-velocity extrapolation, static initial positions). SPEC §4.4, §4.4a.
+//! The models a run trains, from one config: plain EGNO, plain GF-NODE, SGDD with either
+//! decoder (SGDD-EGNO, SGDD-GFNODE, and the ablations), the no-teacher control (SGDD's student
+//! conditioning the decoder, no teacher), and the untrained baselines (constant-velocity
+//! extrapolation, static initial positions). SPEC §4.4, §4.4a, §4.7.
 
 use anyhow::{Context, Result};
 use distill_kd::{
     DecoderInput, JointBasisSplitter, PiAlignConfig, PiAlignment, TeacherForcingSchedule,
 };
 use graph_nets::{
-    Egno, EgnoConfig, InitEncoder, InitEncoderConfig, InitialState, Stsgnn, StsgnnConfig,
-    Trajectory,
+    Egno, EgnoConfig, EgnoOutput, GfNode, GfNodeConfig, InitEncoder, InitEncoderConfig,
+    InitialState, Stsgnn, StsgnnConfig, Trajectory,
 };
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::config::{ModelConfig, ModelKind, StudentKind, TeacherPath};
+use crate::config::{DecoderKind, ModelConfig, ModelKind, StudentKind, TeacherPath};
 use crate::data::{Batch, Prepared};
 use crate::metrics::ImitationSums;
 use crate::sge::{Sge, SplitterCache, gap_splitter};
@@ -152,8 +153,8 @@ struct Teacher {
     net: Stsgnn,
     /// How the teacher's path is trained.
     path: TeacherPath,
-    /// `path = separate`: the teacher's own decoder.
-    decoder: Option<Egno>,
+    /// `path = separate`: the teacher's own decoder (of the student's decoder's kind).
+    decoder: Option<Decoder>,
     align: PiAlignment,
     /// Detached running statistics of the teacher's `z^sg` and `ã` (when standardising).
     stats: Option<RunningStats>,
@@ -217,12 +218,98 @@ impl RunningStats {
     }
 }
 
+/// The decoder of a trained model.
+#[derive(Debug)]
+enum Decoder {
+    Egno(Egno),
+    /// GF-NODE with the target times of every sample, `[T]` in units of the first target's
+    /// offset (`1, 2, …, T` for strided targets; the authors embed frame counts).
+    GfNode {
+        net: Box<GfNode>,
+        times: Tensor,
+    },
+}
+
+impl Decoder {
+    /// Builds the decoder `kind` under `p`; `cond_dim` 0 for the plain kinds.
+    fn build(
+        kind: DecoderKind,
+        cfg: &ModelConfig,
+        dims: ProblemDims,
+        cond_dim: i64,
+        target_times: &[f64],
+        p: nn::Path<'_>,
+    ) -> Result<Self> {
+        Ok(match kind {
+            DecoderKind::Egno => Self::Egno(
+                EgnoConfig {
+                    node_in: dims.node_dim,
+                    edge_dim: dims.edge_dim,
+                    hidden: cfg.hidden,
+                    layers: cfg.decoder_layers,
+                    horizon: dims.t,
+                    num_modes: cfg.num_modes.min(dims.t / 2 + 1),
+                    cond_dim,
+                    ..Default::default()
+                }
+                .build(p)?,
+            ),
+            DecoderKind::GfNode => {
+                let first = target_times.first().copied().unwrap_or(0.0);
+                anyhow::ensure!(
+                    first > 0.0 && target_times.iter().all(|t| t.is_finite() && *t >= first),
+                    "GF-NODE needs positive target times after the condition frame, got \
+                     {target_times:?}"
+                );
+                let rel: Vec<f64> = target_times.iter().map(|t| t / first).collect();
+                let g = &cfg.gf_node;
+                let net = GfNodeConfig {
+                    node_in: dims.node_dim,
+                    edge_dim: dims.edge_dim,
+                    hidden: cfg.hidden,
+                    layers: cfg.decoder_layers,
+                    num_modes: cfg.num_modes.min(dims.n.max(1)),
+                    time_emb_dim: g.time_emb_dim,
+                    horizon: dims.t,
+                    time_scale: rel.iter().copied().fold(f64::MIN, f64::max),
+                    mode_interaction: g.mode_interaction,
+                    ode_time: g.ode_time,
+                    vector_dynamics: g.vector_dynamics,
+                    ode: g.ode.clone(),
+                    cond_dim,
+                    ..Default::default()
+                }
+                .build(p)?;
+                Self::GfNode {
+                    net: Box::new(net),
+                    times: Tensor::from_slice(&rel),
+                }
+            }
+        })
+    }
+
+    /// The decoder's prediction from the initial state and the optional conditioning.
+    fn f_forward(&self, state: &InitialState<'_>, cond: Option<&Tensor>) -> Result<EgnoOutput> {
+        Ok(match self {
+            Self::Egno(net) => net.f_forward(state, cond)?,
+            Self::GfNode { net, times } => {
+                let g = state.graph.num_graphs();
+                let times = times
+                    .to_kind(state.x.kind())
+                    .unsqueeze(0)
+                    .expand([g, -1], false);
+                net.f_forward(state, Some(&times), cond)?
+            }
+        })
+    }
+}
+
 /// A trainable model (or the constant-velocity / static baseline).
 #[derive(Debug)]
 pub struct Model {
     kind: ModelKind,
     dims: ProblemDims,
-    decoder: Option<Egno>,
+    decoder: Option<Decoder>,
     distill: Option<Distill>,
     target_times: Vec<f64>,
 }
@@ -254,22 +341,15 @@ impl Model {
     ) -> Result<Self> {
         let root = vs.root();
         let device = vs.device();
-        let decoder_config = EgnoConfig {
-            node_in: dims.node_dim,
-            edge_dim: dims.edge_dim,
-            hidden: cfg.hidden,
-            layers: cfg.decoder_layers,
-            horizon: dims.t,
-            num_modes: cfg.num_modes.min(dims.t / 2 + 1),
-            cond_dim: if cfg.kind.has_student() { cfg.z_dim } else { 0 },
-            ..Default::default()
-        };
+        let cond_dim = if cfg.kind.has_student() { cfg.z_dim } else { 0 };
         let decoder = match cfg.kind {
             ModelKind::ConstVel | ModelKind::Static => None,
-            ModelKind::Egno | ModelKind::Sgdd | ModelKind::NoTeacher => {
-                Some(decoder_config.clone().build(&root / "decoder")?)
-            }
-        };
+            ModelKind::Egno => Some(DecoderKind::Egno),
+            ModelKind::GfNode => Some(DecoderKind::GfNode),
+            ModelKind::Sgdd | ModelKind::NoTeacher => Some(cfg.decoder),
+        }
+        .map(|kind| Decoder::build(kind, cfg, dims, cond_dim, &target_times, &root / "decoder"))
+        .transpose()?;
         let distill = if cfg.kind.has_student() {
             let teacher = if cfg.kind == ModelKind::Sgdd {
                 Some(
@@ -352,9 +432,14 @@ impl Model {
                         )
                     });
                     let decoder = match cfg.teacher_path {
-                        TeacherPath::Separate => {
-                            Some(decoder_config.build(&root / "teacher_decoder")?)
-                        }
+                        TeacherPath::Separate => Some(Decoder::build(
+                            cfg.decoder,
+                            cfg,
+                            dims,
+                            cond_dim,
+                            &target_times,
+                            &root / "teacher_decoder",
+                        )?),
                         TeacherPath::Scheduled | TeacherPath::Joint => None,
                     };
                     Some(Teacher {
@@ -529,7 +614,7 @@ impl Model {
         };
         let z_dyn = Self::teacher_z(teacher, batch)?;
         let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch)?;
-        let mse = |decoder: &Egno, cond: &Tensor| -> Result<Tensor> {
+        let mse = |decoder: &Decoder, cond: &Tensor| -> Result<Tensor> {
             let pred = decoder.f_forward(&state, Some(cond))?.x;
             Ok(pred.mse_loss(&batch.y, tch::Reduction::Mean))
         };

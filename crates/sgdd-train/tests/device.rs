@@ -77,6 +77,8 @@ fn every_tensor_of_a_training_step_is_on_the_model_device() {
         ("sgdd", vec!["model.student=\"cv-future\""]),
         ("sgdd", vec!["model.sge=false"]),
         ("no-teacher", vec![]),
+        ("gf-node", vec![]),
+        ("sgdd", vec!["model.decoder=\"gf-node\""]),
     ] {
         let cfg = config(&data, kind, &set);
         let (_, train) = sgdd_train::load_split(&cfg.data, traj_data::Split::Train, None).unwrap();

@@ -96,6 +96,7 @@ fn inference_never_reads_the_future() {
         ("sgdd", vec!["model.student_directions=true"]),
         ("sgdd", vec!["model.student=\"cv-future\""]),
         ("no-teacher", vec!["model.student=\"cv-future\""]),
+        ("sgdd", vec!["model.decoder=\"gf-node\""]),
     ] {
         let cfg = config_with(kind, 1, &set);
         let (_, test) = sgdd_load(&cfg);
@@ -511,6 +512,61 @@ fn static_baseline_scores_the_displacement_from_the_condition_frame() {
     assert!(
         (cv.test.s2s - r.test.s2s).abs() > 1e-6,
         "static and constant velocity must differ"
+    );
+}
+
+/// Plain GF-NODE (the authors' adaptive Dopri5) and SGDD-GFNODE (SGDD's student, teacher and
+/// SGE, the GF-NODE decoder; fixed-step RK4) train and resume exactly like the other kinds.
+#[test]
+fn gf_node_and_sgdd_gfnode_resume_exactly() {
+    resume_at_every_boundary("gf-node", 3, &[]);
+    resume_at_every_boundary(
+        "sgdd",
+        2,
+        &[
+            "model.decoder=\"gf-node\"",
+            "model.gf_node.ode.solver=\"rk4\"",
+        ],
+    );
+    let _g = serial();
+    let cfg = config_with("sgdd", 1, &["model.decoder=\"gf-node\""]);
+    let (_, test) = sgdd_load(&cfg);
+    let (vs, _) = sgdd_train::build_model(&cfg, &test, Device::Cpu).unwrap();
+    let names: Vec<String> = vs.variables().into_keys().collect();
+    for part in [
+        "decoder.ode_h.",
+        "decoder.encoder.",
+        "teacher.",
+        "student.",
+        "sge.",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(part)),
+            "{part}: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn gf_node_settings_are_checked_with_their_key() {
+    let text = |set: &[&str]| {
+        let set: Vec<String> = set.iter().map(|s| (*s).to_owned()).collect();
+        let t = format!("[data]\ndir = {:?}\n", dataset());
+        format!("{:#}", RunConfig::from_toml(&t, &set).unwrap_err())
+    };
+    let err = text(&["model.kind=\"egno\"", "model.decoder=\"gf-node\""]);
+    assert!(err.contains("model.decoder"), "{err}");
+    let err = text(&["model.kind=\"gf-node\"", "model.gf_node.ode.rtol=-1.0"]);
+    assert!(
+        err.contains("model.gf_node.ode") && err.contains("rtol"),
+        "{err}"
+    );
+    let err = text(&["model.kind=\"gf-node\"", "model.gf_node.time_emb_dim=2"]);
+    assert!(err.contains("model.gf_node.time_emb_dim"), "{err}");
+    let err = text(&["model.gf_node.vector_dynamics=\"rotating\""]);
+    assert!(
+        err.contains("vector_dynamics") || err.contains("rotating"),
+        "{err}"
     );
 }
 

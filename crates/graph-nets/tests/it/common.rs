@@ -205,3 +205,27 @@ pub fn assert_close(a: &Tensor, b: &Tensor, tol: f64, what: &str) {
         max_abs_diff(a, b)
     );
 }
+
+/// A fixture written by a committed Python script: `tests/<dir>/<stem>.json` (metadata) and
+/// `tests/<dir>/<stem>.safetensors` (tensors by name), with the path of the latter.
+pub fn read_fixture(
+    dir: &str,
+    stem: &str,
+) -> (
+    serde_json::Value,
+    std::collections::HashMap<String, Tensor>,
+    std::path::PathBuf,
+) {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(dir);
+    let meta =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap())
+            .unwrap();
+    let path = dir.join(format!("{stem}.safetensors"));
+    let tensors = Tensor::read_safetensors(&path)
+        .unwrap()
+        .into_iter()
+        .collect();
+    (meta, tensors, path)
+}

@@ -19,7 +19,7 @@ use graph_nets::{
 use serde::de::DeserializeOwned;
 use tch::Tensor;
 
-use crate::common::{CPU, assert_close, global_rng, store};
+use crate::common::{CPU, assert_close, global_rng, read_fixture, store};
 
 const TOL: f64 = 1e-9;
 
@@ -31,14 +31,7 @@ struct Fixture {
 
 impl Fixture {
     fn load() -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-        let meta = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap())
-            .unwrap();
-        let path = dir.join("golden.safetensors");
-        let tensors = Tensor::read_safetensors(&path)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let (meta, tensors, path) = read_fixture("golden", "golden");
         Self {
             meta,
             tensors,

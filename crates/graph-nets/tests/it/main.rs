@@ -3,6 +3,7 @@
 
 mod common;
 mod equivariance;
+mod gfnode;
 mod golden;
 mod inputs;
 mod structure;

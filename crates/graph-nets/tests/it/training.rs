@@ -151,26 +151,24 @@ fn spring_trajectories(
     (x0, v0, Tensor::stack(&frames_out, 0))
 }
 
-#[test]
-fn a_tiny_decoder_overfits_a_tiny_trajectory_set() {
-    // The decoder's initial weights come from libtorch's global generator: seeded, and drawn
-    // alone (see `common`), so this test trains the same model on every run.
-    let _rng = seed_global_rng(7);
+/// Trains the decoder that `build` makes in `vs` (its prediction `[T, N, 3]` from the initial
+/// state) on the springs of [`two_graphs`] for `steps` Adam steps at `lr`, and checks the loss
+/// falls tenfold. The initial weights come from libtorch's global generator: seeded, and drawn
+/// alone (see `common`), so the test trains the same model on every run.
+fn assert_overfits(
+    seed: u64,
+    steps: usize,
+    lr: f64,
+    build: impl FnOnce(&nn::VarStore) -> Box<dyn Fn(&InitialState<'_>) -> Tensor>,
+) {
+    let _rng = seed_global_rng(seed as i64);
     let graph = two_graphs();
     let opts = (Kind::Float, CPU);
-    let (x0, v0, target) = spring_trajectories(&mut Draws::new(7), &graph, 4, opts);
+    let (x0, v0, target) = spring_trajectories(&mut Draws::new(seed), &graph, 4, opts);
     let h = Tensor::ones([graph.num_nodes(), 1], opts);
     let vs = nn::VarStore::new(CPU);
-    let egno = EgnoConfig {
-        hidden: 16,
-        layers: 2,
-        horizon: 4,
-        time_emb_dim: 8,
-        ..Default::default()
-    }
-    .build(vs.root())
-    .unwrap();
-    let mut opt = nn::Adam::default().build(&vs, 3e-3).unwrap();
+    let predict = build(&vs);
+    let mut opt = nn::Adam::default().build(&vs, lr).unwrap();
     let state = InitialState {
         x: &x0,
         v: Some(&v0),
@@ -178,13 +176,9 @@ fn a_tiny_decoder_overfits_a_tiny_trajectory_set() {
         graph: &graph,
         edge_attr: None,
     };
-    let loss = || {
-        (egno.forward(&state, None).x - &target)
-            .square()
-            .mean(Kind::Float)
-    };
+    let loss = || (predict(&state) - &target).square().mean(Kind::Float);
     let first = loss().double_value(&[]);
-    for _ in 0..100 {
+    for _ in 0..steps {
         opt.backward_step(&loss());
     }
     let last = loss().double_value(&[]);
@@ -192,6 +186,44 @@ fn a_tiny_decoder_overfits_a_tiny_trajectory_set() {
         last.is_finite() && last < first / 10.0,
         "loss went from {first:e} to {last:e}, not 10× lower"
     );
+}
+
+#[test]
+fn a_tiny_decoder_overfits_a_tiny_trajectory_set() {
+    assert_overfits(7, 100, 3e-3, |vs| {
+        let egno = EgnoConfig {
+            hidden: 16,
+            layers: 2,
+            horizon: 4,
+            time_emb_dim: 8,
+            ..Default::default()
+        }
+        .build(vs.root())
+        .unwrap();
+        Box::new(move |state| egno.forward(state, None).x)
+    });
+}
+
+/// The same for GF-NODE (fixed-step RK4 keeps the test's cost fixed).
+#[test]
+fn a_tiny_gfnode_overfits_a_tiny_trajectory_set() {
+    assert_overfits(8, 60, 5e-3, |vs| {
+        let model = graph_nets::GfNodeConfig {
+            hidden: 8,
+            layers: 2,
+            horizon: 4,
+            time_scale: 4.0,
+            time_emb_dim: 8,
+            ode: graph_nets::ode::OdeOptions {
+                solver: graph_nets::ode::Solver::Rk4,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .build(vs.root())
+        .unwrap();
+        Box::new(move |state| model.forward(state, None, None).x)
+    });
 }
 
 /// Models follow the device of their VarStore: on a CUDA machine this runs there and must match

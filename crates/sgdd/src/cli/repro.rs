@@ -170,8 +170,18 @@ const SGDD_PAPER: Variant = Variant {
         "model.k_at_gap=false",
     ],
 };
+/// The GF-NODE decoder alone (`[model.gf_node]` of the base config: the authors' MD17 setting).
+const GF_NODE: Variant = Variant {
+    name: "GF-NODE",
+    set: &["model.kind=\"gf-node\""],
+};
+/// SGDD with the GF-NODE decoder (the paper's best rows), otherwise the SGDD-EGNO row's settings.
+const SGDD_GF_NODE: Variant = Variant {
+    name: "SGDD-GFNODE",
+    set: &["model.kind=\"sgdd\"", "model.decoder=\"gf-node\""],
+};
 /// Every table's rows of learned models, in order.
-const LEARNED: [Variant; 4] = [EGNO, NO_TEACHER, SGDD, SGDD_PAPER];
+const LEARNED: [Variant; 6] = [EGNO, NO_TEACHER, SGDD, SGDD_PAPER, GF_NODE, SGDD_GF_NODE];
 const CONST_VEL: Variant = Variant {
     name: "constant velocity",
     set: &["model.kind=\"const-vel\""],
