@@ -65,5 +65,5 @@ pub use fourier::{
     EquivariantTimeConv, EquivariantTimeConvConfig, SpectralTimeConv, SpectralTimeConvConfig,
 };
 pub use gat::{Gat, GatConfig, InitEncoder, InitEncoderConfig, TemporalLift, TemporalLiftConfig};
-pub use mlp::Activation;
+pub use mlp::{Activation, Mlp, linear, xavier_uniform};
 pub use stsgnn::{Stsgnn, StsgnnConfig, Trajectory};
