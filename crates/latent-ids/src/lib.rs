@@ -15,7 +15,7 @@
 //! | identifiers | [`IdentifierPool`] | `N`, a seed, sample indices | `[B, N]` identifiers |
 //! | 1: codec | [`Codec`] | positions `[B, N, 3]`, types, identifiers | `z: [B, L, D]`, and back |
 //! | 2: flow | [`LatentFlow`] | `x_t, t, x_cond, mask`: `[B, T, L, D]` | `x̂_1: [B, T, L, D]` |
-//! | sampling | [`sample_latents`] | conditioning latents, noise seed | `[B, T, L, D]` |
+//! | sampling | [`sample_latents`], [`sample_trajectories`] | given frames, a noise seed | `[B, T, L, D]`, `[B, T, N, 3]` |
 //!
 //! # Conventions
 //! - Every layer follows `FooConfig` (serde, defaults, unknown keys rejected) → `.build(path)`.
@@ -27,12 +27,13 @@
 
 mod attention;
 mod codec;
+mod ema;
 mod error;
-// mod flow;
+mod flow;
 mod ids;
-// mod interpolant;
+mod interpolant;
 pub mod random;
-// mod sample;
+mod sample;
 #[cfg(test)]
 mod test_util;
 
@@ -41,8 +42,12 @@ pub use codec::{
     Codec, CodecConfig, CodecLoss, CodecLossWeights, Decoded, augment_rigid, inter_distance_mse,
     pairwise_distances, position_mse, type_cross_entropy,
 };
+pub use ema::Ema;
 pub use error::{Error, Result};
-// pub use flow::{LatentFlow, LatentFlowConfig};
+pub use flow::{LatentFlow, LatentFlowConfig};
 pub use ids::{IdentifierKind, IdentifierPool, IdentifierPoolConfig, repeat_frames};
-// pub use interpolant::Gvp;
-// pub use sample::{Conditioning, FlowLoss, FlowLossWeights, SamplerConfig, flow_loss, sample_latents};
+pub use interpolant::Gvp;
+pub use sample::{
+    Conditioning, FlowLoss, FlowLossWeights, SamplerConfig, TrajectoryBatch, encode_frames,
+    flow_loss, sample_latents, sample_trajectories,
+};
