@@ -59,7 +59,7 @@ pub use eval::{
     ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, imitation_r2,
     predict_split, rollout,
 };
-pub use metrics::{ImitationSums, MetricSums, Metrics};
+pub use metrics::{ImitationSums, MetricSums, Metrics, SampledMetricSums, SampledMetrics};
 pub use model::{Model, ProblemDims, StepLoss};
 pub use optim::{Adam, AdamConfig, StepInfo};
 pub use rundir::{RUN_FILES, RunDir, RunMode};
