@@ -1,38 +1,60 @@
 //! An exponential moving average of a model's weights, `θ̄ ← β θ̄ + (1 − β) θ` after every
 //! optimiser step (β = 0.999 in LaM-SLidE, both stages); the average is what is evaluated.
-
-use std::collections::BTreeMap;
+//!
+//! The average lives in the same [`VarStore`] as the model, as the frozen variables of a
+//! second copy of it built under another path (`codec` and `codec_ema`, say): a checkpoint of
+//! the store holds both, and the averaged copy is a ready model for evaluation.
 
 use tch::{Tensor, nn::VarStore};
 
 use crate::error::{Error, Result, ensure_in};
 
-/// The moving average of the trainable variables of a [`VarStore`], in name order.
+/// Pairs of (variable, its average) of one [`VarStore`].
 #[derive(Debug)]
 pub struct Ema {
     decay: f64,
-    names: Vec<String>,
-    shadow: Vec<Tensor>,
+    pairs: Vec<(Tensor, Tensor)>,
 }
 
 impl Ema {
-    /// Starts the average at the current weights.
-    pub fn new(vs: &VarStore, decay: f64) -> Result<Self> {
+    /// Averages every variable under the path `source` into its namesake under `shadow` (which
+    /// must exist with the same shape); the shadow variables are frozen (no gradient) and
+    /// start as copies of their sources.
+    pub fn mirror(vs: &VarStore, source: &str, shadow: &str, decay: f64) -> Result<Self> {
         ensure_in("Ema", "decay", decay, 0.0, 1.0)?;
-        let vars: BTreeMap<String, Tensor> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
-        let (names, shadow) = vars
-            .into_iter()
-            .map(|(n, t)| (n, t.detach().copy()))
-            .unzip();
-        Ok(Self {
-            decay,
-            names,
-            shadow,
-        })
+        let vars = vs.variables();
+        let prefix = format!("{source}.");
+        let mut pairs = Vec::new();
+        for (name, src) in &vars {
+            let Some(rest) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let key = format!("{shadow}.{rest}");
+            let dst = vars.get(&key).ok_or_else(|| Error::Input {
+                op: "Ema::mirror",
+                reason: format!("`{name}` has no average `{key}`"),
+            })?;
+            if dst.size() != src.size() {
+                return Err(Error::Shape {
+                    op: "Ema::mirror",
+                    what: "average",
+                    expected: format!("{:?} for `{key}`", src.size()),
+                    got: dst.size(),
+                });
+            }
+            let dst = dst.shallow_clone();
+            let _ = dst.set_requires_grad(false);
+            pairs.push((src.shallow_clone(), dst));
+        }
+        if pairs.is_empty() {
+            return Err(Error::Input {
+                op: "Ema::mirror",
+                reason: format!("no variables under `{source}`"),
+            });
+        }
+        let ema = Self { decay, pairs };
+        ema.reset();
+        Ok(ema)
     }
 
     /// The decay β.
@@ -40,58 +62,24 @@ impl Ema {
         self.decay
     }
 
-    /// `θ̄ ← β θ̄ + (1 − β) θ` for every averaged variable.
-    pub fn update(&mut self, vs: &VarStore) {
-        let vars = vs.variables();
+    /// Sets every average to its variable's current value.
+    pub fn reset(&self) {
         tch::no_grad(|| {
-            for (name, s) in self.names.iter().zip(&mut self.shadow) {
-                let theta = &vars[name];
-                let _ = s.g_mul_scalar_(self.decay);
-                let _ = s.g_add_(&(theta * (1.0 - self.decay)));
+            for (src, dst) in &self.pairs {
+                dst.shallow_clone().copy_(src);
             }
         });
     }
 
-    /// Copies the average into `vs` (for evaluation or export).
-    pub fn copy_to(&self, vs: &VarStore) {
-        let vars = vs.variables();
+    /// `θ̄ ← β θ̄ + (1 − β) θ` for every pair.
+    pub fn update(&self) {
         tch::no_grad(|| {
-            for (name, s) in self.names.iter().zip(&self.shadow) {
-                let mut v = vars[name].shallow_clone();
-                v.copy_(s);
+            for (src, dst) in &self.pairs {
+                let mut d = dst.shallow_clone();
+                let _ = d.g_mul_scalar_(self.decay);
+                let _ = d.g_add_(&(src * (1.0 - self.decay)));
             }
         });
-    }
-
-    /// The averaged tensors, named `ema.<variable>` (for a checkpoint).
-    pub fn state(&self) -> Vec<(String, Tensor)> {
-        self.names
-            .iter()
-            .zip(&self.shadow)
-            .map(|(n, s)| (format!("ema.{n}"), s.shallow_clone()))
-            .collect()
-    }
-
-    /// Restores the average from [`state`](Self::state)'s tensors; every variable must be there
-    /// with its shape.
-    pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
-        for (name, s) in self.names.iter().zip(&mut self.shadow) {
-            let key = format!("ema.{name}");
-            let t = tensors.get(&key).ok_or_else(|| Error::Input {
-                op: "Ema::load_state",
-                reason: format!("the checkpoint has no `{key}`"),
-            })?;
-            if t.size() != s.size() {
-                return Err(Error::Shape {
-                    op: "Ema::load_state",
-                    what: "ema tensor",
-                    expected: format!("{:?} for `{key}`", s.size()),
-                    got: t.size(),
-                });
-            }
-            tch::no_grad(|| s.copy_(t));
-        }
-        Ok(())
     }
 }
 
@@ -101,29 +89,23 @@ mod tests {
     use tch::Device;
 
     #[test]
-    fn average_follows_the_formula_and_round_trips() {
+    fn average_follows_the_formula() {
         let vs = VarStore::new(Device::Cpu);
-        let mut w = vs.root().zeros("w", &[2]);
-        let _frozen = vs.root().zeros_no_train("f", &[1]);
-        let mut ema = Ema::new(&vs, 0.9).unwrap();
-        assert_eq!(ema.state().len(), 1);
+        let mut w = vs.root().sub("model").zeros("w", &[2]);
+        let avg = vs.root().sub("avg").zeros("w", &[2]);
+        let ema = Ema::mirror(&vs, "model", "avg", 0.9).unwrap();
+        assert!(!avg.requires_grad());
         tch::no_grad(|| w.copy_(&Tensor::from_slice(&[1.0f32, 2.0])));
-        ema.update(&vs);
-        let s = &ema.state()[0].1;
-        assert!(s.allclose(&Tensor::from_slice(&[0.1f32, 0.2]), 1e-7, 1e-7, false));
+        ema.update();
+        assert!(avg.allclose(&Tensor::from_slice(&[0.1f32, 0.2]), 1e-7, 1e-7, false));
         for _ in 0..300 {
-            ema.update(&vs);
+            ema.update();
         }
-        assert!(ema.state()[0].1.allclose(&w, 1e-5, 1e-5, false));
-        // copy into another store, restore from a state map
-        let other = VarStore::new(Device::Cpu);
-        let _w2 = other.root().zeros("w", &[2]);
-        let _f2 = other.root().zeros_no_train("f", &[1]);
-        let mut ema2 = Ema::new(&other, 0.9).unwrap();
-        ema2.load_state(&ema.state().into_iter().collect()).unwrap();
-        ema2.copy_to(&other);
-        assert!(other.variables()["w"].allclose(&w, 1e-5, 1e-5, false));
-        assert!(ema2.load_state(&BTreeMap::new()).is_err());
-        assert!(Ema::new(&vs, 1.5).is_err());
+        assert!(avg.allclose(&w, 1e-5, 1e-5, false));
+        assert!(Ema::mirror(&vs, "model", "nothing", 0.9).is_err());
+        assert!(Ema::mirror(&vs, "none", "avg", 0.9).is_err());
+        assert!(Ema::mirror(&vs, "model", "avg", 1.5).is_err());
+        let _odd = vs.root().sub("odd").zeros("w", &[3]);
+        assert!(Ema::mirror(&vs, "model", "odd", 0.9).is_err());
     }
 }

@@ -60,6 +60,9 @@ pub struct DataConfig {
     /// Give every model the node type (for molecules: the element) one-hot over the types of
     /// the dataset's first trajectory, as EGNO's MD17 input does.
     pub type_one_hot: bool,
+    /// Frames that condition each window, ending at the anchor (`start_frame`): 1 for every
+    /// model but `lam-slide` (GeoTDM's protocol: 10).
+    pub condition_frames: usize,
 }
 
 impl DataConfig {
@@ -68,7 +71,7 @@ impl DataConfig {
     /// [`DataConfig::starts`] says.
     pub fn window_spec(&self) -> WindowSpec {
         WindowSpec {
-            condition_frames: 1,
+            condition_frames: self.condition_frames,
             delta_frame: self.delta_frame,
             num_targets: self.num_targets,
             targets: self.targets,
@@ -102,6 +105,16 @@ struct DataToml {
     speed_feature: bool,
     #[serde(default = "yes")]
     type_one_hot: bool,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    condition_frames: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 fn yes() -> bool {
@@ -137,6 +150,7 @@ impl From<DataToml> for DataConfig {
             max_eval: t.max_eval,
             speed_feature: t.speed_feature,
             type_one_hot: t.type_one_hot,
+            condition_frames: t.condition_frames,
         }
     }
 }
@@ -161,6 +175,7 @@ impl From<DataConfig> for DataToml {
             max_eval: c.max_eval,
             speed_feature: c.speed_feature,
             type_one_hot: c.type_one_hot,
+            condition_frames: c.condition_frames,
         }
     }
 }
@@ -199,6 +214,9 @@ pub enum ModelKind {
     /// decoder, trained on the prediction loss only (in effect EGNO plus a GAT conditioning
     /// encoder). Every SGDD table carries it: it tells what the teacher adds.
     NoTeacher,
+    /// LaM-SLidE (seed 004): identifier codec and latent flow model, trained in two stages by
+    /// [`crate::LamSlideTrainer`] and sampled `K` times (settings in `model.lam_slide`).
+    LamSlide,
 }
 
 /// See [`ModelConfig::schedule`].
@@ -305,6 +323,9 @@ pub struct ModelConfig {
     /// Learning-rate multiplier of SGE's spectral weights `w` (Adam moves a weight by about lr
     /// per step, so at 1 `w` barely leaves 1 in a short run).
     pub sge_lr_scale: f64,
+    /// `kind = "lam-slide"`: the codec, the flow model, their losses, the sampler and the
+    /// stage-1 budget.
+    pub lam_slide: crate::LamSlideConfig,
 }
 
 impl Default for ModelConfig {
@@ -333,6 +354,7 @@ impl Default for ModelConfig {
             sge_lr_scale: 1.0,
             ridge_warm_start: false,
             ridge_lambda: 1e-3,
+            lam_slide: crate::LamSlideConfig::default(),
         }
     }
 }
@@ -491,6 +513,18 @@ impl RunConfig {
         d.window_spec()
             .check()
             .map_err(|e| anyhow::anyhow!("data: {e}"))?;
+        ensure!(
+            d.condition_frames == 1 || m.kind == ModelKind::LamSlide,
+            "data.condition_frames = {}: model.kind = {:?} conditions on one frame (only \
+             \"lam-slide\" reads several)",
+            d.condition_frames,
+            m.kind.name()
+        );
+        if m.kind == ModelKind::LamSlide {
+            m.lam_slide
+                .check(d.condition_frames)
+                .map_err(|e| anyhow::anyhow!("model.lam_slide: {e}"))?;
+        }
         ensure!(d.max_train != Some(0), "data.max_train must be ≥ 1");
         ensure!(d.max_eval != Some(0), "data.max_eval must be ≥ 1");
         for (key, v) in [
@@ -619,12 +653,16 @@ impl ModelKind {
             Self::Egno => "egno",
             Self::Sgdd => "sgdd",
             Self::NoTeacher => "no-teacher",
+            Self::LamSlide => "lam-slide",
         }
     }
 
     /// Whether the model has weights to train.
     pub fn trainable(self) -> bool {
-        matches!(self, Self::Egno | Self::Sgdd | Self::NoTeacher)
+        matches!(
+            self,
+            Self::Egno | Self::Sgdd | Self::NoTeacher | Self::LamSlide
+        )
     }
 
     /// Whether the model has SGDD's student encoder (and SGE) conditioning the decoder.

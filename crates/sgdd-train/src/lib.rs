@@ -33,6 +33,7 @@ mod data;
 mod device;
 mod device_check;
 mod eval;
+mod lam_slide;
 mod metrics;
 mod model;
 mod optim;
@@ -58,6 +59,10 @@ pub use device_check::{
 pub use eval::{
     ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, imitation_r2,
     predict_split, rollout,
+};
+pub use lam_slide::{
+    LamEpochLog, LamSlide, LamSlideConfig, LamSlideResult, LamSlideTrainer, LamWindows, Stage,
+    StageChoice, const_vel_metrics, restore_lam_slide,
 };
 pub use metrics::{ImitationSums, MetricSums, Metrics, SampledMetricSums, SampledMetrics};
 pub use model::{Model, ProblemDims, StepLoss};

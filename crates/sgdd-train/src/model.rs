@@ -251,11 +251,16 @@ impl Model {
         undirected: &[(usize, usize)],
         target_times: Vec<f64>,
     ) -> Result<Self> {
+        anyhow::ensure!(
+            cfg.kind != ModelKind::LamSlide,
+            "model.kind = \"lam-slide\" is trained and sampled by the LaM-SLidE trainer \
+             (sgdd_train::LamSlideTrainer), not by Model"
+        );
         let root = vs.root();
         let device = vs.device();
         let decoder = match cfg.kind {
             ModelKind::ConstVel | ModelKind::Static => None,
-            ModelKind::Egno | ModelKind::Sgdd | ModelKind::NoTeacher => Some(
+            ModelKind::Egno | ModelKind::Sgdd | ModelKind::NoTeacher | ModelKind::LamSlide => Some(
                 EgnoConfig {
                     node_in: dims.node_dim,
                     edge_dim: dims.edge_dim,

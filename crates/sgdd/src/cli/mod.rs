@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod lam_slide;
 pub mod repro;
 pub mod train;
 

@@ -69,10 +69,14 @@ pub struct TrainArgs {
     /// Stop after this many epochs (resume later with `--resume`).
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
+    /// LaM-SLidE (`model.kind = "lam-slide"`): train stage 1 (`codec`), stage 2 (`flow`, once
+    /// the codec is trained) or both in turn (`both`); each resumes with `--resume`.
+    #[arg(long, value_enum, default_value = "both")]
+    pub stage: crate::cli::lam_slide::StageArg,
 }
 
 /// A progress bar fed by the trainer's events.
-fn progress(quiet: bool, epochs: usize) -> (ProgressBar, Observer) {
+pub(crate) fn progress(quiet: bool, epochs: usize) -> (ProgressBar, Observer) {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} steps ({per_sec}, eta {eta})",
@@ -202,6 +206,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     } else {
         RunMode::Fresh
     };
+    if cfg.model.kind == sgdd_train::ModelKind::LamSlide {
+        return crate::cli::lam_slide::train(args, cfg, mode);
+    }
     let (result, timing) = run(
         cfg,
         &args.out,
