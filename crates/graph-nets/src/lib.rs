@@ -60,7 +60,7 @@ mod stsgnn;
 pub use batch::{GraphBatch, one_hot, segment_mean, segment_softmax, segment_sum};
 pub use egnn::{EgnnLayer, EgnnLayerConfig, EgnnState};
 pub use egno::{Egno, EgnoConfig, EgnoOutput, InitialState, sinusoidal_time_embedding};
-pub use error::{Error, Result};
+pub use error::{Error, Result, check_shape, ensure_at_least, ensure_config};
 pub use fourier::{
     EquivariantTimeConv, EquivariantTimeConvConfig, SpectralTimeConv, SpectralTimeConvConfig,
 };

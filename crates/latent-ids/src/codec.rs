@@ -599,12 +599,12 @@ pub fn augment_rigid(
 ) -> Result<Tensor> {
     let size = x.size();
     if size.len() < 2 || size[size.len() - 1] != 3 || size[0] != samples.len() as i64 {
-        return Err(Error::Shape {
-            op: "augment_rigid",
-            what: "x",
-            expected: format!("[{}, .., 3]", samples.len()),
-            got: size,
-        });
+        return Err(crate::error::shape_error(
+            "augment_rigid",
+            "x",
+            format!("[{}, .., 3]", samples.len()),
+            size,
+        ));
     }
     let mut rot = Vec::with_capacity(samples.len() * 9);
     let mut shift = Vec::with_capacity(samples.len() * 3);

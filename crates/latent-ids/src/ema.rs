@@ -1,5 +1,8 @@
-//! An exponential moving average of a model's weights, `θ̄ ← β θ̄ + (1 − β) θ` after every
-//! optimiser step (β = 0.999 in LaM-SLidE, both stages); the average is what is evaluated.
+//! An exponential moving average of a model's weights, `θ̄ ← β_n θ̄ + (1 − β_n) θ` after
+//! optimiser step `n` (β = 0.999 in LaM-SLidE, both stages); the average is what is evaluated.
+//! `β_n = min(β, (1 + n) / (10 + n))` (the warm-up of TensorFlow's
+//! `ExponentialMovingAverage(num_updates)`), so a short run's average is not dominated by the
+//! initial weights (at β = 0.999 they would still weigh 0.999^n).
 //!
 //! The average lives in the same [`VarStore`] as the model, as the frozen variables of a
 //! second copy of it built under another path (`codec` and `codec_ema`, say): a checkpoint of
@@ -35,12 +38,12 @@ impl Ema {
                 reason: format!("`{name}` has no average `{key}`"),
             })?;
             if dst.size() != src.size() {
-                return Err(Error::Shape {
-                    op: "Ema::mirror",
-                    what: "average",
-                    expected: format!("{:?} for `{key}`", src.size()),
-                    got: dst.size(),
-                });
+                return Err(crate::error::shape_error(
+                    "Ema::mirror",
+                    "average",
+                    format!("{:?} for `{key}`", src.size()),
+                    dst.size(),
+                ));
             }
             let dst = dst.shallow_clone();
             let _ = dst.set_requires_grad(false);
@@ -71,13 +74,19 @@ impl Ema {
         });
     }
 
-    /// `θ̄ ← β θ̄ + (1 − β) θ` for every pair.
-    pub fn update(&self) {
+    /// The decay `β_n = min(β, (1 + n) / (10 + n))` after step `n` (0-based).
+    pub fn decay_at(&self, step: u64) -> f64 {
+        self.decay.min((1.0 + step as f64) / (10.0 + step as f64))
+    }
+
+    /// `θ̄ ← β_n θ̄ + (1 − β_n) θ` for every pair, after optimiser step `n = step`.
+    pub fn update(&self, step: u64) {
+        let b = self.decay_at(step);
         tch::no_grad(|| {
             for (src, dst) in &self.pairs {
                 let mut d = dst.shallow_clone();
-                let _ = d.g_mul_scalar_(self.decay);
-                let _ = d.g_add_(&(src * (1.0 - self.decay)));
+                let _ = d.g_mul_scalar_(b);
+                let _ = d.g_add_(&(src * (1.0 - b)));
             }
         });
     }
@@ -96,10 +105,17 @@ mod tests {
         let ema = Ema::mirror(&vs, "model", "avg", 0.9).unwrap();
         assert!(!avg.requires_grad());
         tch::no_grad(|| w.copy_(&Tensor::from_slice(&[1.0f32, 2.0])));
-        ema.update();
+        // late step: β_n = β
+        ema.update(1000);
         assert!(avg.allclose(&Tensor::from_slice(&[0.1f32, 0.2]), 1e-7, 1e-7, false));
-        for _ in 0..300 {
-            ema.update();
+        // first step: β_0 = 0.1
+        assert!((ema.decay_at(0) - 0.1).abs() < 1e-15);
+        assert_eq!(ema.decay_at(10_000), 0.9);
+        ema.update(0);
+        let want = Tensor::from_slice(&[0.1f32 * 0.1 + 0.9, 0.2 * 0.1 + 1.8]);
+        assert!(avg.allclose(&want, 1e-6, 1e-6, false));
+        for n in 0..300 {
+            ema.update(n);
         }
         assert!(avg.allclose(&w, 1e-5, 1e-5, false));
         assert!(Ema::mirror(&vs, "model", "nothing", 0.9).is_err());

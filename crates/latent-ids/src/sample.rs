@@ -111,7 +111,8 @@ impl FlowLossWeights {
             C,
             "eps",
             || format!("must be in (0, 0.5), got {}", self.eps),
-        )
+        )?;
+        Ok(())
     }
 }
 

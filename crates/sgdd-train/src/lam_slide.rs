@@ -16,7 +16,6 @@
 //! are in the dataset's original units ([`SampledMetrics`], `K = model.lam_slide.draws`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -37,7 +36,7 @@ use crate::config::{CheckedRunConfig, RESUMABLE_KEYS, RunConfig, TrainConfig};
 use crate::metrics::{SampledMetricSums, SampledMetrics};
 use crate::optim::Adam;
 use crate::rundir::{RunDir, RunMode};
-use crate::trainer::{Event, Observer, dataset_fingerprint, lr_at};
+use crate::trainer::{Event, Observer, append_jsonl, dataset_fingerprint, lr_at, write_json};
 
 /// `[model.lam_slide]`: LaM-SLidE's settings. `Default` is a small model for CPU training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -983,8 +982,8 @@ impl LamSlideTrainer {
             }
             self.opt.step_with(grads);
             match stage {
-                Stage::Codec => self.codec_ema.update(),
-                Stage::Flow => self.flow_ema.update(),
+                Stage::Codec => self.codec_ema.update(iteration),
+                Stage::Flow => self.flow_ema.update(iteration),
             }
             let w = chunk.len() as f64;
             sum += value * w;
@@ -1042,14 +1041,7 @@ impl LamSlideTrainer {
             val_reconstruction_mse,
             val,
         };
-        let path = self.dir.join("metrics.jsonl");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        writeln!(f, "{}", serde_json::to_string(&log)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        append_jsonl(&self.dir.join("metrics.jsonl"), &log)?;
         let mut note = format!(
             "{stage:?} epoch {}/{}: loss {:.4e}",
             log.epoch, t.epochs, log.loss
@@ -1166,13 +1158,6 @@ pub fn const_vel_metrics(w: &LamWindows) -> Result<SampledMetrics> {
     let mut sums = SampledMetricSums::default();
     sums.add(&pred.unsqueeze(1), &target);
     Ok(sums.finish())
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
-    traj_data::atomic_write(path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A trained LaM-SLidE rebuilt from a checkpoint (its config read from the checkpoint).

@@ -738,14 +738,7 @@ impl Trainer {
             val,
             imitation_r2,
         };
-        let log_path = self.dir.join("metrics.jsonl");
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        writeln!(f, "{}", serde_json::to_string(&log)?)
-            .with_context(|| format!("writing {}", log_path.display()))?;
+        append_jsonl(&self.dir.join("metrics.jsonl"), &log)?;
         if let Some(tb) = self.tensorboard.as_mut() {
             let mut scalars = vec![("epoch/loss", log.loss), ("epoch/L_pred", log.pred)];
             if let Some(v) = &log.val {
@@ -853,7 +846,19 @@ impl Trainer {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+/// Appends `value` as one JSON line to `path` (created if needed).
+pub(crate) fn append_jsonl<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{}", serde_json::to_string(value)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
     traj_data::atomic_write(path, text.as_bytes())
