@@ -2,7 +2,8 @@
 //! identifier codec (stage 1, on single frames) and then the latent flow model (stage 2, on
 //! windows of `data.condition_frames` given and `data.num_targets` predicted frames), each with
 //! AdamW, the run's learning-rate schedule and an exponential moving average of the weights
-//! (the average is what is validated, selected and tested).
+//! ([`latent_ids::Ema`], with its warm-up; the average is what is validated, selected and
+//! tested).
 //!
 //! One [`VarStore`] holds `codec`, `codec_ema`, `flow`, `flow_ema` and the normalisation
 //! (`norm.scale`, `norm.types`), so `checkpoint.safetensors` and `best.safetensors` are the
