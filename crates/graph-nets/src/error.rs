@@ -78,8 +78,10 @@ pub enum Error {
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Checks `t`'s shape against `expected`, where `None` is a free dimension.
-pub(crate) fn check_shape(
+/// Checks `t`'s shape against `expected`, where `None` is a free dimension: an
+/// [`Error::Shape`] naming the operation, the argument and both shapes (shared by the crates
+/// built on this one).
+pub fn check_shape(
     op: &'static str,
     what: &'static str,
     t: &Tensor,
@@ -132,9 +134,8 @@ pub(crate) fn render_shape(shape: &[Option<i64>]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
-/// A config check: `Err(Error::Config { .. })` unless `ok`.
 /// `value ≥ min`, else [`Error::Config`] saying "must be ≥ min, got value".
-pub(crate) fn ensure_at_least(
+pub fn ensure_at_least(
     config: &'static str,
     field: &'static str,
     value: i64,
@@ -145,7 +146,8 @@ pub(crate) fn ensure_at_least(
     })
 }
 
-pub(crate) fn ensure_config(
+/// A config check: `Err(Error::Config { .. })` unless `ok`.
+pub fn ensure_config(
     ok: bool,
     config: &'static str,
     field: &'static str,

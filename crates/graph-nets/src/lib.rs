@@ -63,11 +63,11 @@ pub use egnn::{EgnnLayer, EgnnLayerConfig, EgnnState, EgnnStyle};
 pub use egno::{
     Egno, EgnoConfig, EgnoOutput, InitialState, sinusoidal_embedding, sinusoidal_time_embedding,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Result, check_shape, ensure_at_least, ensure_config};
 pub use fourier::{
     EquivariantTimeConv, EquivariantTimeConvConfig, SpectralTimeConv, SpectralTimeConvConfig,
 };
 pub use gat::{Gat, GatConfig, InitEncoder, InitEncoderConfig, TemporalLift, TemporalLiftConfig};
 pub use gfnode::{GfNode, GfNodeConfig, ModeInteraction, OdeTime, VectorDynamics};
-pub use mlp::Activation;
+pub use mlp::{Activation, Mlp, linear, xavier_uniform};
 pub use stsgnn::{Stsgnn, StsgnnConfig, Trajectory};

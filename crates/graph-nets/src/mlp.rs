@@ -38,23 +38,31 @@ impl Activation {
 
 /// `Linear → act → Linear → … → Linear [→ act]`, the linear layers named `0, 1, …` under its
 /// path (the PyTorch reference in `tests/golden/reference.py` stores them as an `nn.ModuleList`,
-/// so the names agree).
+/// so the names agree). Every linear layer starts as PyTorch's `nn.Linear` ([`linear`]).
 #[derive(Debug)]
-pub(crate) struct Mlp {
+pub struct Mlp {
     linears: Vec<nn::Linear>,
     act: Activation,
     last_act: bool,
 }
 
 impl Mlp {
-    /// `dims = [in, hidden.., out]`; `last` overrides the initialisation and bias of the last layer.
-    pub(crate) fn new(
+    /// `dims = [in, hidden.., out]`; `last_act` puts the non-linearity after the last layer too;
+    /// `last` overrides the initialisation and bias of the last layer.
+    ///
+    /// # Panics
+    /// When `dims` has fewer than two entries.
+    pub fn new(
         p: &nn::Path<'_>,
         dims: &[i64],
         act: Activation,
         last_act: bool,
         last: Option<nn::LinearConfig>,
     ) -> Self {
+        assert!(
+            dims.len() >= 2,
+            "Mlp::new: dims needs at least [in, out], got {dims:?}"
+        );
         let n = dims.len() - 1;
         let linears = (0..n)
             .map(|i| {
@@ -119,7 +127,11 @@ impl Mlp {
         h
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+    /// Applies the layers to the last axis of `x`.
+    ///
+    /// # Shapes
+    /// `x: [.., in]` → `[.., out]`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
         let n = self.linears.len();
         let mut h = x.shallow_clone();
         for (i, lin) in self.linears.iter().enumerate() {
@@ -132,8 +144,9 @@ impl Mlp {
     }
 }
 
-/// Xavier-uniform with a gain: `U(±gain·√(6 / (fan_in + fan_out)))`.
-pub(crate) fn xavier_uniform(fan_in: i64, fan_out: i64, gain: f64) -> nn::Init {
+/// Xavier-uniform with a gain: `U(±gain·√(6 / (fan_in + fan_out)))` (PyTorch's
+/// `nn.init.xavier_uniform_`).
+pub fn xavier_uniform(fan_in: i64, fan_out: i64, gain: f64) -> nn::Init {
     let bound = gain * (6.0 / (fan_in + fan_out) as f64).sqrt();
     nn::Init::Uniform {
         lo: -bound,
@@ -158,7 +171,8 @@ pub(crate) fn torch_default(fan_in: i64, bias: bool) -> nn::LinearConfig {
     }
 }
 
-/// A linear layer `in_dim → out_dim` with [`torch_default`] initialisation.
-pub(crate) fn linear(p: nn::Path<'_>, in_dim: i64, out_dim: i64, bias: bool) -> nn::Linear {
+/// A linear layer `in_dim → out_dim` initialised as PyTorch's `nn.Linear` (weight and bias
+/// `U(±1/√in_dim)`; tch's own default is √6 times wider).
+pub fn linear(p: nn::Path<'_>, in_dim: i64, out_dim: i64, bias: bool) -> nn::Linear {
     nn::linear(p, in_dim, out_dim, torch_default(in_dim, bias))
 }

@@ -64,6 +64,9 @@ pub struct DataConfig {
     /// Give every model the node type (for molecules: the element) one-hot over the types of
     /// the dataset's first trajectory, as EGNO's MD17 input does.
     pub type_one_hot: bool,
+    /// Frames that condition each window, ending at the anchor (`start_frame`): 1 for every
+    /// model but `lam-slide` (GeoTDM's protocol: 10).
+    pub condition_frames: usize,
 }
 
 impl DataConfig {
@@ -72,7 +75,7 @@ impl DataConfig {
     /// [`DataConfig::starts`] says.
     pub fn window_spec(&self) -> WindowSpec {
         WindowSpec {
-            condition_frames: 1,
+            condition_frames: self.condition_frames,
             delta_frame: self.delta_frame,
             num_targets: self.num_targets,
             targets: self.targets,
@@ -108,6 +111,16 @@ struct DataToml {
     speed_feature: bool,
     #[serde(default = "yes")]
     type_one_hot: bool,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    condition_frames: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 fn yes() -> bool {
@@ -144,6 +157,7 @@ impl From<DataToml> for DataConfig {
             train_windows_per_trajectory: t.train_windows_per_trajectory,
             speed_feature: t.speed_feature,
             type_one_hot: t.type_one_hot,
+            condition_frames: t.condition_frames,
         }
     }
 }
@@ -169,6 +183,7 @@ impl From<DataConfig> for DataToml {
             train_windows_per_trajectory: c.train_windows_per_trajectory,
             speed_feature: c.speed_feature,
             type_one_hot: c.type_one_hot,
+            condition_frames: c.condition_frames,
         }
     }
 }
@@ -210,6 +225,9 @@ pub enum ModelKind {
     /// The plain GF-NODE decoder (graph Fourier neural ODE, no encoders; settings in
     /// `[model.gf_node]`).
     GfNode,
+    /// LaM-SLidE (seed 004): identifier codec and latent flow model, trained in two stages by
+    /// [`crate::LamSlideTrainer`] and sampled `K` times (settings in `model.lam_slide`).
+    LamSlide,
 }
 
 /// See [`ModelConfig::decoder`].
@@ -383,6 +401,9 @@ pub struct ModelConfig {
     /// Learning-rate multiplier of SGE's spectral weights `w` (Adam moves a weight by about lr
     /// per step, so at 1 `w` barely leaves 1 in a short run).
     pub sge_lr_scale: f64,
+    /// `kind = "lam-slide"`: the codec, the flow model, their losses, the sampler and the
+    /// stage-1 budget.
+    pub lam_slide: crate::LamSlideConfig,
 }
 
 impl Default for ModelConfig {
@@ -414,6 +435,7 @@ impl Default for ModelConfig {
             sge_lr_scale: 1.0,
             ridge_warm_start: false,
             ridge_lambda: 1e-3,
+            lam_slide: crate::LamSlideConfig::default(),
         }
     }
 }
@@ -560,6 +582,18 @@ impl RunConfig {
         d.window_spec()
             .check()
             .map_err(|e| anyhow::anyhow!("data: {e}"))?;
+        ensure!(
+            d.condition_frames == 1 || m.kind == ModelKind::LamSlide,
+            "data.condition_frames = {}: model.kind = {:?} conditions on one frame (only \
+             \"lam-slide\" reads several)",
+            d.condition_frames,
+            m.kind.name()
+        );
+        if m.kind == ModelKind::LamSlide {
+            m.lam_slide
+                .check(d.condition_frames)
+                .map_err(|e| anyhow::anyhow!("model.lam_slide: {e}"))?;
+        }
         ensure!(d.max_train != Some(0), "data.max_train must be ≥ 1");
         ensure!(d.max_eval != Some(0), "data.max_eval must be ≥ 1");
         ensure!(
@@ -708,6 +742,7 @@ impl ModelKind {
             Self::Sgdd => "sgdd",
             Self::NoTeacher => "no-teacher",
             Self::GfNode => "gf-node",
+            Self::LamSlide => "lam-slide",
         }
     }
 
@@ -715,7 +750,7 @@ impl ModelKind {
     pub fn trainable(self) -> bool {
         matches!(
             self,
-            Self::Egno | Self::Sgdd | Self::NoTeacher | Self::GfNode
+            Self::Egno | Self::Sgdd | Self::NoTeacher | Self::GfNode | Self::LamSlide
         )
     }
 

@@ -41,6 +41,7 @@ mod device;
 mod device_check;
 mod distill;
 mod eval;
+mod lam_slide;
 mod metrics;
 mod model;
 mod optim;
@@ -74,7 +75,11 @@ pub use eval::{
     ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, imitation_r2,
     predict_split, rollout,
 };
-pub use metrics::{ImitationSums, MetricSums, Metrics};
+pub use lam_slide::{
+    LamEpochLog, LamSlide, LamSlideConfig, LamSlideResult, LamSlideTrainer, LamWindows, Stage,
+    StageChoice, const_vel_metrics, restore_lam_slide,
+};
+pub use metrics::{ImitationSums, MetricSums, Metrics, SampledMetricSums, SampledMetrics};
 pub use model::{Model, ProblemDims, StepLoss};
 pub use optim::{Adam, AdamConfig, StepInfo};
 pub use rundir::{RUN_FILES, RunDir, RunMode};

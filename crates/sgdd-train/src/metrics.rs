@@ -1,7 +1,9 @@
 //! Trajectory metrics, in the dataset's original units (SPEC §4.4): **S2S** — MSE of the final
 //! predicted frame; **S2T** — MSE averaged over all predicted frames; **ADE** / **FDE** — mean
 //! Euclidean displacement over all frames / at the final frame. MSE is the mean over nodes and
-//! the three coordinates (as EGNO reports it); the papers quote S2S and S2T ×10⁻².
+//! the three coordinates (as EGNO reports it); the papers quote S2S and S2T ×10⁻². For models
+//! that draw `K` trajectories per input: ADE / FDE averaged over the draws and minADE / minFDE
+//! ([`SampledMetricSums`]).
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -47,11 +49,7 @@ impl MetricSums {
             size.len() == 4 && size[3] == 3 && size[1] >= 1,
             "expected [B, T, N, 3], got {size:?}"
         );
-        let diff = (pred - target).to_kind(Kind::Double);
-        let sq = diff.square(); // [B, T, N, 3]
-        let per_frame_mse = sq.mean_dim(&[2i64, 3][..], false, Kind::Double); // [B, T]
-        let dist = sq.sum_dim_intlist(&[3i64][..], false, Kind::Double).sqrt(); // [B, T, N]
-        let per_frame_de = dist.mean_dim(&[2i64][..], false, Kind::Double); // [B, T]
+        let (per_frame_mse, per_frame_de) = per_frame_errors(pred, target);
         self.samples += size[0] as f64;
         self.s2s += per_frame_mse
             .select(1, -1)
@@ -80,6 +78,103 @@ impl MetricSums {
             s2t: self.s2t / n,
             ade: self.ade / n,
             fde: self.fde / n,
+        }
+    }
+}
+
+/// Per frame: the MSE over nodes and coordinates, and the mean Euclidean displacement over
+/// nodes, in float64.
+///
+/// # Shapes
+/// `pred`, `target`: `[.., T, N, 3]` → two `[.., T]`.
+fn per_frame_errors(pred: &Tensor, target: &Tensor) -> (Tensor, Tensor) {
+    let sq = (pred - target).to_kind(Kind::Double).square(); // [.., T, N, 3]
+    let per_frame_mse = sq.mean_dim(&[-2i64, -1][..], false, Kind::Double);
+    let dist = sq.sum_dim_intlist(&[-1i64][..], false, Kind::Double).sqrt(); // [.., T, N]
+    (
+        per_frame_mse,
+        dist.mean_dim(&[-1i64][..], false, Kind::Double),
+    )
+}
+
+/// Sums of the sample-based metrics of a generative model that draws `K` trajectories per
+/// input (GeoTDM / LaM-SLidE convention, K = 5): ADE / FDE averaged over the `K` draws, and
+/// minADE / minFDE, the best of the `K` draws for each metric separately.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SampledMetricSums {
+    samples: f64,
+    draws: i64,
+    ade: f64,
+    fde: f64,
+    min_ade: f64,
+    min_fde: f64,
+}
+
+/// Mean sample-based metrics over a dataset split (original units).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SampledMetrics {
+    /// Number of inputs evaluated.
+    pub samples: usize,
+    /// Draws `K` per input.
+    pub draws: usize,
+    /// ADE averaged over the draws.
+    pub ade: f64,
+    /// FDE averaged over the draws.
+    pub fde: f64,
+    /// ADE of the best draw.
+    pub min_ade: f64,
+    /// FDE of the best draw.
+    pub min_fde: f64,
+}
+
+impl SampledMetricSums {
+    /// Adds a batch of `K` draws per input.
+    ///
+    /// # Shapes
+    /// `preds: [B, K, T, N, 3]`, `target: [B, T, N, 3]`, in original units.
+    ///
+    /// # Panics
+    /// When the shapes do not fit, `K` is 0 or differs from earlier batches.
+    #[track_caller]
+    pub fn add(&mut self, preds: &Tensor, target: &Tensor) {
+        let p = preds.size();
+        let t = target.size();
+        assert!(
+            p.len() == 5 && t.len() == 4 && p[0] == t[0] && p[2..] == t[1..] && t[3] == 3,
+            "expected preds [B, K, T, N, 3] and target [B, T, N, 3], got {p:?} and {t:?}"
+        );
+        assert!(
+            p[1] >= 1 && t[1] >= 1,
+            "need K ≥ 1 draws and T ≥ 1 frames, got {p:?}"
+        );
+        assert!(
+            self.draws == 0 || self.draws == p[1],
+            "K changed between batches: {} then {}",
+            self.draws,
+            p[1]
+        );
+        self.draws = p[1];
+        let (_, de) = per_frame_errors(preds, &target.unsqueeze(1)); // [B, K, T]
+        let ade = de.mean_dim(&[2i64][..], false, Kind::Double); // [B, K]
+        let fde = de.select(2, -1); // [B, K]
+        let sum = |x: Tensor| x.sum(Kind::Double).double_value(&[]);
+        self.samples += p[0] as f64;
+        self.ade += sum(ade.mean_dim(&[1i64][..], false, Kind::Double));
+        self.fde += sum(fde.mean_dim(&[1i64][..], false, Kind::Double));
+        self.min_ade += sum(ade.amin(&[1i64][..], false));
+        self.min_fde += sum(fde.amin(&[1i64][..], false));
+    }
+
+    /// Means over the inputs added.
+    pub fn finish(&self) -> SampledMetrics {
+        let n = self.samples.max(1.0);
+        SampledMetrics {
+            samples: self.samples as usize,
+            draws: self.draws as usize,
+            ade: self.ade / n,
+            fde: self.fde / n,
+            min_ade: self.min_ade / n,
+            min_fde: self.min_fde / n,
         }
     }
 }
@@ -215,6 +310,70 @@ mod tests {
             assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         }
         assert_eq!(m.samples, 3);
+    }
+
+    #[test]
+    fn sampled_metrics_match_the_definitions() {
+        let (b, k, t, n) = (3usize, 4usize, 5usize, 2usize);
+        tch::manual_seed(7);
+        let preds = Tensor::randn(
+            [b as i64, k as i64, t as i64, n as i64, 3],
+            (Kind::Double, Device::Cpu),
+        );
+        let target = Tensor::randn(
+            [b as i64, t as i64, n as i64, 3],
+            (Kind::Double, Device::Cpu),
+        );
+        let mut sums = SampledMetricSums::default();
+        sums.add(&preds.narrow(0, 0, 2), &target.narrow(0, 0, 2));
+        sums.add(&preds.narrow(0, 2, 1), &target.narrow(0, 2, 1));
+        let m = sums.finish();
+        let p = Vec::<f64>::try_from(preds.flatten(0, -1)).unwrap();
+        let q = Vec::<f64>::try_from(target.flatten(0, -1)).unwrap();
+        // slow reference: per input, per draw, the mean displacement over frames and at the end
+        let (mut ade, mut fde, mut min_ade, mut min_fde) = (0.0, 0.0, 0.0, 0.0);
+        for bi in 0..b {
+            let (mut a_k, mut f_k) = (vec![], vec![]);
+            for ki in 0..k {
+                let mut frames = vec![];
+                for ti in 0..t {
+                    let mut de = 0.0;
+                    for ni in 0..n {
+                        let d2: f64 = (0..3)
+                            .map(|c| {
+                                let pi = (((bi * k + ki) * t + ti) * n + ni) * 3 + c;
+                                let qi = ((bi * t + ti) * n + ni) * 3 + c;
+                                (p[pi] - q[qi]).powi(2)
+                            })
+                            .sum();
+                        de += d2.sqrt() / n as f64;
+                    }
+                    frames.push(de);
+                }
+                a_k.push(frames.iter().sum::<f64>() / t as f64);
+                f_k.push(frames[t - 1]);
+            }
+            ade += a_k.iter().sum::<f64>() / k as f64;
+            fde += f_k.iter().sum::<f64>() / k as f64;
+            min_ade += a_k.iter().cloned().fold(f64::INFINITY, f64::min);
+            min_fde += f_k.iter().cloned().fold(f64::INFINITY, f64::min);
+        }
+        let want = [ade, fde, min_ade, min_fde].map(|x| x / b as f64);
+        for (got, want) in [m.ade, m.fde, m.min_ade, m.min_fde].into_iter().zip(want) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        assert!(m.min_ade < m.ade && m.min_fde < m.fde);
+        assert_eq!((m.samples, m.draws), (3, 4));
+        // one draw: the deterministic metrics
+        let mut one = SampledMetricSums::default();
+        one.add(&target.unsqueeze(1), &target);
+        assert_eq!(one.finish().ade, 0.0);
+        let mut det = MetricSums::default();
+        det.add(&preds.select(1, 0), &target);
+        let mut single = SampledMetricSums::default();
+        single.add(&preds.narrow(1, 0, 1), &target);
+        assert!((single.finish().ade - det.finish().ade).abs() < 1e-12);
+        assert!((single.finish().min_fde - det.finish().fde).abs() < 1e-12);
     }
 
     /// Against the slow definition on the concatenated rows, over two batches.

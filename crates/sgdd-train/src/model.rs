@@ -339,12 +339,17 @@ impl Model {
         undirected: &[(usize, usize)],
         target_times: Vec<f64>,
     ) -> Result<Self> {
+        anyhow::ensure!(
+            cfg.kind != ModelKind::LamSlide,
+            "model.kind = \"lam-slide\" is trained and sampled by the LaM-SLidE trainer \
+             (sgdd_train::LamSlideTrainer), not by Model"
+        );
         let root = vs.root();
         let device = vs.device();
         let cond_dim = if cfg.kind.has_student() { cfg.z_dim } else { 0 };
         let decoder = match cfg.kind {
             ModelKind::ConstVel | ModelKind::Static => None,
-            ModelKind::Egno => Some(DecoderKind::Egno),
+            ModelKind::Egno | ModelKind::LamSlide => Some(DecoderKind::Egno),
             ModelKind::GfNode => Some(DecoderKind::GfNode),
             ModelKind::Sgdd | ModelKind::NoTeacher => Some(cfg.decoder),
         }

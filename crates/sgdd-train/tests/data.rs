@@ -137,6 +137,8 @@ fn every_shipped_config_parses_unchanged() {
                 "mocap-run" | "mocap-run-quick" | "mocap-run-standard" | "mocap-run-paper" => {
                     (Starts::Metadata, 30, 5, TargetFrames::Consecutive)
                 }
+                // GeoTDM's protocol: frames 0–9 given, 10–29 predicted
+                "lam-slide-charged" => (Starts::Fixed(vec![9]), 20, 20, TargetFrames::Consecutive),
                 other => panic!("a new config {other}: add its windows here"),
             };
             assert_eq!(
@@ -152,7 +154,7 @@ fn every_shipped_config_parses_unchanged() {
             seen += 1;
         }
     }
-    assert_eq!((seen, distill), (14, 3));
+    assert_eq!((seen, distill), (15, 3));
 }
 
 /// The flat `[data]` keys map onto the typed window starts, defaults included; keys a choice

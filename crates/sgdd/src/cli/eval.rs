@@ -51,15 +51,17 @@ pub struct EvalArgs {
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// LaM-SLidE: samples `K` per window (default: the run's `model.lam_slide.draws`).
+    #[arg(long, value_name = "K")]
+    pub draws: Option<usize>,
 }
 
-/// The checkpoint's config and a split of its dataset — verified to be the data it was trained
-/// on — or of `other`, checked to fit the model.
-fn split_of(
+/// The checkpoint's config and its data config — the dataset verified to be the data it was
+/// trained on — or `other`'s.
+pub(crate) fn data_of(
     checkpoint: &Path,
-    split: Split,
     other: Option<&Path>,
-) -> Result<(CheckedRunConfig, Prepared)> {
+) -> Result<(CheckedRunConfig, sgdd_train::DataConfig)> {
     let (cfg, trained_on) = sgdd_train::checkpoint_config(checkpoint)?;
     let mut data = cfg.data.clone();
     match other {
@@ -78,11 +80,25 @@ fn split_of(
             }
         }
     }
+    Ok((cfg, data))
+}
+
+/// The checkpoint's config and a split of its dataset (see [`data_of`]), checked to fit the
+/// model.
+fn split_of(
+    checkpoint: &Path,
+    split: Split,
+    other: Option<&Path>,
+) -> Result<(CheckedRunConfig, Prepared)> {
+    let (cfg, data) = data_of(checkpoint, other)?;
     let p = sgdd_train::load_split(&data, split, data.max_eval)?.1;
     Ok((cfg, p))
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
+    if crate::cli::lam_slide::is_lam_slide(&args.checkpoint)? {
+        return crate::cli::lam_slide::eval(args);
+    }
     let device = args.device.resolve()?;
     let (cfg, p) = split_of(&args.checkpoint, args.split.into(), args.data.as_deref())?;
     let (_, _vs, model) = sgdd_train::restore_model(&args.checkpoint, &p, device)?;
@@ -119,6 +135,10 @@ pub struct PredictArgs {
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// LaM-SLidE: samples `K` per window, written as `x: samples × K × T × N × 3` (default:
+    /// the run's `model.lam_slide.draws`).
+    #[arg(long, value_name = "K")]
+    pub draws: Option<usize>,
 }
 
 /// Verifies `file` against the manifest of its directory when one lists it (a flipped byte is
@@ -142,6 +162,10 @@ fn verify_input(file: &Path) -> Result<()> {
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
+    if crate::cli::lam_slide::is_lam_slide(&args.checkpoint)? {
+        verify_input(&args.input)?;
+        return crate::cli::lam_slide::predict(args);
+    }
     let device = args.device.resolve()?;
     let (cfg, _) = sgdd_train::checkpoint_config(&args.checkpoint)?;
     verify_input(&args.input)?;

@@ -3,6 +3,7 @@
 pub mod data;
 pub mod distill;
 pub mod eval;
+pub mod lam_slide;
 pub mod repro;
 pub mod repro_distill;
 pub mod train;

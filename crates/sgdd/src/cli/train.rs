@@ -86,6 +86,10 @@ pub struct TrainArgs {
     /// failing (a dead or stuck peer).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub dist_timeout: u64,
+    /// LaM-SLidE (`model.kind = "lam-slide"`): train stage 1 (`codec`), stage 2 (`flow`, once
+    /// the codec is trained) or both in turn (`both`); each resumes with `--resume`.
+    #[arg(long, value_enum, default_value = "both")]
+    pub stage: crate::cli::lam_slide::StageArg,
 }
 
 /// A progress bar fed by the trainer's events.
@@ -233,6 +237,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     } else {
         RunMode::Fresh
     };
+    if cfg.model.kind == sgdd_train::ModelKind::LamSlide {
+        anyhow::ensure!(
+            torch_dist::DistEnv::from_env()?.is_none_or(|e| e.world_size <= 1),
+            "model.kind = \"lam-slide\" trains in one process (data-parallel LaM-SLidE is not \
+             built yet)"
+        );
+        return crate::cli::lam_slide::train(args, cfg, mode);
+    }
     let timeout = Duration::from_secs(args.dist_timeout.max(1));
     let data_parallel = match torch_dist::DistEnv::from_env()? {
         Some(env) if env.world_size > 1 => {

@@ -1,0 +1,3 @@
+fn main() {
+    libtorch_env::emit_link_args();
+}
