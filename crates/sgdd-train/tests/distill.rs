@@ -209,6 +209,39 @@ fn a2d_weights_respect_the_cap_and_combine_the_teacher_gradients() {
         let scale = want.abs().max().double_value(&[]).max(1e-12);
         assert!(err < 1e-4 * scale, "parameter {i}: {err} vs {scale}");
     }
+    // weights from unit-normalised gradients: still on the capped simplex, and the step still
+    // combines the raw gradients with them
+    let cfg = config(&[
+        &format!("distill.cap={cap}"),
+        &format!("distill.lambda={lambda}"),
+        "distill.a2d_normalise=true",
+    ]);
+    let mut d = new(&cfg, &root().join("runs/a2d-normalised"), RunMode::Fresh).unwrap();
+    let step = d.step_gradients(&idx).unwrap();
+    assert!((step.alpha.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    assert!(
+        step.alpha
+            .iter()
+            .all(|&a| (-1e-12..=cap + 1e-9).contains(&a))
+    );
+    let pieces = d.loss_pieces(&idx).unwrap();
+    let params: Vec<Tensor> = {
+        let vars: std::collections::BTreeMap<String, Tensor> =
+            d.var_store().variables().into_iter().collect();
+        vars.into_values().collect()
+    };
+    let grad = |l: &Tensor| Tensor::run_backward(&[l], &params, true, false);
+    let task = grad(&pieces.0);
+    let kd: Vec<Vec<Tensor>> = pieces.1.iter().map(grad).collect();
+    for (i, g) in step.gradients.iter().enumerate() {
+        let mut want = task[i].to_kind(Kind::Double);
+        for (m, a) in step.alpha.iter().enumerate() {
+            want += kd[m][i].to_kind(Kind::Double) * (lambda * a);
+        }
+        let g = g.as_ref().unwrap().to_kind(Kind::Double);
+        let err = (g - &want).abs().max().double_value(&[]);
+        assert!(err < 1e-4 * want.abs().max().double_value(&[]).max(1e-12));
+    }
     // the average gives 1/M each, through the same code
     let cfg = config(&["distill.weighting=\"average\""]);
     let mut d = new(&cfg, &root().join("runs/average"), RunMode::Fresh).unwrap();
