@@ -226,8 +226,12 @@ impl DistillConfig {
         let m = k.teachers.len();
         ensure!(
             k.loss == KdLoss::None || m >= 1,
-            "distill.loss = {:?} needs at least one teacher (distill.teachers, or --teacher)",
-            k.loss
+            "distill.loss = \"{}\" needs at least one teacher (distill.teachers, or --teacher)",
+            match k.loss {
+                KdLoss::None => "none",
+                KdLoss::Output => "output",
+                KdLoss::Freq => "freq",
+            }
         );
         ensure!(
             k.cap > 0.0 && k.cap <= 1.0,
