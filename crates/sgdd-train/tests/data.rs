@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use graph_nets::GraphBatch;
 use rand::{Rng, SeedableRng};
-use sgdd_train::RunConfig;
+use sgdd_train::{DistillConfig, RunConfig};
 use tch::{Device, Kind, Tensor};
 use traj_data::convert::{bones_and_two_hop, contact_edges};
 use traj_data::{EdgeList, Starts, TargetFrames};
@@ -100,7 +100,7 @@ fn an_imported_npz_prepares_for_training() {
 /// trip through `to_toml` (what a checkpoint stores and a resume reads back).
 #[test]
 fn every_shipped_config_parses_unchanged() {
-    let (mut seen, mut distill) = (0, 0);
+    let mut seen = 0;
     for dir in ["configs", "configs/repro"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join(dir))
             .unwrap()
@@ -109,25 +109,31 @@ fn every_shipped_config_parses_unchanged() {
             .collect();
         files.sort();
         for path in files {
-            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            if stem.starts_with("distill") {
-                // `sgdd distill` configs: their own parser (teachers come from the command line)
-                let text = std::fs::read_to_string(&path).unwrap();
-                sgdd_train::DistillConfig::parse(&text, &[])
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                distill += 1;
-                continue;
-            }
-            let cfg = RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e:#}"));
-            let again = RunConfig::from_toml(&cfg.to_toml(), &[]).unwrap();
-            assert_eq!(again, cfg, "{}", path.display());
-            assert!(cfg.differences(&again.into_inner()).is_empty());
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let d = &cfg.data;
+            // distillation configs (`sgdd distill`) have their own sections around [data]
+            let d = if name.starts_with("distill-") {
+                // teachers come from `--teacher` on the command line
+                let teachers = ["distill.teachers=[\"teacher.safetensors\"]".to_owned()];
+                let cfg = DistillConfig::load(&path, &teachers).unwrap_or_else(|e| panic!("{e:#}"));
+                let again = DistillConfig::from_toml(&cfg.to_toml(), &[]).unwrap();
+                assert_eq!(again, cfg, "{}", path.display());
+                assert!(cfg.differences(&again.into_inner()).is_empty());
+                cfg.data.clone()
+            } else {
+                let cfg = RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e:#}"));
+                let again = RunConfig::from_toml(&cfg.to_toml(), &[]).unwrap();
+                assert_eq!(again, cfg, "{}", path.display());
+                assert!(cfg.differences(&again.into_inner()).is_empty());
+                cfg.data.clone()
+            };
             let expected = match name.as_str() {
-                "nbody-charged" | "nbody" | "nbody-quick" | "nbody-standard" => {
-                    (Starts::Fixed(vec![30]), 10, 5, TargetFrames::Strided)
-                }
+                "nbody-charged"
+                | "nbody"
+                | "nbody-quick"
+                | "nbody-standard"
+                | "distill-nbody-charged"
+                | "distill-nbody"
+                | "distill-nbody-quick" => (Starts::Fixed(vec![30]), 10, 5, TargetFrames::Strided),
                 "adk" | "adk-quick" | "adk-standard" => {
                     (Starts::Sliding { stride: 1 }, 15, 4, TargetFrames::Strided)
                 }
@@ -154,7 +160,7 @@ fn every_shipped_config_parses_unchanged() {
             seen += 1;
         }
     }
-    assert_eq!((seen, distill), (15, 3));
+    assert_eq!(seen, 18);
 }
 
 /// The flat `[data]` keys map onto the typed window starts, defaults included; keys a choice

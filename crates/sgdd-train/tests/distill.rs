@@ -153,22 +153,10 @@ fn frozen_teachers_get_no_gradient_and_the_student_learns() {
     assert_eq!(lines.lines().count(), 8);
 }
 
-/// The A2D wiring: the weights lie on the capped simplex (sum 1, each ≤ C), and the step's
-/// gradient is `∇L_task + λ Σ α_m ∇L_KD,m`, recomputed here from the losses one by one.
-#[test]
-fn a2d_weights_respect_the_cap_and_combine_the_teacher_gradients() {
-    let _g = serial();
-    let cap = 0.45;
-    let lambda = 0.7;
-    let cfg = config(&[
-        &format!("distill.cap={cap}"),
-        &format!("distill.lambda={lambda}"),
-        "distill.loss=\"freq\"",
-    ]);
-    let out = root().join("runs/a2d");
-    let mut d = new(&cfg, &out, RunMode::Fresh).unwrap();
-    let idx = [0i64, 3, 4, 7, 11];
-    let step = d.step_gradients(&idx).unwrap();
+/// Checks one A2D step on samples `idx`: the weights lie on the simplex capped at `cap`, and the
+/// step's gradient is `∇L_task + λ Σ α_m ∇L_KD,m`, recomputed from the losses one by one.
+fn check_a2d_step(d: &mut Distiller, idx: &[i64], cap: f64, lambda: f64) {
+    let step = d.step_gradients(idx).unwrap();
     assert_eq!(step.alpha.len(), 3);
     assert!(
         (step.alpha.iter().sum::<f64>() - 1.0).abs() < 1e-9,
@@ -182,13 +170,7 @@ fn a2d_weights_respect_the_cap_and_combine_the_teacher_gradients() {
         "{:?}",
         step.alpha
     );
-    let got: Vec<Tensor> = step
-        .gradients
-        .iter()
-        .map(|g| g.as_ref().unwrap().shallow_clone())
-        .collect();
-    // the same gradient from the pieces: the task loss and each teacher's KD loss
-    let pieces = d.loss_pieces(&idx).unwrap();
+    let pieces = d.loss_pieces(idx).unwrap();
     let params: Vec<Tensor> = {
         let vars: std::collections::BTreeMap<String, Tensor> =
             d.var_store().variables().into_iter().collect();
@@ -197,19 +179,35 @@ fn a2d_weights_respect_the_cap_and_combine_the_teacher_gradients() {
     let grad = |l: &Tensor| Tensor::run_backward(&[l], &params, true, false);
     let task = grad(&pieces.0);
     let kd: Vec<Vec<Tensor>> = pieces.1.iter().map(grad).collect();
-    for (i, g) in got.iter().enumerate() {
+    for (i, g) in step.gradients.iter().enumerate() {
         let mut want = task[i].to_kind(Kind::Double);
         for (m, a) in step.alpha.iter().enumerate() {
             want += kd[m][i].to_kind(Kind::Double) * (lambda * a);
         }
-        let err = (g.to_kind(Kind::Double) - &want)
-            .abs()
-            .max()
-            .double_value(&[]);
+        let g = g.as_ref().unwrap().to_kind(Kind::Double);
+        let err = (g - &want).abs().max().double_value(&[]);
         let scale = want.abs().max().double_value(&[]).max(1e-12);
         assert!(err < 1e-4 * scale, "parameter {i}: {err} vs {scale}");
     }
-    // the average gives 1/M each, through the same code
+}
+
+/// The A2D wiring, with weights from the raw gradients and from unit-normalised ones (the step
+/// still combines the raw gradients), and the average's 1/M through the same code.
+#[test]
+fn a2d_weights_respect_the_cap_and_combine_the_teacher_gradients() {
+    let _g = serial();
+    let (cap, lambda) = (0.45, 0.7);
+    let idx = [0i64, 3, 4, 7, 11];
+    for (name, normalise) in [("a2d", false), ("a2d-normalised", true)] {
+        let cfg = config(&[
+            &format!("distill.cap={cap}"),
+            &format!("distill.lambda={lambda}"),
+            "distill.loss=\"freq\"",
+            &format!("distill.a2d_normalise={normalise}"),
+        ]);
+        let mut d = new(&cfg, &root().join("runs").join(name), RunMode::Fresh).unwrap();
+        check_a2d_step(&mut d, &idx, cap, lambda);
+    }
     let cfg = config(&["distill.weighting=\"average\""]);
     let mut d = new(&cfg, &root().join("runs/average"), RunMode::Fresh).unwrap();
     let step = d.step_gradients(&idx).unwrap();

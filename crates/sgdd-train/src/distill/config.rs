@@ -137,6 +137,11 @@ pub struct KdConfig {
     pub weighting: Weighting,
     /// A2D's cap `C ∈ (0, 1]` on every weight (`C · teachers ≥ 1`).
     pub cap: f64,
+    /// A2D: solve for the weights on unit-normalised gradients, so they weigh the teachers'
+    /// directions (a teacher whose direction conflicts with the others' gets less) rather than
+    /// their magnitudes (the plain min-norm point favours the smallest gradient); the student
+    /// still descends along `Σ α_m g_m` of the raw gradients.
+    pub a2d_normalise: bool,
     /// `random` or `ridge` (the MLP student's readout solved in closed form onto a teacher's
     /// predictions before gradient training).
     pub init: InitKind,
@@ -158,6 +163,7 @@ impl Default for KdConfig {
             time_cutoff: 1,
             weighting: Weighting::A2d,
             cap: 1.0,
+            a2d_normalise: false,
             init: InitKind::Random,
             ridge_lambda: 1e-3,
             ridge_teacher: 0,
@@ -220,8 +226,12 @@ impl DistillConfig {
         let m = k.teachers.len();
         ensure!(
             k.loss == KdLoss::None || m >= 1,
-            "distill.loss = {:?} needs at least one teacher (distill.teachers, or --teacher)",
-            k.loss
+            "distill.loss = \"{}\" needs at least one teacher (distill.teachers, or --teacher)",
+            match k.loss {
+                KdLoss::None => "none",
+                KdLoss::Output => "output",
+                KdLoss::Freq => "freq",
+            }
         );
         ensure!(
             k.cap > 0.0 && k.cap <= 1.0,

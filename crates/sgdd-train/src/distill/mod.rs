@@ -338,6 +338,7 @@ impl Distiller {
         let a2d = A2dConfig {
             weighting: cfg.distill.weighting,
             cap: cfg.distill.cap,
+            unit_normalise: cfg.distill.a2d_normalise,
             ..Default::default()
         }
         .check()?;
@@ -542,8 +543,19 @@ impl Distiller {
                 .map(|l| flat_gradient(l, &self.params))
                 .collect::<distill_kd::Result<Vec<_>>>()?;
             let step = self.a2d.step(&grads)?;
-            let surrogate =
-                &task + gradient_surrogate(&self.params, &step.combined_gradient)? * lambda;
+            // the weights may come from unit-normalised gradients (distill.a2d_normalise); the
+            // direction always combines the teachers' own gradients, so λ keeps eq. 11's scale
+            let combined = if self.a2d.config().unit_normalise {
+                step.alpha
+                    .iter()
+                    .zip(&grads)
+                    .map(|(a, g)| g * *a)
+                    .reduce(|x, y| x + y)
+                    .context("at least two teachers")?
+            } else {
+                step.combined_gradient
+            };
+            let surrogate = &task + gradient_surrogate(&self.params, &combined)? * lambda;
             (step.alpha, surrogate)
         };
         let kd_values: Vec<f64> = kd.iter().map(|l| l.double_value(&[])).collect();

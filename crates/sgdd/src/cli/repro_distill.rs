@@ -97,6 +97,16 @@ const ROWS: &[Row] = &[
         teachers: &ALL_TEACHERS,
     },
     Row {
+        name: "EGNO-16 + freq KD α=4, 3 teachers, A2D (unit-normalised)",
+        set: &[
+            "distill.loss=\"freq\"",
+            "distill.alpha=4.0",
+            "distill.weighting=\"a2d\"",
+            "distill.a2d_normalise=true",
+        ],
+        teachers: &ALL_TEACHERS,
+    },
+    Row {
         name: "MLP alone",
         set: &["student.kind=\"mlp\"", "student.hidden=64"],
         teachers: &[],
@@ -125,8 +135,8 @@ const ROWS: &[Row] = &[
 ];
 
 /// The row whose random-init run the ridge row is compared with (epochs to its validation).
-const RIDGE_ROW: usize = 9;
-const RANDOM_ROW: usize = 8;
+const RIDGE_ROW: usize = 10;
+const RANDOM_ROW: usize = 9;
 
 fn base_config(budget: Budget) -> &'static str {
     match budget {
@@ -426,8 +436,7 @@ fn markdown(rows: &[Summary], teachers: &[TeacherSummary], budget: Budget, seeds
          student; the teachers are seed 0 of `sgdd repro nbody`). Budget{}: the students get the \
          teachers' epochs and batch size, selection by validation S2S. Inference: test samples/s, \
          the best of three passes, in the same process as the student's (batch = the training \
-         batch). α: the \
-         mean weight of each teacher (EGNO, SGDD-EGNO, weak EGNO) over all steps.\n",
+         batch). α: the mean weight of each teacher (EGNO, SGDD-EGNO, weak EGNO) over all steps.\n",
         match budget {
             Budget::Quick => " (--budget quick)",
             Budget::Standard => " (--budget standard)",
