@@ -13,6 +13,12 @@
 //! refuses every other change naming the key; a non-finite or diverging loss stops before the
 //! step is taken, leaving the last checkpoint loadable and resumable with a lower learning rate.
 //!
+//! Data-parallel ([`TrainerOptions::data_parallel`], SPEC §8): every rank builds the same
+//! trainer, takes rank 0's weights and optimiser moments, trains on its share of each global
+//! batch with gradients averaged over the ranks ([`crate::DataParallel`]), and evaluates the
+//! validation split itself (the same numbers on every rank, so early stopping agrees); only
+//! rank 0 claims the directory and writes files, and only rank 0 may [`Trainer::finish`].
+//!
 //! libtorch's random generator is global to the process and the trainer seeds it (weights from
 //! `train.seed`, each step from the seed and the step): run trainers that must be reproducible
 //! in separate processes, not in threads of one.

@@ -255,15 +255,13 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         _ => None,
     };
     if let Some(d) = data_parallel.as_ref().filter(|d| d.rank() != 0) {
-        // a worker: it trains its share; rank 0 scores, writes, draws and prints
-        let (_, observer) = progress(true, cfg.train.epochs);
+        // a worker: it trains its share silently; rank 0 scores, writes, draws and prints
         let rank = d.rank();
         let mut trainer = Trainer::new(
             cfg,
             &args.out,
             TrainerOptions {
                 mode,
-                observer: Some(observer),
                 data_parallel,
                 ..Default::default()
             },
