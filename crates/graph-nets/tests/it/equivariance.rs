@@ -18,7 +18,8 @@ use crate::common::{
 
 const TOL: f64 = 1e-9;
 
-fn motions() -> impl Strategy<Value = Motion> {
+/// A random rigid motion per graph of [`two_graphs`] (rotation, optional reflection, shift).
+pub(crate) fn motions() -> impl Strategy<Value = Motion> {
     let one = (
         prop::array::uniform3(0.0..TAU),
         any::<bool>(),

@@ -21,6 +21,7 @@ use crate::common::{
     CPU, Draws, Motion, assert_close, batch_of, global_rng, max_abs_diff, random_inputs, randomise,
     read_fixture, store, two_graphs,
 };
+use crate::equivariance::motions;
 
 const FIDELITY_TOL: f64 = 1e-7;
 
@@ -159,18 +160,6 @@ fn matches_the_authors_fourier_md() {
             "gradient of {name}: max |Δ| = {got:e} (|grad| up to {scale:e})"
         );
     }
-}
-
-fn motions() -> impl Strategy<Value = Motion> {
-    let one = (
-        prop::array::uniform3(0.0..std::f64::consts::TAU),
-        any::<bool>(),
-        prop::array::uniform3(-10.0..10.0f64),
-    );
-    (one.clone(), one).prop_map(|((a0, r0, s0), (a1, r1, s1))| Motion {
-        rotation: vec![(a0, r0), (a1, r1)],
-        shift: vec![s0, s1],
-    })
 }
 
 fn run(
