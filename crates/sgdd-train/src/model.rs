@@ -755,31 +755,42 @@ mod tests {
     use crate::data::{GraphCache, prepare};
     use traj_data::nbody::{NBodySpec, System};
 
+    /// The prepared training windows of a small generated charged system.
+    fn tiny_charged(n_train: usize, seed: u64) -> Prepared {
+        let mut spec = NBodySpec::new(System::Charged);
+        spec.n_train = n_train;
+        spec.seed = seed;
+        let ds = spec.generate_split(traj_data::Split::Train).unwrap();
+        let cfg = crate::RunConfig::from_toml("[data]\ndir = \"unused\"\n", &[]).unwrap();
+        prepare(&ds, &cfg.data).unwrap()
+    }
+
+    /// An SGDD model config of the smallest sizes.
+    fn tiny_sgdd() -> ModelConfig {
+        ModelConfig {
+            hidden: 8,
+            z_dim: 4,
+            decoder_layers: 1,
+            teacher_layers: 1,
+            student_layers: 1,
+            heads: 2,
+            k: 6,
+            ..Default::default()
+        }
+    }
+
     /// The closed-form warm start leaves the student's last layer at the least-squares optimum
     /// of its rows: the gradient of `‖layer(X) − H‖²` with respect to the layer vanishes (up to
     /// the tiny ridge penalty), where before it did not — for both kinds of student.
     #[test]
     fn the_ridge_warm_start_solves_the_last_layer_in_closed_form() {
-        let mut spec = NBodySpec::new(System::Charged);
-        spec.n_train = 6;
-        spec.seed = 3;
-        let ds = spec.generate_split(traj_data::Split::Train).unwrap();
-        let text = "[data]\ndir = \"unused\"\n";
-        let cfg = crate::RunConfig::from_toml(text, &[]).unwrap();
-        let p = prepare(&ds, &cfg.data).unwrap();
+        let p = tiny_charged(6, 3);
         for student in [StudentKind::Gat, StudentKind::CvFuture] {
             tch::manual_seed(0);
             let vs = nn::VarStore::new(Device::Cpu);
             let mcfg = ModelConfig {
-                hidden: 8,
-                z_dim: 4,
-                decoder_layers: 1,
-                teacher_layers: 1,
-                student_layers: 1,
-                heads: 2,
-                k: 6,
                 student,
-                ..Default::default()
+                ..tiny_sgdd()
             };
             let dims = ProblemDims::of(&p);
             let mut model =
@@ -828,12 +839,7 @@ mod tests {
     /// `joint`: one decoder trained on both paths.
     #[test]
     fn teacher_paths_train_the_decoders_they_say() {
-        let mut spec = NBodySpec::new(System::Charged);
-        spec.n_train = 4;
-        spec.seed = 5;
-        let ds = spec.generate_split(traj_data::Split::Train).unwrap();
-        let cfg = crate::RunConfig::from_toml("[data]\ndir = \"unused\"\n", &[]).unwrap();
-        let p = prepare(&ds, &cfg.data).unwrap();
+        let p = tiny_charged(4, 5);
         let idx: Vec<i64> = (0..p.samples).collect();
         let batch = p
             .batch(&idx, Device::Cpu, &mut GraphCache::default())
@@ -859,16 +865,9 @@ mod tests {
             tch::manual_seed(1);
             let vs = nn::VarStore::new(Device::Cpu);
             let mcfg = ModelConfig {
-                hidden: 8,
-                z_dim: 4,
-                decoder_layers: 1,
-                teacher_layers: 1,
-                student_layers: 1,
-                heads: 2,
-                k: 6,
                 lambda: 0.0,
                 teacher_path: path,
-                ..Default::default()
+                ..tiny_sgdd()
             };
             let model = Model::build(
                 &vs,
