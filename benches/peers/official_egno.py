@@ -65,6 +65,9 @@ def import_official(checkout):
         from model.egno import EGNO  # noqa: PLC0415
     finally:
         sys.path.remove(str(root))
+        # GF-NODE's code also names its package `model`: let the next import find its own
+        for name in [m for m in sys.modules if m == "model" or m.startswith("model.")]:
+            del sys.modules[name]
     hashes = {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for f in FILES}
     return EGNO, root, hashes
 
