@@ -383,7 +383,8 @@ pub struct ModelConfig {
     pub stages: Vec<[f64; 2]>,
     /// SGDD: how the teacher's path is trained — `scheduled` (teacher forcing by
     /// `model.schedule`), `joint` (both paths through the decoder every step) or `separate`
-    /// (the teacher with a decoder of its own; the schedule is then unused).
+    /// (the teacher with a decoder of its own). With `joint` and `separate` the schedule forces
+    /// nothing; `ridge_warm_start` still runs when its first stage ends.
     pub teacher_path: TeacherPath,
     /// Align standardised representations: teacher and student `z^sg` (per channel) and `ã`
     /// (per spectral mode and channel) are centred and scaled by detached running statistics
