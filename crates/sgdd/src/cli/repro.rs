@@ -581,12 +581,23 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
         "rows": rows,
         "published": table.published,
     });
-    let json_path = args.out.join(format!("{}.json", table.name));
-    let md_path = args.out.join(format!("{}.md", table.name));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
     let md = markdown(table, &rows, &base, args.budget());
-    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    write_table(&args.out, table.name, &report, &md, started)
+}
+
+/// Writes a table's `OUT/<name>.json` and `OUT/<name>.md`, and prints the Markdown.
+pub(crate) fn write_table(
+    out: &Path,
+    name: &str,
+    report: &serde_json::Value,
+    md: &str,
+    started: Instant,
+) -> Result<()> {
+    let json_path = out.join(format!("{name}.json"));
+    let md_path = out.join(format!("{name}.md"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     println!("{md}");
     println!(
         "wrote {} and {} in {:.0?}",

@@ -349,20 +349,8 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         "teachers": teacher_rows,
         "rows": rows,
     });
-    let json_path = args.out.join("distill-nbody.json");
-    let md_path = args.out.join("distill-nbody.md");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
     let md = markdown(&rows, &teacher_rows, budget, args.seeds);
-    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-    println!("{md}");
-    println!(
-        "wrote {} and {} in {:.0?}",
-        json_path.display(),
-        md_path.display(),
-        started.elapsed()
-    );
-    Ok(())
+    repro::write_table(&args.out, "distill-nbody", &report, &md, started)
 }
 
 fn summarise(row: &Row, runs: Vec<RunRecord>) -> Summary {
