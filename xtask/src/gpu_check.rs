@@ -44,10 +44,9 @@ fn newest_source(dir: &Path, newest: &mut Option<SystemTime>) {
         } else if path
             .extension()
             .is_some_and(|e| e == "rs" || e == "toml" || e == "lock")
+            && let Ok(t) = entry.metadata().and_then(|m| m.modified())
         {
-            if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
-                *newest = Some(newest.map_or(t, |n| n.max(t)));
-            }
+            *newest = Some(newest.map_or(t, |n| n.max(t)));
         }
     }
 }
@@ -67,14 +66,14 @@ pub fn run(args: &[String]) -> Result<()> {
     newest_source(&root.join("crates"), &mut newest);
     newest_source(&root.join("configs"), &mut newest);
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    if let (Some(src), Some(built)) = (newest, built) {
-        if src > built {
-            eprintln!(
-                "gpu-check: warning: sources changed after {} was built; `{build}` brings it up \
-                 to date",
-                bin.display()
-            );
-        }
+    if let (Some(src), Some(built)) = (newest, built)
+        && src > built
+    {
+        eprintln!(
+            "gpu-check: warning: sources changed after {} was built; `{build}` brings it up to \
+             date",
+            bin.display()
+        );
     }
     eprintln!("gpu-check: running {}", bin.display());
     let mut cmd = Command::new(&bin);

@@ -17,12 +17,17 @@ pub const TORCH_VERSION: &str = "2.13.0";
 /// `tensorboard`: tests read the trainer's event files back with its own reader.
 /// `torchdiffeq` (and its dependency `scipy`): the GF-NODE fixture script and peer benchmark run
 /// the authors' model class, which integrates with it.
+/// `nvidia-cuda-crt`, `nvidia-cuda-cccl` (CUDA 13.0, as the torch wheel; 3 MB together): the CUDA
+/// headers that, beside the wheel's runtime headers and `nccl.h`, let torch-dist's `nccl` feature
+/// compile against `ProcessGroupNCCL.hpp`.
 const EXTRA_PACKAGES: &[&str] = &[
     "numpy==2.3.5",
     "safetensors==0.7.0",
     "tensorboard==2.21.0",
     "scipy==1.17.1",
     "torchdiffeq==0.2.5",
+    "nvidia-cuda-crt==13.0.88",
+    "nvidia-cuda-cccl==13.0.85",
 ];
 const STAMP: &str = "sgdd-setup.stamp";
 
@@ -67,15 +72,13 @@ pub fn ensure() -> Result<Torch> {
 
 /// `cargo xtask setup [--force]`.
 pub fn run(force: bool) -> Result<Torch> {
-    if !force {
-        if let Some(t) = existing() {
-            println!(
-                "setup: nothing to do: torch {TORCH_VERSION} is installed in {} (libtorch: {})",
-                t.venv.display(),
-                t.lib_dir.display()
-            );
-            return Ok(t);
-        }
+    if !force && let Some(t) = existing() {
+        println!(
+            "setup: nothing to do: torch {TORCH_VERSION} is installed in {} (libtorch: {})",
+            t.venv.display(),
+            t.lib_dir.display()
+        );
+        return Ok(t);
     }
     let started = Instant::now();
     let venv = venv_dir();

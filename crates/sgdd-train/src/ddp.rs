@@ -78,6 +78,16 @@ impl DataParallel {
         Ok(self.group.barrier()?)
     }
 
+    /// The element-wise sum of `values` over the ranks (every rank passes the same length).
+    pub fn sum_f64(&self, values: &[f64]) -> Result<Vec<f64>> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut t = vec![Tensor::from_slice(values)];
+        self.group.all_reduce(&mut t, ReduceOp::Sum)?;
+        Ok(Vec::<f64>::try_from(t.pop().context("the summed values")?)?)
+    }
+
     /// Makes every rank's weights and Adam moments rank 0's (the start of a run: a resumed or
     /// fine-tuned rank 0 is the reference).
     pub fn broadcast_from_root(&self, vs: &VarStore, opt: Option<&Adam>) -> Result<()> {

@@ -5,7 +5,8 @@ use anyhow::{Context, Result, ensure};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{self, Batch, GraphCache, Prepared};
-use crate::metrics::{ImitationSums, MetricSums, Metrics};
+use crate::ddp::DataParallel;
+use crate::metrics::{BatchSums, ImitationSums, MetricSums, Metrics};
 use crate::model::Model;
 
 /// Predictions of a split in original units.
@@ -39,19 +40,103 @@ impl Predictions {
     }
 }
 
-/// Runs `predict` over `p` in batches of `batch_size` and hands each batch's prediction and
-/// target (`[B, T, N, 3]`, original units) to `each`. A non-finite prediction is an error.
-fn for_each_batch(
+/// The batches of a split (`batch_size` consecutive samples each, in order) that this process
+/// evaluates, with their index: all of them, or in a data-parallel run batch `i` on rank
+/// `i mod N`, so each rank evaluates whole batches exactly as one process would.
+fn my_batches(
     p: &Prepared,
     batch_size: usize,
+    ranks: Option<&DataParallel>,
+) -> (usize, Vec<(usize, Vec<i64>)>) {
+    let (rank, world) = ranks.map_or((0, 1), |d| (d.rank(), d.world_size()));
+    batches_of_rank(p.samples, batch_size, rank, world)
+}
+
+/// [`my_batches`] for rank `rank` of `world`: the number of batches of `samples` windows, and
+/// this rank's batches with their index.
+fn batches_of_rank(
+    samples: i64,
+    batch_size: usize,
+    rank: usize,
+    world: usize,
+) -> (usize, Vec<(usize, Vec<i64>)>) {
+    let idx: Vec<i64> = (0..samples).collect();
+    let all: Vec<Vec<i64>> = idx.chunks(batch_size.max(1)).map(<[i64]>::to_vec).collect();
+    let n = all.len();
+    let mine = all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % world == rank)
+        .collect();
+    (n, mine)
+}
+
+/// Per-batch sums met into the split's sums: merged in batch order, after every rank's batches
+/// are gathered in a data-parallel run (a sum over ranks of a table in which each batch's row is
+/// non-zero on one rank only, so it is exact). Every rank gets the sums one process adding the
+/// batches in order gets, bit for bit.
+fn meet<S: BatchSums>(
+    n_batches: usize,
+    mine: Vec<(usize, S)>,
+    ranks: Option<&DataParallel>,
+) -> Result<S> {
+    let rows: Vec<Option<Vec<f64>>> = match ranks {
+        None => {
+            let mut total = S::default();
+            for (_, part) in &mine {
+                total.merge(part)?;
+            }
+            return Ok(total);
+        }
+        Some(d) => {
+            let mut rows = vec![None; n_batches];
+            for (i, part) in &mine {
+                rows[*i] = Some(part.to_f64s());
+            }
+            // first the width of each batch's row, then the rows
+            let widths: Vec<f64> = rows
+                .iter()
+                .map(|r| r.as_ref().map_or(0.0, |r| r.len() as f64))
+                .collect();
+            let widths: Vec<usize> = d.sum_f64(&widths)?.iter().map(|w| *w as usize).collect();
+            let mut table = Vec::with_capacity(widths.iter().sum());
+            for (row, &w) in rows.iter().zip(&widths) {
+                match row {
+                    Some(r) => table.extend(r),
+                    None => table.extend(std::iter::repeat_n(0.0, w)),
+                }
+            }
+            let table = d.sum_f64(&table)?;
+            let mut offset = 0;
+            widths
+                .iter()
+                .map(|&w| {
+                    offset += w;
+                    Some(table[offset - w..offset].to_vec())
+                })
+                .collect()
+        }
+    };
+    let mut total = S::default();
+    for row in rows.into_iter().flatten() {
+        total.merge(&S::from_f64s(&row)?)?;
+    }
+    Ok(total)
+}
+
+/// Runs `predict` over `batches` of `p` (see [`my_batches`]) and hands each batch's index,
+/// prediction and target (`[B, T, N, 3]`, original units) to `each`. A non-finite prediction
+/// is an error.
+fn for_each_batch(
+    p: &Prepared,
+    batches: &[(usize, Vec<i64>)],
     device: Device,
     predict: &dyn Fn(&Batch) -> Result<Tensor>,
-    each: &mut dyn FnMut(&Batch, Tensor, Tensor),
+    each: &mut dyn FnMut(usize, &Batch, Tensor, Tensor),
 ) -> Result<()> {
     let _guard = tch::no_grad_guard();
     let mut graphs = GraphCache::default();
-    let idx: Vec<i64> = (0..p.samples).collect();
-    for (i, chunk) in idx.chunks(batch_size.max(1)).enumerate() {
+    for (i, chunk) in batches {
         let batch = p.batch(chunk, device, &mut graphs)?;
         let pred = predict(&batch)?;
         ensure!(
@@ -62,27 +147,55 @@ fn for_each_batch(
         );
         let pred = data::to_original(&pred, &batch, p.n);
         let truth = data::to_original(&batch.y, &batch, p.n);
-        each(&batch, pred, truth);
+        each(*i, &batch, pred, truth);
     }
     Ok(())
 }
 
+/// Mean metrics of `predict` on a split.
 pub(crate) fn metrics_with(
     p: &Prepared,
     batch_size: usize,
     device: Device,
     predict: &dyn Fn(&Batch) -> Result<Tensor>,
 ) -> Result<Metrics> {
-    let mut sums = MetricSums::default();
-    for_each_batch(p, batch_size, device, predict, &mut |_, pred, truth| {
-        sums.add(&pred, &truth)
+    metrics_on(p, batch_size, device, None, predict)
+}
+
+/// [`metrics_with`]; in a data-parallel run (`ranks`) each rank evaluates its share of the
+/// batches and every rank gets the metrics of the whole split.
+fn metrics_on(
+    p: &Prepared,
+    batch_size: usize,
+    device: Device,
+    ranks: Option<&DataParallel>,
+    predict: &dyn Fn(&Batch) -> Result<Tensor>,
+) -> Result<Metrics> {
+    let (n, batches) = my_batches(p, batch_size, ranks);
+    let mut parts = Vec::with_capacity(batches.len());
+    for_each_batch(p, &batches, device, predict, &mut |i, _, pred, truth| {
+        let mut sums = MetricSums::default();
+        sums.add(&pred, &truth);
+        parts.push((i, sums));
     })?;
-    Ok(sums.finish())
+    Ok(meet(n, parts, ranks)?.finish())
 }
 
 /// Mean metrics of `model` on a prepared split (original units).
 pub fn evaluate(model: &Model, p: &Prepared, batch_size: usize, device: Device) -> Result<Metrics> {
-    metrics_with(p, batch_size, device, &|b| model.predict(b))
+    evaluate_on(model, p, batch_size, device, None)
+}
+
+/// [`evaluate`], sharded over the ranks of a data-parallel run when `ranks` is given: each rank
+/// evaluates every `N`-th batch and all get the whole split's metrics, equal to one process's.
+pub fn evaluate_on(
+    model: &Model,
+    p: &Prepared,
+    batch_size: usize,
+    device: Device,
+    ranks: Option<&DataParallel>,
+) -> Result<Metrics> {
+    metrics_on(p, batch_size, device, ranks, &|b| model.predict(b))
 }
 
 /// Metrics of the decoder conditioned on the teacher (an oracle that reads the future: a
@@ -112,16 +225,35 @@ pub fn imitation_r2(
     batch_size: usize,
     device: Device,
 ) -> Result<Option<f64>> {
-    let mut sums = ImitationSums::default();
+    imitation_r2_on(model, p, batch_size, device, None)
+}
+
+/// [`imitation_r2`], sharded over `ranks` as [`evaluate_on`].
+pub fn imitation_r2_on(
+    model: &Model,
+    p: &Prepared,
+    batch_size: usize,
+    device: Device,
+    ranks: Option<&DataParallel>,
+) -> Result<Option<f64>> {
+    let _guard = tch::no_grad_guard();
+    let (n, batches) = my_batches(p, batch_size, ranks);
     let mut graphs = GraphCache::default();
-    let idx: Vec<i64> = (0..p.samples).collect();
-    for chunk in idx.chunks(batch_size.max(1)) {
-        let batch = p.batch(chunk, device, &mut graphs)?;
-        if !model.imitation(&batch, &mut sums)? {
-            return Ok(None);
-        }
+    let mut parts = Vec::with_capacity(batches.len());
+    // whether the model has a teacher is the same on every rank, so all ranks leave together
+    if !model.has_teacher() {
+        return Ok(None);
     }
-    Ok(sums.r2())
+    for (i, chunk) in &batches {
+        let batch = p.batch(chunk, device, &mut graphs)?;
+        let mut sums = ImitationSums::default();
+        ensure!(
+            model.imitation(&batch, &mut sums)?,
+            "the model's teacher gave no imitation sums"
+        );
+        parts.push((*i, sums));
+    }
+    Ok(meet(n, parts, ranks)?.r2())
 }
 
 /// Every prediction of a split, on the CPU, with the mean metrics.
@@ -133,12 +265,13 @@ pub fn predict_split(
 ) -> Result<Predictions> {
     let (mut preds, mut truths, mut starts) = (vec![], vec![], vec![]);
     let mut sums = MetricSums::default();
+    let (_, batches) = my_batches(p, batch_size, None);
     for_each_batch(
         p,
-        batch_size,
+        &batches,
         device,
         &|b| model.predict(b),
-        &mut |batch, pred, truth| {
+        &mut |_, batch, pred, truth| {
             sums.add(&pred, &truth);
             starts.push(
                 data::to_original(&batch.x0.unsqueeze(0), batch, p.n)
@@ -322,4 +455,30 @@ pub fn error_spectrum(
         energy: be.energy,
         total: be.total,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The ranks' batches are the one-process batches, each on exactly one rank.
+        #[test]
+        fn ranks_share_the_batches_of_one_process(
+            samples in 0i64..40, batch_size in 1usize..9, world in 1usize..5,
+        ) {
+            let (n, all) = batches_of_rank(samples, batch_size, 0, 1);
+            proptest::prop_assert_eq!(n, all.len());
+            let mut met: Vec<(usize, Vec<i64>)> = (0..world)
+                .flat_map(|r| {
+                    let (m, mine) = batches_of_rank(samples, batch_size, r, world);
+                    assert_eq!(m, n);
+                    assert!(mine.iter().all(|(i, _)| i % world == r));
+                    mine
+                })
+                .collect();
+            met.sort();
+            proptest::prop_assert_eq!(met, all);
+        }
+    }
 }

@@ -72,14 +72,16 @@ pub use distill::{
     StudentArch, StudentConfig, Teacher, TeacherReport,
 };
 pub use eval::{
-    ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_teacher, imitation_r2,
-    predict_split, rollout,
+    ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_on, evaluate_teacher,
+    imitation_r2, imitation_r2_on, predict_split, rollout,
 };
 pub use lam_slide::{
     LamEpochLog, LamSlide, LamSlideConfig, LamSlideResult, LamSlideTrainer, LamWindows, Stage,
     StageChoice, const_vel_metrics, restore_lam_slide,
 };
-pub use metrics::{ImitationSums, MetricSums, Metrics, SampledMetricSums, SampledMetrics};
+pub use metrics::{
+    BatchSums, ImitationSums, MetricSums, Metrics, SampledMetricSums, SampledMetrics,
+};
 pub use model::{Model, ProblemDims, StepLoss};
 pub use optim::{Adam, AdamConfig, StepInfo};
 pub use rundir::{RUN_FILES, RunDir, RunMode};

@@ -82,6 +82,54 @@ impl MetricSums {
     }
 }
 
+/// Sums over batches that can meet across processes: a layout of `f64`s, and a merge that
+/// gives exactly what adding the batches one after another gives (each field is a running
+/// `+=`, so merging per-batch sums in batch order reproduces the sequential result bit for
+/// bit). Sharded evaluation ([`crate::DataParallel`]) relies on both.
+pub trait BatchSums: Default {
+    /// The sums as numbers (empty for sums that have seen no batch, where the layout allows).
+    fn to_f64s(&self) -> Vec<f64>;
+    /// The inverse of [`BatchSums::to_f64s`]; an empty slice gives the empty sums.
+    ///
+    /// # Errors
+    /// When the length fits no layout of these sums.
+    fn from_f64s(v: &[f64]) -> anyhow::Result<Self>;
+    /// Adds another set of sums, as if its batches had been added here.
+    ///
+    /// # Errors
+    /// When the two sets have different layouts (e.g. latent widths).
+    fn merge(&mut self, other: &Self) -> anyhow::Result<()>;
+}
+
+impl BatchSums for MetricSums {
+    fn to_f64s(&self) -> Vec<f64> {
+        vec![self.samples, self.s2s, self.s2t, self.ade, self.fde]
+    }
+
+    fn from_f64s(v: &[f64]) -> anyhow::Result<Self> {
+        match *v {
+            [] => Ok(Self::default()),
+            [samples, s2s, s2t, ade, fde] => Ok(Self {
+                samples,
+                s2s,
+                s2t,
+                ade,
+                fde,
+            }),
+            _ => anyhow::bail!("metric sums hold 5 numbers, got {}", v.len()),
+        }
+    }
+
+    fn merge(&mut self, other: &Self) -> anyhow::Result<()> {
+        self.samples += other.samples;
+        self.s2s += other.s2s;
+        self.s2t += other.s2t;
+        self.ade += other.ade;
+        self.fde += other.fde;
+        Ok(())
+    }
+}
+
 /// Per frame: the MSE over nodes and coordinates, and the mean Euclidean displacement over
 /// nodes, in float64.
 ///
@@ -252,6 +300,62 @@ impl ImitationSums {
             .map(|(s, q)| q - s * s / self.count)
             .sum();
         (sst > 0.0).then(|| 1.0 - self.sse / sst)
+    }
+}
+
+impl BatchSums for ImitationSums {
+    /// `[count, sse, Σ z_t (d), Σ z_t² (d)]`, or empty before any batch.
+    fn to_f64s(&self) -> Vec<f64> {
+        if self.sum.is_empty() {
+            return Vec::new();
+        }
+        let mut v = vec![self.count, self.sse];
+        v.extend(&self.sum);
+        v.extend(&self.sum_sq);
+        v
+    }
+
+    fn from_f64s(v: &[f64]) -> anyhow::Result<Self> {
+        if v.is_empty() {
+            return Ok(Self::default());
+        }
+        anyhow::ensure!(
+            v.len() >= 4 && v.len().is_multiple_of(2),
+            "imitation sums hold 2 + 2·d numbers, got {}",
+            v.len()
+        );
+        let d = (v.len() - 2) / 2;
+        Ok(Self {
+            count: v[0],
+            sse: v[1],
+            sum: v[2..2 + d].to_vec(),
+            sum_sq: v[2 + d..].to_vec(),
+        })
+    }
+
+    fn merge(&mut self, other: &Self) -> anyhow::Result<()> {
+        if other.sum.is_empty() {
+            return Ok(());
+        }
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; other.sum.len()];
+            self.sum_sq = vec![0.0; other.sum.len()];
+        }
+        anyhow::ensure!(
+            self.sum.len() == other.sum.len(),
+            "imitation sums of widths {} and {} cannot be merged",
+            self.sum.len(),
+            other.sum.len()
+        );
+        self.count += other.count;
+        self.sse += other.sse;
+        for (a, b) in self.sum.iter_mut().zip(&other.sum) {
+            *a += b;
+        }
+        for (a, b) in self.sum_sq.iter_mut().zip(&other.sum_sq) {
+            *a += b;
+        }
+        Ok(())
     }
 }
 
@@ -428,5 +532,43 @@ mod tests {
             "{m:?}"
         );
         assert!((m.fde - 3f64.sqrt()).abs() < 1e-6);
+    }
+
+    /// Per-batch sums merged in batch order (through their `f64` layout, as they cross
+    /// processes) equal the sequential sums bit for bit.
+    #[test]
+    fn merged_batch_sums_equal_the_sequential_sums_exactly() {
+        tch::manual_seed(11);
+        let pred = Tensor::randn([5, 3, 4, 3], (Kind::Float, Device::Cpu));
+        let target = Tensor::randn([5, 3, 4, 3], (Kind::Float, Device::Cpu));
+        let z_s = Tensor::randn([5, 4, 6], (Kind::Float, Device::Cpu));
+        let z_t = Tensor::randn([5, 4, 6], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+        let (mut seq, mut seq_im) = (MetricSums::default(), ImitationSums::default());
+        let (mut merged, mut merged_im) = (MetricSums::default(), ImitationSums::default());
+        for (start, len) in [(0, 2), (2, 1), (3, 2)] {
+            let (p, t) = (pred.narrow(0, start, len), target.narrow(0, start, len));
+            let (s, tt) = (z_s.narrow(0, start, len), z_t.narrow(0, start, len));
+            seq.add(&p, &t);
+            seq_im.add(&s, &tt);
+            let mut part = MetricSums::default();
+            part.add(&p, &t);
+            let part = MetricSums::from_f64s(&part.to_f64s()).unwrap();
+            merged.merge(&part).unwrap();
+            let mut part = ImitationSums::default();
+            part.add(&s, &tt);
+            let part = ImitationSums::from_f64s(&part.to_f64s()).unwrap();
+            merged_im.merge(&part).unwrap();
+            // a rank without batches contributes the empty sums
+            merged_im.merge(&ImitationSums::default()).unwrap();
+        }
+        assert_eq!(merged, seq);
+        assert_eq!(merged_im, seq_im);
+        assert_eq!(merged.finish(), seq.finish());
+        // layouts are checked
+        assert!(MetricSums::from_f64s(&[1.0, 2.0]).is_err());
+        assert!(ImitationSums::from_f64s(&[1.0, 2.0, 3.0]).is_err());
+        let mut wide = ImitationSums::default();
+        wide.add(&z_s.narrow(2, 0, 2), &z_t.narrow(2, 0, 2));
+        assert!(merged_im.merge(&wide).is_err());
     }
 }

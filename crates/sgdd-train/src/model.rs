@@ -553,6 +553,11 @@ impl Model {
         Ok(Some(decoder.f_forward(&Self::state(batch), Some(&cond))?.x))
     }
 
+    /// Whether the model has a teacher (an SGDD model; its imitation R² is defined).
+    pub fn has_teacher(&self) -> bool {
+        self.distill.as_ref().is_some_and(|d| d.teacher.is_some())
+    }
+
     /// How well the student's `z^sg_init` imitates the teacher's `z^sg_dyn` on a batch (sums
     /// for [`ImitationSums`]); `None` for models without a teacher.
     pub fn imitation(&self, batch: &Batch, sums: &mut ImitationSums) -> Result<bool> {

@@ -731,8 +731,11 @@ impl Trainer {
         let last = epoch + 1 == t.epochs;
         let mut imitation_r2 = None;
         let val = if (epoch + 1).is_multiple_of(t.eval_every) || last {
-            let m = eval::evaluate(&self.model, &self.splits.val, bs, self.device)?;
-            imitation_r2 = eval::imitation_r2(&self.model, &self.splits.val, bs, self.device)?;
+            // sharded over the ranks of a data-parallel run; every rank gets the split's metrics
+            let ranks = self.ddp.as_ref();
+            let m = eval::evaluate_on(&self.model, &self.splits.val, bs, self.device, ranks)?;
+            imitation_r2 =
+                eval::imitation_r2_on(&self.model, &self.splits.val, bs, self.device, ranks)?;
             let mut selection = runlog::Selection {
                 best: &mut self.state.best,
                 stale_evals: &mut self.state.stale_evals,

@@ -39,7 +39,8 @@ fn sgdd(args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// 7 training windows in global batches of 4: the ranks take 2 + 2, then 2 + 1.
+/// 7 training windows in global batches of 4: the ranks take 2 + 2, then 2 + 1. 9 validation
+/// windows make 3 evaluation batches: rank 0 scores batches 0 and 2, rank 1 batch 1.
 fn setup(tmp: &Path, epochs: usize) -> PathBuf {
     let data = tmp.join("charged");
     ok(sgdd(&[
@@ -51,7 +52,7 @@ fn setup(tmp: &Path, epochs: usize) -> PathBuf {
         "--train",
         "7",
         "--val",
-        "3",
+        "9",
         "--test",
         "3",
         "--seed",
@@ -151,6 +152,23 @@ fn two_ranks_train_as_one_process_and_resume_in_one() {
             close(a[k].as_f64().unwrap(), b[k].as_f64().unwrap(), k);
         }
     }
+    // the validation sharded over the 2 ranks is one process's, bit for bit: score the final
+    // weights of the 2-rank run in one process and compare with what its last epoch logged
+    let eval = ok(sgdd(&[
+        "eval",
+        "--checkpoint",
+        s(&two.join("checkpoint.safetensors")),
+        "--split",
+        "val",
+        "--device",
+        "cpu",
+    ]));
+    let single: serde_json::Value = serde_json::from_str(eval.trim()).unwrap();
+    let logged = epochs(&two).last().unwrap()["val"].clone();
+    for m in ["s2s", "s2t", "ade", "fde"] {
+        assert_eq!(logged[m].as_f64(), single[m].as_f64(), "sharded val {m}");
+    }
+    assert_eq!(logged["samples"], 9);
     // one epoch on 2 ranks, the second in one process: the sampler state is global
     train(
         &cfg,

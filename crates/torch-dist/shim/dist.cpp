@@ -1,50 +1,19 @@
 // The C face of c10d that the Rust crate `torch-dist` calls: a TCPStore rendezvous, a Gloo
-// process group, and its all_reduce / broadcast / barrier, each waited on with a timeout.
+// process group (an NCCL one is in `nccl.cpp`, built with the `nccl` feature), and the
+// all_reduce / broadcast / barrier of either, each waited on with a timeout.
 //
 // Every function catches every C++ exception and returns its message as a malloc'd string
 // (NULL on success; the caller frees it with `tdist_free_error`): nothing unwinds into Rust.
 // Tensors arrive as `at::Tensor*`, the representation of torch-sys's `C_tensor`.
 
-#include <chrono>
-#include <cstdlib>
-#include <cstring>
-#include <exception>
-#include <string>
-#include <vector>
+#include "common.hpp"
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 namespace {
 
-struct Group {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::Backend> backend;
-  int rank;
-  int world;
-};
-
-char* error_of(const std::string& what) {
-  char* s = static_cast<char*>(std::malloc(what.size() + 1));
-  if (s != nullptr) {
-    std::memcpy(s, what.c_str(), what.size() + 1);
-  }
-  return s;
-}
-
-template <typename F>
-char* guarded(F&& f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return error_of(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return error_of(e.what());
-  } catch (...) {
-    return error_of("an unknown C++ exception");
-  }
-}
+using tdist::Group;
+using tdist::guarded;
 
 std::vector<at::Tensor> tensors_of(at::Tensor** ts, int n) {
   std::vector<at::Tensor> out;
@@ -83,8 +52,6 @@ bool is_loopback(const std::string& addr) {
 
 extern "C" {
 
-typedef struct Group tdist_group;
-
 void tdist_free_error(char* e) {
   std::free(e);
 }
@@ -103,13 +70,7 @@ char* tdist_new_gloo(
   *out = nullptr;
   return guarded([&] {
     std::chrono::milliseconds timeout(timeout_ms);
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<std::uint16_t>(port);
-    so.isServer = rank == 0;
-    so.numWorkers = static_cast<std::size_t>(world);
-    so.waitWorkers = true;
-    so.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(addr), so);
+    auto store = tdist::rendezvous(addr, port, rank, world, timeout);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     std::string host(addr);
     if (ifname != nullptr && ifname[0] != '\0') {
@@ -121,9 +82,8 @@ char* tdist_new_gloo(
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
     options->threads = 1;
-    c10::intrusive_ptr<c10d::Store> base = store;
-    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(base, rank, world, options);
-    *out = new Group{base, backend, rank, world};
+    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
+    *out = new Group{store, backend, rank, world};
   });
 }
 

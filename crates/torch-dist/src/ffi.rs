@@ -23,6 +23,16 @@ unsafe extern "C" {
         ifname: *const c_char,
         out: *mut *mut Group,
     ) -> *mut c_char;
+    #[cfg(feature = "nccl")]
+    pub fn tdist_new_nccl(
+        addr: *const c_char,
+        port: c_int,
+        rank: c_int,
+        world: c_int,
+        timeout_ms: i64,
+        device: c_int,
+        out: *mut *mut Group,
+    ) -> *mut c_char;
     pub fn tdist_free(g: *mut Group);
     pub fn tdist_all_reduce(
         g: *mut Group,

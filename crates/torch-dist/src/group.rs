@@ -1,4 +1,4 @@
-//! A Gloo process group over a TCPStore rendezvous.
+//! A Gloo or NCCL process group over a TCPStore rendezvous.
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, c_int};
@@ -20,14 +20,37 @@ pub enum ReduceOp {
     Avg,
 }
 
-/// One worker's membership of a c10d Gloo process group (a `TCPStore` served by rank 0 and a
-/// `ProcessGroupGloo`). Dropping it leaves the group.
+/// The collective engine of a [`ProcessGroup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `ProcessGroupGloo`: CPU tensors (and CUDA tensors through host copies).
+    Gloo,
+    /// `ProcessGroupNCCL` on CUDA device `device`: CUDA tensors (the `nccl` feature).
+    Nccl {
+        /// The CUDA device index of this worker.
+        device: usize,
+    },
+}
+
+impl Backend {
+    /// Whether this build can create the backend (NCCL needs the `nccl` feature).
+    pub fn is_built(self) -> bool {
+        match self {
+            Self::Gloo => true,
+            Self::Nccl { .. } => cfg!(feature = "nccl"),
+        }
+    }
+}
+
+/// One worker's membership of a c10d process group (a `TCPStore` served by rank 0 and a
+/// `ProcessGroupGloo` or `ProcessGroupNCCL`). Dropping it leaves the group.
 #[derive(Debug)]
 pub struct ProcessGroup {
     raw: NonNull<ffi::Group>,
     rank: usize,
     world: usize,
     timeout: Duration,
+    backend: Backend,
 }
 
 // SAFETY: c10d backends are used from any thread (Python's DDP calls them from its autograd
@@ -39,6 +62,19 @@ impl ProcessGroup {
     /// `env.world_size` workers have joined, at most `timeout`; the same `timeout` bounds every
     /// later collective.
     pub fn gloo(env: &DistEnv, timeout: Duration) -> Result<Self, Error> {
+        Self::new(env, Backend::Gloo, timeout)
+    }
+
+    /// Joins the rendezvous of `env` and builds an NCCL group over it on CUDA device `device`
+    /// (by convention `LOCAL_RANK`, or an offset plus it), which becomes the process's current
+    /// device. Needs the `nccl` feature; without it, an [`Error::Unsupported`].
+    pub fn nccl(env: &DistEnv, device: usize, timeout: Duration) -> Result<Self, Error> {
+        Self::new(env, Backend::Nccl { device }, timeout)
+    }
+
+    /// Joins the rendezvous of `env` and builds a group of `backend` over it (see
+    /// [`ProcessGroup::gloo`] and [`ProcessGroup::nccl`]).
+    pub fn new(env: &DistEnv, backend: Backend, timeout: Duration) -> Result<Self, Error> {
         let engine = |message: String| Error::Engine {
             op: "rendezvous",
             rank: env.rank,
@@ -50,26 +86,55 @@ impl ProcessGroup {
             value: env.master_addr.clone(),
             why: e.to_string(),
         })?;
-        let ifname =
-            CString::new(env.ifname.clone().unwrap_or_default()).map_err(|e| Error::Env {
-                var: "GLOO_SOCKET_IFNAME",
-                value: env.ifname.clone().unwrap_or_default(),
-                why: e.to_string(),
-            })?;
         let (rank, world) = (to_c_int(env.rank)?, to_c_int(env.world_size)?);
+        let port = c_int::from(env.master_port);
         let mut raw = std::ptr::null_mut();
-        // SAFETY: valid NUL-terminated strings for the duration of the call; `raw` is written
-        // by the shim (null on error)
-        let err = unsafe {
-            ffi::tdist_new_gloo(
-                addr.as_ptr(),
-                c_int::from(env.master_port),
-                rank,
-                world,
-                millis(timeout),
-                ifname.as_ptr(),
-                &mut raw,
-            )
+        let err = match backend {
+            Backend::Gloo => {
+                let ifname = CString::new(env.ifname.clone().unwrap_or_default()).map_err(|e| {
+                    Error::Env {
+                        var: "GLOO_SOCKET_IFNAME",
+                        value: env.ifname.clone().unwrap_or_default(),
+                        why: e.to_string(),
+                    }
+                })?;
+                // SAFETY: valid NUL-terminated strings for the duration of the call; `raw` is
+                // written by the shim (null on error)
+                unsafe {
+                    ffi::tdist_new_gloo(
+                        addr.as_ptr(),
+                        port,
+                        rank,
+                        world,
+                        millis(timeout),
+                        ifname.as_ptr(),
+                        &mut raw,
+                    )
+                }
+            }
+            #[cfg(feature = "nccl")]
+            Backend::Nccl { device } => {
+                // SAFETY: as for Gloo
+                unsafe {
+                    ffi::tdist_new_nccl(
+                        addr.as_ptr(),
+                        port,
+                        rank,
+                        world,
+                        millis(timeout),
+                        to_c_int(device)?,
+                        &mut raw,
+                    )
+                }
+            }
+            #[cfg(not(feature = "nccl"))]
+            Backend::Nccl { .. } => {
+                return Err(Error::Unsupported(
+                    "this build has no NCCL: build with the `nccl` feature of torch-dist \
+                     (`sgdd`'s feature `nccl`), or use Gloo"
+                        .into(),
+                ));
+            }
         };
         // SAFETY: the shim's error string, taken once
         if let Some(message) = unsafe { ffi::take_error(err) } {
@@ -81,7 +146,13 @@ impl ProcessGroup {
             rank: env.rank,
             world: env.world_size,
             timeout,
+            backend,
         })
+    }
+
+    /// The backend of the group.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// This worker's rank.
@@ -174,7 +245,7 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        // SAFETY: created by `tdist_new_gloo`, freed once
+        // SAFETY: created by `tdist_new_gloo` or `tdist_new_nccl`, freed once
         unsafe { ffi::tdist_free(self.raw.as_ptr()) }
     }
 }

@@ -18,8 +18,11 @@
 //!
 //! # Backends
 //! Gloo reduces CPU tensors, and CUDA tensors through host copies (the wheel is a CUDA build).
-//! NCCL (`ProcessGroupNCCL` in `libtorch_cuda.so`) is not bound: its header needs `nccl.h`,
-//! which the wheel does not ship.
+//! NCCL ([`ProcessGroup::nccl`], `ProcessGroupNCCL` in `libtorch_cuda.so`) reduces CUDA tensors
+//! on the GPUs; it is built with the `nccl` feature, which compiles its part of the shim against
+//! the CUDA and NCCL headers of the wheel's companion packages (`nvidia-nccl-cu13`, a dependency
+//! of the torch wheel, and `nvidia-cuda-crt` / `nvidia-cuda-cccl`, which `cargo xtask setup`
+//! installs). Without the feature, asking for NCCL is an [`Error::Unsupported`].
 //!
 //! # Example
 //! ```no_run
@@ -40,7 +43,7 @@ mod group;
 mod launch;
 
 pub use env::DistEnv;
-pub use group::{ProcessGroup, ReduceOp};
+pub use group::{Backend, ProcessGroup, ReduceOp};
 pub use launch::{Exit, LocalLaunch, free_port};
 
 /// What can go wrong in a rendezvous or a collective.
@@ -81,4 +84,7 @@ pub enum Error {
     /// Launching local workers failed.
     #[error("{0}")]
     Launch(String),
+    /// What this build cannot do (NCCL without the `nccl` feature).
+    #[error("{0}")]
+    Unsupported(String),
 }

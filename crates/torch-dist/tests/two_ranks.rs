@@ -1,4 +1,5 @@
-//! Collectives between 2 processes on 127.0.0.1 (Gloo). The binary launches itself as the
+//! Collectives between 2 processes on 127.0.0.1 (Gloo), and NCCL on one rank as far as the
+//! build (`nccl` feature) and the machine (a GPU) allow. The binary launches itself as the
 //! workers of each scenario (`TORCH_DIST_TEST_ROLE`), with a deadline that kills them: no
 //! scenario can hang CI.
 
@@ -25,10 +26,11 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let scenarios: [(&str, fn()); 3] = [
+    let scenarios: [(&str, fn()); 4] = [
         ("all_reduce_broadcast_barrier", known_sums),
         ("killed_peer_is_an_error", killed_peer),
         ("missing_peer_times_out", missing_peer),
+        ("nccl_one_rank", nccl_one_rank),
     ];
     for (name, f) in scenarios {
         let t = Instant::now();
@@ -74,18 +76,37 @@ fn missing_peer() {
         local_rank: 0,
         ifname: None,
     };
-    let mut c = me("alone");
+    one_worker("alone", &env, "the lone rank must report the timeout");
+}
+
+/// Runs the worker `role` alone in `env`, within the deadline; it must succeed.
+fn one_worker(role: &str, env: &DistEnv, what: &str) {
+    let mut c = me(role);
     c.envs(env.vars());
     let mut child = c.spawn().unwrap();
     let started = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {
-            assert!(s.success(), "the lone rank must report the timeout: {s}");
+            assert!(s.success(), "{what}: {s}");
             break;
         }
-        assert!(started.elapsed() < DEADLINE, "the lone rank hung");
+        assert!(started.elapsed() < DEADLINE, "{role}: hung");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// One rank alone: the rendezvous of 1 worker and whatever this build and machine can do with
+/// NCCL, each outcome checked (see the `nccl` role).
+fn nccl_one_rank() {
+    let env = DistEnv {
+        master_addr: "127.0.0.1".into(),
+        master_port: torch_dist::free_port().unwrap(),
+        rank: 0,
+        world_size: 1,
+        local_rank: 0,
+        ifname: None,
+    };
+    one_worker("nccl", &env, "the NCCL scenario failed");
 }
 
 fn worker(role: &str) -> Result<(), String> {
@@ -179,6 +200,42 @@ fn worker(role: &str) -> Result<(), String> {
                         .ok_or(format!("the rendezvous gave up after {took:?}"))
                 }
                 Err(e) => Err(format!("unexpected error {e}")),
+            }
+        }
+        "nccl" => {
+            let built = torch_dist::Backend::Nccl { device: 0 }.is_built();
+            let gpu = tch::Cuda::is_available();
+            match ProcessGroup::nccl(&env, env.local_rank, Duration::from_secs(30)) {
+                // without the feature: a clear refusal naming it
+                Err(torch_dist::Error::Unsupported(m)) if !built => m
+                    .contains("`nccl` feature")
+                    .then_some(())
+                    .ok_or(format!("the refusal does not name the feature: {m}")),
+                // built, but no GPU: the engine's refusal comes back as an error
+                Err(e @ torch_dist::Error::Engine { .. }) if built && !gpu => {
+                    eprintln!("as expected without a GPU: {e}");
+                    e.to_string()
+                        .contains("CUDA device")
+                        .then_some(())
+                        .ok_or(format!("unexpected message: {e}"))
+                }
+                Ok(g) if built && gpu => {
+                    let cuda = Device::Cuda(env.local_rank);
+                    let mut ts = [f(&[1.0, 2.0, 3.0]).to_device(cuda)];
+                    g.all_reduce(&mut ts, ReduceOp::Sum)
+                        .map_err(|e| e.to_string())?;
+                    expect(&ts[0].to_device(Device::Cpu), &[1.0, 2.0, 3.0])?;
+                    let mut avg = [f(&[4.0, -2.0]).to_device(cuda)];
+                    g.all_reduce(&mut avg, ReduceOp::Avg)
+                        .map_err(|e| e.to_string())?;
+                    expect(&avg[0].to_device(Device::Cpu), &[4.0, -2.0])?;
+                    g.broadcast(&mut ts, 0).map_err(|e| e.to_string())?;
+                    g.barrier().map_err(|e| e.to_string())
+                }
+                other => Err(format!(
+                    "NCCL (built: {built}, GPU: {gpu}) gave {:?}",
+                    other.map(|g| g.backend())
+                )),
             }
         }
         other => Err(format!("unknown role {other}")),

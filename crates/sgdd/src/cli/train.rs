@@ -11,6 +11,7 @@ use sgdd_train::{
     CheckedRunConfig, DataParallel, Event, Observer, RunConfig, RunMode, RunResult, Timing,
     Trainer, TrainerOptions, frames_of,
 };
+use tch::Device;
 
 use crate::plots;
 
@@ -86,10 +87,56 @@ pub struct TrainArgs {
     /// failing (a dead or stuck peer).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub dist_timeout: u64,
+    /// The collective engine of a data-parallel run: `nccl` (CUDA tensors on the GPUs; needs
+    /// an sgdd built with the `nccl` feature), `gloo` (CPU tensors, CUDA ones through host
+    /// copies), or `auto`: NCCL when the workers train on CUDA and this sgdd has it, else Gloo.
+    /// On CUDA, worker `LOCAL_RANK` of a machine takes device `cuda:(N + LOCAL_RANK)` for a
+    /// configured `cuda:N` (`cuda` and `auto` are N = 0).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dist_backend: DistBackendArg,
     /// LaM-SLidE (`model.kind = "lam-slide"`): train stage 1 (`codec`), stage 2 (`flow`, once
     /// the codec is trained) or both in turn (`both`); each resumes with `--resume`.
     #[arg(long, value_enum, default_value = "both")]
     pub stage: crate::cli::lam_slide::StageArg,
+}
+
+/// `--dist-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DistBackendArg {
+    /// NCCL on CUDA when available in this build, else Gloo.
+    Auto,
+    /// Gloo.
+    Gloo,
+    /// NCCL.
+    Nccl,
+}
+
+/// A data-parallel worker's device and backend: on CUDA the worker takes `cuda:(N + local)`
+/// for a configured `cuda:N`; `auto` chooses NCCL for CUDA when this build has it.
+fn worker_setup(
+    device: Device,
+    local_rank: usize,
+    choice: DistBackendArg,
+) -> Result<(Device, torch_dist::Backend)> {
+    let device = match device {
+        Device::Cuda(n) => Device::Cuda(n + local_rank),
+        other => other,
+    };
+    let nccl = match device {
+        Device::Cuda(d) => Some(torch_dist::Backend::Nccl { device: d }),
+        _ => None,
+    };
+    let backend = match (choice, nccl) {
+        (DistBackendArg::Gloo, _) => torch_dist::Backend::Gloo,
+        (DistBackendArg::Nccl, Some(b)) => b,
+        (DistBackendArg::Nccl, None) => anyhow::bail!(
+            "--dist-backend nccl reduces CUDA tensors, but the workers train on {device:?} \
+             (set --device cuda, or use --dist-backend gloo)"
+        ),
+        (DistBackendArg::Auto, Some(b)) if b.is_built() => b,
+        (DistBackendArg::Auto, _) => torch_dist::Backend::Gloo,
+    };
+    Ok((device, backend))
 }
 
 /// A progress bar fed by the trainer's events.
@@ -226,7 +273,7 @@ fn draw(trainer: &Trainer) -> Result<()> {
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let cfg = args.config.load()?;
+    let mut cfg = args.config.load()?;
     if let Some(n) = args.nproc.filter(|&n| n > 1) {
         return launch_local(usize::from(n), args);
     }
@@ -248,7 +295,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let timeout = Duration::from_secs(args.dist_timeout.max(1));
     let data_parallel = match torch_dist::DistEnv::from_env()? {
         Some(env) if env.world_size > 1 => {
-            let group = torch_dist::ProcessGroup::gloo(&env, timeout)
+            let (device, backend) = worker_setup(
+                cfg.train.device.resolve()?,
+                env.local_rank,
+                args.dist_backend,
+            )?;
+            if let Device::Cuda(d) = device {
+                // this worker's GPU (the config text rank 0 stores keeps its own device)
+                let mut set = args.config.overrides();
+                set.push(format!("train.device=\"cuda:{d}\""));
+                cfg = RunConfig::load(&args.config.config, &set)?;
+            }
+            let group = torch_dist::ProcessGroup::new(&env, backend, timeout)
                 .context("joining the data-parallel group")?;
             Some(DataParallel::new(group))
         }
@@ -352,4 +410,40 @@ fn summary(out: &Path, r: &RunResult, t: &Timing) -> String {
         out.join("tensorboard").display()
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torch_dist::Backend;
+
+    #[test]
+    fn workers_take_their_gpu_and_the_backend_that_fits() {
+        let setup = |d, local, choice| worker_setup(d, local, choice).unwrap();
+        assert_eq!(
+            setup(Device::Cpu, 1, DistBackendArg::Auto),
+            (Device::Cpu, Backend::Gloo)
+        );
+        let nccl_or_gloo = |device| {
+            if (Backend::Nccl { device }).is_built() {
+                Backend::Nccl { device }
+            } else {
+                Backend::Gloo
+            }
+        };
+        assert_eq!(
+            setup(Device::Cuda(0), 1, DistBackendArg::Auto),
+            (Device::Cuda(1), nccl_or_gloo(1))
+        );
+        assert_eq!(
+            setup(Device::Cuda(2), 1, DistBackendArg::Gloo),
+            (Device::Cuda(3), Backend::Gloo)
+        );
+        assert_eq!(
+            setup(Device::Cuda(0), 3, DistBackendArg::Nccl),
+            (Device::Cuda(3), Backend::Nccl { device: 3 })
+        );
+        let err = worker_setup(Device::Cpu, 0, DistBackendArg::Nccl).unwrap_err();
+        assert!(err.to_string().contains("CUDA tensors"), "{err}");
+    }
 }
