@@ -328,6 +328,33 @@ pub enum TeacherPath {
     Separate,
 }
 
+/// See [`ModelConfig::lambda_decay`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LambdaDecay {
+    /// λ throughout.
+    #[default]
+    Constant,
+    /// λ · (1 − s), `s` the fraction of training steps done: the alignment fades out and the
+    /// last steps train on the prediction loss alone.
+    Linear,
+    /// λ · (1 + cos πs) / 2.
+    Cosine,
+}
+
+impl LambdaDecay {
+    /// The multiplier of λ at `step` of `total` steps (1 at the start; 0 at the end for the
+    /// decays).
+    pub fn factor(self, step: u64, total: u64) -> f64 {
+        let s = (step as f64 / total.max(1) as f64).clamp(0.0, 1.0);
+        match self {
+            Self::Constant => 1.0,
+            Self::Linear => 1.0 - s,
+            Self::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * s).cos()),
+        }
+    }
+}
+
 /// Model settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -370,6 +397,10 @@ pub struct ModelConfig {
     pub sge: bool,
     /// Weight λ of the alignment loss.
     pub lambda: f64,
+    /// How λ changes over training: `constant`, `linear` (to 0 at the last step) or `cosine`
+    /// (to 0). A decaying λ lets the teacher shape the student early and the task loss alone
+    /// finish it.
+    pub lambda_decay: LambdaDecay,
     /// Representation alignment `L_rep` (ablation switch).
     pub align_rep: bool,
     /// Spectral alignment `L_spec` (ablation switch).
@@ -426,6 +457,7 @@ impl Default for ModelConfig {
             k_at_gap: true,
             sge: true,
             lambda: 1.0,
+            lambda_decay: LambdaDecay::Constant,
             align_rep: true,
             align_spec: true,
             schedule: ScheduleName::StudentEnd,

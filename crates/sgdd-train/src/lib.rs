@@ -55,8 +55,9 @@ pub use checkpoint::{
     CheckpointMeta, load as load_checkpoint, restore as restore_checkpoint, save as save_checkpoint,
 };
 pub use config::{
-    CheckedRunConfig, DataConfig, DecoderKind, GfNodeSettings, LrSchedule, ModelConfig, ModelKind,
-    RESUMABLE_KEYS, RunConfig, ScheduleName, SelectMetric, StudentKind, TeacherPath, TrainConfig,
+    CheckedRunConfig, DataConfig, DecoderKind, GfNodeSettings, LambdaDecay, LrSchedule,
+    ModelConfig, ModelKind, RESUMABLE_KEYS, RunConfig, ScheduleName, SelectMetric, StudentKind,
+    TeacherPath, TrainConfig,
 };
 pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
 pub use ddp::{DataParallel, StepTerms, shard};

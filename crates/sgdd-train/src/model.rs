@@ -13,7 +13,7 @@ use graph_nets::{
 };
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::config::{DecoderKind, ModelConfig, ModelKind, StudentKind, TeacherPath};
+use crate::config::{DecoderKind, LambdaDecay, ModelConfig, ModelKind, StudentKind, TeacherPath};
 use crate::data::{Batch, Prepared};
 use crate::metrics::ImitationSums;
 use crate::sge::{Sge, SplitterCache, gap_splitter};
@@ -312,6 +312,8 @@ pub struct Model {
     decoder: Option<Decoder>,
     distill: Option<Distill>,
     target_times: Vec<f64>,
+    /// How the alignment's λ fades over the steps of a run.
+    lambda_decay: LambdaDecay,
 }
 
 /// The loss of one training step and its parts (for logging).
@@ -475,6 +477,7 @@ impl Model {
             decoder,
             distill,
             target_times,
+            lambda_decay: cfg.lambda_decay,
         })
     }
 
@@ -655,7 +658,10 @@ impl Model {
                     .forward(&z(&zsg_init), &z(&zsg_dyn), &a(&a_init), &a(&a_dyn))?
             }
         };
-        let total = &l_train + &align.total;
+        let decay = self
+            .lambda_decay
+            .factor(iteration, schedule.total_iterations());
+        let total = &l_train + &align.total * decay;
         Ok(StepLoss {
             pred: l_pred.double_value(&[]),
             rep: align.rep.double_value(&[]),
@@ -842,6 +848,61 @@ mod tests {
     /// learns only from the student's path (so its train and test inputs agree), the step's
     /// reported `pred` is the student's loss, and predictions never run the teacher decoder.
     /// `joint`: one decoder trained on both paths.
+    /// A decaying λ scales the alignment by its factor at the step: full at the first step,
+    /// nothing at the last (the loss is then the prediction losses alone), in between as the
+    /// formula says; `constant` is λ everywhere.
+    #[test]
+    fn lambda_decay_fades_the_alignment() {
+        for (decay, half) in [
+            (LambdaDecay::Constant, 1.0),
+            (LambdaDecay::Linear, 0.5),
+            (LambdaDecay::Cosine, 0.5),
+        ] {
+            assert_eq!(decay.factor(0, 10), 1.0);
+            assert!((decay.factor(5, 10) - half).abs() < 1e-12);
+            let end = decay.factor(10, 10);
+            assert!((end - f64::from(u8::from(decay == LambdaDecay::Constant))).abs() < 1e-12);
+        }
+        assert!((LambdaDecay::Cosine.factor(1, 4) - (0.5 + 0.5 * 0.5f64.sqrt())).abs() < 1e-12);
+        let p = tiny_charged(4, 5);
+        let idx: Vec<i64> = (0..p.samples).collect();
+        let batch = p
+            .batch(&idx, Device::Cpu, &mut GraphCache::default())
+            .unwrap();
+        let schedule = distill_kd::TeacherForcingConfig::paper(0).check(8).unwrap();
+        let total_at = |decay: LambdaDecay, step: u64| {
+            tch::manual_seed(3);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let mcfg = ModelConfig {
+                lambda: 0.5,
+                lambda_decay: decay,
+                teacher_path: TeacherPath::Separate,
+                ..tiny_sgdd()
+            };
+            let model = Model::build(
+                &vs,
+                &mcfg,
+                ProblemDims::of(&p),
+                &p.undirected,
+                p.target_times.clone(),
+            )
+            .unwrap();
+            let l = model.loss(&batch, step, &schedule).unwrap();
+            let align = 0.5 * (l.rep + l.spec);
+            (l.total.double_value(&[]), align)
+        };
+        // the same weights and batch at every step (the separate path ignores the schedule)
+        let (full, align) = total_at(LambdaDecay::Constant, 4);
+        assert!(align > 0.0);
+        let base = full - align;
+        let (at_start, _) = total_at(LambdaDecay::Linear, 0);
+        let (midway, _) = total_at(LambdaDecay::Linear, 4);
+        let (at_end, _) = total_at(LambdaDecay::Cosine, 8);
+        assert!((at_start - full).abs() < 1e-6 * full);
+        assert!((midway - (base + 0.5 * align)).abs() < 1e-6 * full);
+        assert!((at_end - base).abs() < 1e-6 * full);
+    }
+
     #[test]
     fn teacher_paths_train_the_decoders_they_say() {
         let p = tiny_charged(4, 5);
