@@ -488,17 +488,26 @@ impl Model {
 
     /// SGE over a batch: `z` `[T, B·N, d]` → (`z^sg` `[T, B·N, d]`, `ã` `[B, K, d]`).
     fn sge(&self, d: &Distill, z: &Tensor, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        self.sge_with(d, &d.sge, z, batch)
+    }
+
+    /// [`Model::sge`] with the layer `sge` (the model's own, or a detached copy of it).
+    fn sge_with(
+        &self,
+        d: &Distill,
+        sge: &Sge,
+        z: &Tensor,
+        batch: &Batch,
+    ) -> Result<(Tensor, Tensor)> {
         let b = batch.b;
         if batch.graph.graph_sizes().iter().any(|&n| n != self.dims.n) {
             // graphs of different sizes: a basis per distinct graph
-            return d
-                .sge
-                .forward_graphs(&d.other_bases, z, &batch.graph, d.apply_sge);
+            return sge.forward_graphs(&d.other_bases, z, &batch.graph, d.apply_sge);
         }
         let (t, n) = (self.dims.t, self.dims.n);
         let zb = z.reshape([t, b, n, -1]).permute([1, 0, 2, 3]);
         let (z_sg, a) = if d.apply_sge {
-            d.sge.forward(&d.basis, &zb)?
+            sge.forward(&d.basis, &zb)?
         } else {
             (zb.shallow_clone(), d.basis.coefficients(&zb)?)
         };
@@ -638,10 +647,24 @@ impl Model {
                 let l = mse(decoder, if forced { &zsg_dyn } else { &zsg_init })?;
                 (l.shallow_clone(), l, forced)
             }
-            TeacherPath::Joint | TeacherPath::Separate => {
+            TeacherPath::Joint => {
                 let student = mse(decoder, &zsg_init)?;
-                let own = teacher.decoder.as_ref().unwrap_or(decoder);
-                let both = &student + mse(own, &zsg_dyn)?;
+                let both = &student + mse(decoder, &zsg_dyn)?;
+                (student, both, false)
+            }
+            TeacherPath::Separate => {
+                let student = mse(decoder, &zsg_init)?;
+                let own = teacher
+                    .decoder
+                    .as_ref()
+                    .context("teacher_path = \"separate\" without a teacher decoder")?;
+                // the teacher's path trains the teacher only: it reads SGE's weights detached,
+                // so nothing the student uses learns from the teacher's prediction loss
+                let frozen = Sge {
+                    w: d.sge.w.detach(),
+                };
+                let (zsg_own, _) = self.sge_with(d, &frozen, &z_dyn, batch)?;
+                let both = &student + mse(own, &zsg_own)?;
                 (student, both, false)
             }
         };
@@ -977,12 +1000,17 @@ mod tests {
             );
             if path == TeacherPath::Separate {
                 assert!(grad_norm(&vs, "teacher_decoder.") > 0.0);
-                // the student's decoder gets exactly the gradient of the student's path alone
-                // the student decoder's gradients by name (`variables()` is a fresh HashMap)
+                // everything the student's prediction uses (its encoder, SGE, the decoder) gets
+                // exactly the gradient of the student's path alone: the teacher's path reads
+                // SGE detached. Gradients by name (`variables()` is a fresh HashMap).
                 let decoder_grads = || -> std::collections::BTreeMap<String, Tensor> {
                     vs.variables()
                         .into_iter()
-                        .filter(|(k, _)| k.starts_with("decoder."))
+                        .filter(|(k, _)| {
+                            ["decoder.", "sge.", "student."]
+                                .iter()
+                                .any(|p| k.starts_with(p))
+                        })
                         .map(|(k, v)| {
                             let g = v.grad();
                             (
@@ -1004,6 +1032,7 @@ mod tests {
                     .mse_loss(&batch.y, tch::Reduction::Mean);
                 only.backward();
                 let g_student = decoder_grads();
+                assert!(g_both.keys().any(|k| k.starts_with("sge.")));
                 assert_eq!(g_both.len(), g_student.len());
                 for ((name, a), b) in g_both.iter().zip(g_student.values()) {
                     assert!(a.allclose(b, 1e-5, 1e-7, false), "{name}");
