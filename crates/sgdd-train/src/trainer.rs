@@ -118,15 +118,15 @@ pub struct EpochLog {
     pub imitation_r2: Option<f64>,
 }
 
-/// The best validation so far.
+/// The best validation so far (`M`: the validation metrics; grids' [`GridMetrics`](crate::GridMetrics)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Best {
+pub struct Best<M = Metrics> {
     /// The selection metric's value.
     pub score: f64,
     /// 1-based epoch.
     pub epoch: usize,
     /// All validation metrics of that epoch.
-    pub val: Metrics,
+    pub val: M,
 }
 
 /// Everything of a run that a checkpoint carries beside the tensors.

@@ -23,6 +23,7 @@
 //! the inference throughput of student and teachers measured in one process.
 
 mod config;
+mod grid;
 mod student;
 mod teachers;
 
@@ -43,6 +44,10 @@ use tch::{Device, Tensor, nn::VarStore};
 pub use config::{
     BandsKind, CheckedDistillConfig, DistillConfig, InitKind, KdConfig, KdLoss, StudentArch,
     StudentConfig,
+};
+pub use grid::{
+    CheckedGridConfig, GridDataConfig, GridDistillConfig, GridDistiller, GridMetrics, GridResult,
+    GridTeacher, GridTeacherReport, GridWindows,
 };
 pub use student::{CoordMlp, Student};
 pub use teachers::Teacher;
@@ -92,37 +97,54 @@ impl Kd {
                         }
                         .check()?,
                     ),
+                    BandsKind::Dft => bail!(
+                        "distill.bands = \"dft\" (space and time) is for grid data; particle \
+                         runs use \"joint\" or \"time-dft\""
+                    ),
                 };
-                Self::Freq(
-                    FreqAlignConfig {
-                        alpha: cfg.alpha,
-                        lambda: cfg.lambda,
-                        detach_teacher: true,
-                    }
-                    .check(splitter)?,
-                )
+                Self::freq(cfg, splitter)?
             }
+        })
+    }
+
+    /// Frequency-aligned KD (SDKD eq. 10) with `splitter`'s bands and `cfg`'s `α`.
+    fn freq(cfg: &KdConfig, splitter: Box<dyn BandSplitter>) -> Result<Self> {
+        Ok(Self::Freq(
+            FreqAlignConfig {
+                alpha: cfg.alpha,
+                lambda: cfg.lambda,
+                detach_teacher: true,
+            }
+            .check(splitter)?,
+        ))
+    }
+
+    /// `L_KD` (mean over elements) between predictions of the splitter's layout, the teacher's
+    /// detached.
+    fn loss_shaped(&self, student: &Tensor, teacher: &Tensor) -> Result<Option<Tensor>> {
+        let teacher = teacher.detach();
+        Ok(match self {
+            Self::None => None,
+            Self::Output => Some(student.mse_loss(&teacher, tch::Reduction::Mean)),
+            Self::Freq(loss) => Some(loss.forward(student, &teacher, Reduction::Mean)?),
         })
     }
 
     /// `L_KD` (mean over elements) between predictions `[T, B·N, 3]`.
     fn loss(&self, student: &Tensor, teacher: &Tensor, b: i64, n: i64) -> Result<Option<Tensor>> {
-        let teacher = teacher.detach();
-        Ok(match self {
-            Self::None => None,
-            Self::Output => Some(student.mse_loss(&teacher, tch::Reduction::Mean)),
-            Self::Freq(loss) => {
-                let t = student.size()[0];
-                let shape = |x: &Tensor| x.reshape([t, b, n, 3]).permute([1, 0, 2, 3]);
-                Some(loss.forward(&shape(student), &shape(&teacher), Reduction::Mean)?)
-            }
-        })
+        let t = student.size()[0];
+        let shape = |x: &Tensor| x.reshape([t, b, n, 3]).permute([1, 0, 2, 3]);
+        match self {
+            Self::Freq(_) => self.loss_shaped(&shape(student), &shape(teacher)),
+            _ => self.loss_shaped(student, teacher),
+        }
     }
 }
 
-/// One line of a distillation run's `metrics.jsonl`.
+/// One line of a distillation run's `metrics.jsonl` (`M`: the validation metrics, [`Metrics`]
+/// for particles, [`GridMetrics`] for grids).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DistillEpochLog {
+pub struct DistillEpochLog<M = Metrics> {
     /// 1-based epoch.
     pub epoch: usize,
     /// Optimiser steps after the epoch.
@@ -142,7 +164,7 @@ pub struct DistillEpochLog {
     /// Training throughput (wall clock).
     pub samples_per_second: f64,
     /// Validation metrics (original units), on evaluation epochs.
-    pub val: Option<Metrics>,
+    pub val: Option<M>,
 }
 
 /// A teacher in a [`DistillResult`].
@@ -210,10 +232,10 @@ pub struct DistillTiming {
 }
 
 /// Everything of a run that a checkpoint carries beside the tensors.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct DistillState {
-    epochs: Vec<DistillEpochLog>,
-    best: Option<Best>,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DistillState<M = Metrics> {
+    epochs: Vec<DistillEpochLog<M>>,
+    best: Option<Best<M>>,
     stale_evals: usize,
     stopped_early: Option<String>,
     train_seconds: f64,
@@ -224,6 +246,24 @@ struct DistillState {
     /// Σ over steps of each teacher's weight, and the steps summed.
     alpha_sums: Vec<f64>,
     alpha_steps: u64,
+}
+
+impl<M> DistillState<M> {
+    /// A fresh run's state for teachers of these tensor checksums.
+    fn new(teachers_sha256: Vec<String>) -> Self {
+        Self {
+            epochs: Vec::new(),
+            best: None,
+            stale_evals: 0,
+            stopped_early: None,
+            train_seconds: 0.0,
+            samples_seen: 0.0,
+            ridge_rows: None,
+            alpha_sums: vec![0.0; teachers_sha256.len()],
+            teachers_sha256,
+            alpha_steps: 0,
+        }
+    }
 }
 
 /// Options beside the config.
@@ -246,10 +286,12 @@ impl std::fmt::Debug for DistillOptions {
 /// What one training step computed.
 #[derive(Debug)]
 pub struct DistillStep {
-    /// The objective `L_task + λ Σ α_m L_KD,m`.
+    /// The objective `L_task + λ Σ α_m L_KD,m (+ β L_hidden)`.
     pub loss: f64,
     /// `L_task`.
     pub task: f64,
+    /// `β L_hidden`, the weighted hidden-state KD term (0 without it).
+    pub hidden: f64,
     /// `L_KD,m` per teacher.
     pub kd: Vec<f64>,
     /// `α_m` per teacher.
@@ -257,6 +299,221 @@ pub struct DistillStep {
     /// The gradient of the step, one slot per trainable variable of the student (in the
     /// optimiser's order: variable name order).
     pub gradients: Vec<Option<Tensor>>,
+}
+
+/// The weights, objective and gradient of one step from its pieces (SDKD eq. 11–14): the task
+/// loss and each teacher's `L_KD` with their graphs to `params`; the weights are the average with
+/// one teacher or `average` weighting, else A2D's on the Gram matrix of the KD-loss gradients;
+/// the gradient is `∇L_task + λ Σ α_m ∇L_KD,m (+ ∇ hidden)`, one slot per variable of `opt`.
+/// `hidden` is an unweighted extra term (the hidden-state KD, already times β).
+fn weighted_step(
+    task: &Tensor,
+    kd: &[Tensor],
+    hidden: Option<&Tensor>,
+    lambda: f64,
+    a2d: &A2d,
+    params: &[Tensor],
+    opt: &Adam,
+) -> Result<DistillStep> {
+        let base = match hidden {
+            Some(h) => task + h,
+            None => task.shallow_clone(),
+        };
+        let task = &base;
+        let m = kd.len();
+        let (alpha, objective) = if m == 0 {
+            (Vec::new(), task.shallow_clone())
+        } else if m == 1 || a2d.config().weighting == Weighting::Average {
+            let alpha = vec![1.0 / m as f64; m];
+            let sum = kd
+                .iter()
+                .fold(task.shallow_clone(), |acc, l| acc + l * (lambda / m as f64));
+            (alpha, sum)
+        } else {
+            // A2D (SDKD eq. 13–14) on the teachers' KD-loss gradients
+            let grads = kd
+                .iter()
+                .map(|l| flat_gradient(l, params))
+                .collect::<distill_kd::Result<Vec<_>>>()?;
+            let step = a2d.step(&grads)?;
+            // the weights may come from unit-normalised gradients (distill.a2d_normalise); the
+            // direction always combines the teachers' own gradients, so λ keeps eq. 11's scale
+            let combined = if a2d.config().unit_normalise {
+                step.alpha
+                    .iter()
+                    .zip(&grads)
+                    .map(|(a, g)| g * *a)
+                    .reduce(|x, y| x + y)
+                    .context("at least two teachers")?
+            } else {
+                step.combined_gradient
+            };
+            let surrogate = task + gradient_surrogate(params, &combined)? * lambda;
+            (step.alpha, surrogate)
+        };
+        let kd_values: Vec<f64> = kd.iter().map(|l| l.double_value(&[])).collect();
+        let hidden = hidden.map_or(0.0, |h| h.double_value(&[]));
+        let task_value = task.double_value(&[]) - hidden;
+        let loss = task_value
+            + hidden
+            + lambda
+                * kd_values
+                    .iter()
+                    .zip(&alpha)
+                    .map(|(l, a)| l * a)
+                    .sum::<f64>();
+        let gradients = opt.gradients(&objective)?;
+        Ok(DistillStep {
+            loss,
+            task: task_value,
+            hidden,
+            kd: kd_values,
+            alpha,
+            gradients,
+        })
+    }
+
+
+/// The sums over one epoch's steps that its [`DistillEpochLog`] reports.
+struct EpochSums {
+    loss: f64,
+    task: f64,
+    norm: f64,
+    count: f64,
+    steps: f64,
+    kd: Vec<f64>,
+    alpha: Vec<f64>,
+}
+
+impl EpochSums {
+    fn new(teachers: usize) -> Self {
+        Self {
+            loss: 0.0,
+            task: 0.0,
+            norm: 0.0,
+            count: 0.0,
+            steps: 0.0,
+            kd: vec![0.0; teachers],
+            alpha: vec![0.0; teachers],
+        }
+    }
+
+    /// Adds a step over `w` samples; the run's α sums (`alpha_sums`, `alpha_steps`) too.
+    fn add(
+        &mut self,
+        step: &DistillStep,
+        w: f64,
+        norm: f64,
+        alpha_sums: &mut [f64],
+        alpha_steps: &mut u64,
+    ) {
+        self.loss += step.loss * w;
+        self.task += step.task * w;
+        self.norm += norm;
+        self.steps += 1.0;
+        self.count += w;
+        for (i, (l, a)) in step.kd.iter().zip(&step.alpha).enumerate() {
+            self.kd[i] += l * w;
+            self.alpha[i] += a;
+            alpha_sums[i] += a;
+        }
+        if !step.alpha.is_empty() {
+            *alpha_steps += 1;
+        }
+    }
+
+    /// The epoch's log line (0-based `epoch`).
+    fn log<M>(
+        &self,
+        epoch: usize,
+        step: i64,
+        lr: f64,
+        seconds: f64,
+        distilled: bool,
+        val: Option<M>,
+    ) -> DistillEpochLog<M> {
+        let mean = |v: &[f64], by: f64| -> Vec<f64> {
+            if distilled {
+                v.iter().map(|s| s / by).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        DistillEpochLog {
+            epoch: epoch + 1,
+            step,
+            loss: self.loss / self.count,
+            task: self.task / self.count,
+            kd: mean(&self.kd, self.count),
+            alpha: mean(&self.alpha, self.steps),
+            lr,
+            grad_norm: self.norm / self.steps,
+            samples_per_second: self.count / seconds.max(1e-9),
+            val,
+        }
+    }
+}
+
+/// The gradient norm of a step that may be taken, or why it must not be: a non-finite loss or
+/// gradient, or a loss above `train.divergence_factor` times the best epoch loss (0-based
+/// `epoch`).
+fn check_step(
+    t: &crate::config::TrainConfig,
+    step: &DistillStep,
+    best_loss: f64,
+    iteration: u64,
+    epoch: usize,
+) -> std::result::Result<f64, String> {
+    if !step.loss.is_finite() {
+        return Err(format!(
+            "the loss became {} at step {iteration} (epoch {})",
+            step.loss,
+            epoch + 1
+        ));
+    }
+    if t.divergence_factor > 0.0 && step.loss > t.divergence_factor * best_loss {
+        return Err(format!(
+            "the loss diverged at step {iteration} (epoch {}): {:.4e} is more than \
+             train.divergence_factor = {} times the best epoch loss {best_loss:.4e}",
+            epoch + 1,
+            step.loss,
+            t.divergence_factor
+        ));
+    }
+    let norm = Adam::grad_norm(&step.gradients);
+    if !norm.is_finite() {
+        return Err(format!(
+            "the gradient norm became {norm} at step {iteration} (epoch {})",
+            epoch + 1
+        ));
+    }
+    Ok(norm)
+}
+
+/// A step's TensorBoard scalars: loss, task loss, learning rate, gradient norm, throughput, and
+/// per teacher `L_KD` and `α`.
+fn step_scalars(
+    tb: &mut EventWriter,
+    iteration: u64,
+    step: &DistillStep,
+    lr: f64,
+    norm: f64,
+    samples_per_second: f64,
+) -> Result<()> {
+    let mut scalars: Vec<(String, f64)> = vec![
+        ("train/loss".into(), step.loss),
+        ("train/L_task".into(), step.task),
+        ("train/hidden".into(), step.hidden),
+        ("train/lr".into(), lr),
+        ("train/grad_norm".into(), norm),
+        ("train/samples_per_second".into(), samples_per_second),
+    ];
+    for (i, (l, a)) in step.kd.iter().zip(&step.alpha).enumerate() {
+        scalars.push((format!("train/L_kd/teacher{i}"), *l));
+        scalars.push((format!("train/alpha/teacher{i}"), *a));
+    }
+    let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    tb.scalars(iteration as i64 + 1, &refs)
 }
 
 /// A distillation run: `new → (resume) → epoch … → finish`.
@@ -351,11 +608,7 @@ impl Distiller {
         };
         let teachers_sha256: Vec<String> =
             teachers.iter().map(|t| t.tensors_sha256.clone()).collect();
-        let mut state = DistillState {
-            teachers_sha256: teachers_sha256.clone(),
-            alpha_sums: vec![0.0; teachers.len()],
-            ..Default::default()
-        };
+        let mut state = DistillState::new(teachers_sha256.clone());
         if opts.mode == RunMode::Resume {
             let ck = dir.join("checkpoint.safetensors");
             let (tensors, meta) = checkpoint::load(&ck)?;
@@ -526,55 +779,15 @@ impl Distiller {
     /// gradients, or the average) and the gradient `∇L_task + λ Σ α_m ∇L_KD,m`.
     pub fn step_gradients(&mut self, idx: &[i64]) -> Result<DistillStep> {
         let (task, kd) = self.loss_pieces(idx)?;
-        let lambda = self.cfg.distill.lambda;
-        let m = kd.len();
-        let (alpha, objective) = if m == 0 {
-            (Vec::new(), task.shallow_clone())
-        } else if m == 1 || self.a2d.config().weighting == Weighting::Average {
-            let alpha = vec![1.0 / m as f64; m];
-            let sum = kd
-                .iter()
-                .fold(task.shallow_clone(), |acc, l| acc + l * (lambda / m as f64));
-            (alpha, sum)
-        } else {
-            // A2D (SDKD eq. 13–14) on the teachers' KD-loss gradients
-            let grads = kd
-                .iter()
-                .map(|l| flat_gradient(l, &self.params))
-                .collect::<distill_kd::Result<Vec<_>>>()?;
-            let step = self.a2d.step(&grads)?;
-            // the weights may come from unit-normalised gradients (distill.a2d_normalise); the
-            // direction always combines the teachers' own gradients, so λ keeps eq. 11's scale
-            let combined = if self.a2d.config().unit_normalise {
-                step.alpha
-                    .iter()
-                    .zip(&grads)
-                    .map(|(a, g)| g * *a)
-                    .reduce(|x, y| x + y)
-                    .context("at least two teachers")?
-            } else {
-                step.combined_gradient
-            };
-            let surrogate = &task + gradient_surrogate(&self.params, &combined)? * lambda;
-            (step.alpha, surrogate)
-        };
-        let kd_values: Vec<f64> = kd.iter().map(|l| l.double_value(&[])).collect();
-        let task_value = task.double_value(&[]);
-        let loss = task_value
-            + lambda
-                * kd_values
-                    .iter()
-                    .zip(&alpha)
-                    .map(|(l, a)| l * a)
-                    .sum::<f64>();
-        let gradients = self.opt.gradients(&objective)?;
-        Ok(DistillStep {
-            loss,
-            task: task_value,
-            kd: kd_values,
-            alpha,
-            gradients,
-        })
+        weighted_step(
+            &task,
+            &kd,
+            None,
+            self.cfg.distill.lambda,
+            &self.a2d,
+            &self.params,
+            &self.opt,
+        )
     }
 
     /// Trains one epoch (validating when due), logs it and writes the checkpoint.
@@ -594,10 +807,7 @@ impl Distiller {
             .iter()
             .map(|e| e.loss)
             .fold(f64::INFINITY, f64::min);
-        let m = self.teachers.len();
-        let (mut sum, mut sum_task, mut sum_norm, mut count, mut steps) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        let mut sum_kd = vec![0.0; m];
-        let mut sum_alpha = vec![0.0; m];
+        let mut sums = EpochSums::new(self.teachers.len());
         let mut lr = t.adam.lr;
         for chunk in order.chunks(t.batch_size) {
             let step_started = Instant::now();
@@ -606,63 +816,17 @@ impl Distiller {
             self.opt.set_lr(lr);
             tch::manual_seed(step_seed(t.seed, iteration));
             let step = self.step_gradients(chunk)?;
-            if !step.loss.is_finite() {
-                return Err(self.stop(format!(
-                    "the loss became {} at step {iteration} (epoch {})",
-                    step.loss,
-                    epoch + 1
-                )));
-            }
-            if t.divergence_factor > 0.0 && step.loss > t.divergence_factor * best_loss {
-                return Err(self.stop(format!(
-                    "the loss diverged at step {iteration} (epoch {}): {:.4e} is more than \
-                     train.divergence_factor = {} times the best epoch loss {best_loss:.4e}",
-                    epoch + 1,
-                    step.loss,
-                    t.divergence_factor
-                )));
-            }
-            let norm = Adam::grad_norm(&step.gradients);
-            if !norm.is_finite() {
-                return Err(self.stop(format!(
-                    "the gradient norm became {norm} at step {iteration} (epoch {})",
-                    epoch + 1
-                )));
+            let norm = match check_step(&t, &step, best_loss, iteration, epoch) {
+                Ok(norm) => norm,
+                Err(what) => return Err(self.stop(what)),
+            };
+            let w = chunk.len() as f64;
+            sums.add(&step, w, norm, &mut self.state.alpha_sums, &mut self.state.alpha_steps);
+            if let Some(tb) = self.tensorboard.as_mut() {
+                let sps = w / step_started.elapsed().as_secs_f64().max(1e-9);
+                step_scalars(tb, iteration, &step, lr, norm, sps)?;
             }
             self.opt.step_with(step.gradients);
-            let w = chunk.len() as f64;
-            sum += step.loss * w;
-            sum_task += step.task * w;
-            sum_norm += norm;
-            steps += 1.0;
-            count += w;
-            for (i, (l, a)) in step.kd.iter().zip(&step.alpha).enumerate() {
-                sum_kd[i] += l * w;
-                sum_alpha[i] += a;
-                self.state.alpha_sums[i] += a;
-            }
-            if !step.alpha.is_empty() {
-                self.state.alpha_steps += 1;
-            }
-            if let Some(tb) = self.tensorboard.as_mut() {
-                let mut scalars: Vec<(String, f64)> = vec![
-                    ("train/loss".into(), step.loss),
-                    ("train/L_task".into(), step.task),
-                    ("train/lr".into(), lr),
-                    ("train/grad_norm".into(), norm),
-                    (
-                        "train/samples_per_second".into(),
-                        w / step_started.elapsed().as_secs_f64().max(1e-9),
-                    ),
-                ];
-                for (i, (l, a)) in step.kd.iter().zip(&step.alpha).enumerate() {
-                    scalars.push((format!("train/L_kd/teacher{i}"), *l));
-                    scalars.push((format!("train/alpha/teacher{i}"), *a));
-                }
-                let refs: Vec<(&str, f64)> =
-                    scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-                tb.scalars(iteration as i64 + 1, &refs)?;
-            }
             let loss = step.loss;
             self.emit(Event::Step {
                 epoch: epoch + 1,
@@ -682,7 +846,7 @@ impl Distiller {
         }
         let seconds = started.elapsed().as_secs_f64();
         self.state.train_seconds += seconds;
-        self.state.samples_seen += count;
+        self.state.samples_seen += sums.count;
         let last = epoch + 1 == t.epochs;
         let val = if (epoch + 1).is_multiple_of(t.eval_every) || last {
             let mv = self.evaluate(&self.splits.val)?;
@@ -709,26 +873,7 @@ impl Distiller {
             None
         };
         let distilled = self.cfg.distill.loss != KdLoss::None;
-        let log = DistillEpochLog {
-            epoch: epoch + 1,
-            step: self.opt.steps(),
-            loss: sum / count,
-            task: sum_task / count,
-            kd: if distilled {
-                sum_kd.iter().map(|s| s / count).collect()
-            } else {
-                Vec::new()
-            },
-            alpha: if distilled {
-                sum_alpha.iter().map(|s| s / steps).collect()
-            } else {
-                Vec::new()
-            },
-            lr,
-            grad_norm: sum_norm / steps,
-            samples_per_second: count / seconds.max(1e-9),
-            val,
-        };
+        let log = sums.log(epoch, self.opt.steps(), lr, seconds, distilled, val);
         runlog::append_log(&self.dir.join("metrics.jsonl"), &log)?;
         if let Some(tb) = self.tensorboard.as_mut() {
             let mut scalars: Vec<(String, f64)> = vec![
