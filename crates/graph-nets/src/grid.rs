@@ -154,10 +154,7 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.apply(&self.a)
-            .gelu("none")
-            .apply(&self.b)
-            .gelu("none")
+        x.apply(&self.a).gelu("none").apply(&self.b).gelu("none")
     }
 }
 
@@ -268,7 +265,12 @@ impl GridNetConfig {
         Ok(GridNet {
             cfg: self.clone(),
             body,
-            readout: nn::linear(&p / "readout", self.features(), self.t_out, Default::default()),
+            readout: nn::linear(
+                &p / "readout",
+                self.features(),
+                self.t_out,
+                Default::default(),
+            ),
         })
     }
 }
@@ -429,7 +431,10 @@ mod tests {
         for arch in [GridArch::Fno, GridArch::Resnet, GridArch::Unet] {
             let (_, n) = net(arch, 2);
             assert_eq!(n.forward(&x).size(), [2, 2, 8, 8], "{arch:?}");
-            assert_eq!(n.f_features(&x).unwrap().size(), [2, 8, 8, n.cfg.features()]);
+            assert_eq!(
+                n.f_features(&x).unwrap().size(),
+                [2, 8, 8, n.cfg.features()]
+            );
             let e = n.f_forward(&x.narrow(1, 0, 2)).unwrap_err().to_string();
             assert!(e.contains("`x` must have shape"), "{e}");
         }
@@ -461,7 +466,10 @@ mod tests {
             w_re: s.w_re.to_kind(Kind::Double).detach(),
             w_im: s.w_im.to_kind(Kind::Double).detach(),
         };
-        let (a, b) = (Tensor::randn([1, 2, 8, 8], opts), Tensor::randn([1, 2, 8, 8], opts));
+        let (a, b) = (
+            Tensor::randn([1, 2, 8, 8], opts),
+            Tensor::randn([1, 2, 8, 8], opts),
+        );
         let lin = s.forward(&(&a * 2.0 + &b)) - (s.forward(&a) * 2.0 + s.forward(&b));
         assert!(lin.abs().max().double_value(&[]) < 1e-12);
         let shifted = s.forward(&a.roll([3, 5], [2, 3]));
@@ -469,7 +477,10 @@ mod tests {
         assert!(diff.abs().max().double_value(&[]) < 1e-12);
         // FNO keeps k_y ∈ {0, 1} (block 0) and {−2, −1} (block 1), k_x ∈ {0, 1}; a real output
         // adds the mirror images, so every bin outside |k_y| ≤ 2, |k_x| ≤ 1 is zero
-        let spec = s.forward(&a).fft_fft2(None::<&[i64]>, [-2, -1], "backward").abs();
+        let spec = s
+            .forward(&a)
+            .fft_fft2(None::<&[i64]>, [-2, -1], "backward")
+            .abs();
         for ky in 0..8i64 {
             for kx in 0..8i64 {
                 let kyn = if ky < 4 { ky } else { 8 - ky };

@@ -72,7 +72,7 @@ pub use fourier::{
     EquivariantTimeConv, EquivariantTimeConvConfig, SpectralTimeConv, SpectralTimeConvConfig,
 };
 pub use gat::{Gat, GatConfig, InitEncoder, InitEncoderConfig, TemporalLift, TemporalLiftConfig};
-pub use grid::{GridArch, GridNet, GridNetConfig};
 pub use gfnode::{GfNode, GfNodeConfig, ModeInteraction, OdeTime, VectorDynamics};
+pub use grid::{GridArch, GridNet, GridNetConfig};
 pub use mlp::{Activation, Mlp, linear, xavier_uniform};
 pub use stsgnn::{Stsgnn, StsgnnConfig, Trajectory};

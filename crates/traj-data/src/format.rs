@@ -209,7 +209,11 @@ pub(crate) fn header_json<'a>(
         .metadata()
         .as_ref()
         .and_then(|m| m.get(key))
-        .ok_or_else(|| corrupt(format!("no `{key}` entry in __metadata__ (not a {format} file?)")))?;
+        .ok_or_else(|| {
+            corrupt(format!(
+                "no `{key}` entry in __metadata__ (not a {format} file?)"
+            ))
+        })?;
     let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| corrupt(format!("header is not JSON: {e}")))?;
     match value.get("format").and_then(|f| f.as_str()) {

@@ -24,14 +24,14 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
+use safetensors::tensor::TensorView;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Element, Error, Result};
 use crate::format::{header_json, typed_view};
 use crate::fsutil::atomic_write;
-use crate::manifest::{MANIFEST_FILE, Manifest};
+use crate::manifest::{Manifest, load_verified};
 use crate::split::Split;
 
 /// The format name stored in a grid file's header.
@@ -100,7 +100,10 @@ impl GridSplit {
         if !(meta.frame_dt.is_finite() && meta.frame_dt > 0.0) {
             return Err(Error::spec(
                 "grid split",
-                format!("frame_dt must be a finite number > 0, got {}", meta.frame_dt),
+                format!(
+                    "frame_dt must be a finite number > 0, got {}",
+                    meta.frame_dt
+                ),
             ));
         }
         let cells = resolution * resolution;
@@ -252,28 +255,13 @@ pub fn read_grid(path: impl AsRef<Path>) -> Result<GridSplit> {
 /// # Errors
 /// Manifest and checksum errors, then [`read_grid`]'s.
 pub fn load_grid_split(dir: impl AsRef<Path>, split: Split) -> Result<GridSplit> {
-    let dir = dir.as_ref();
-    let manifest = Manifest::read(dir)?;
-    let entry = manifest
-        .entry_for(split)
-        .ok_or_else(|| Error::NotInManifest {
-            path: dir.join(MANIFEST_FILE),
-            file: split.file_name(),
-        })?;
-    let path = manifest.verify(dir, &entry.file)?;
-    let grid = read_grid(&path)?;
-    if grid.samples() != entry.num_trajectories {
-        return Err(Error::CorruptManifest {
-            path: dir.join(MANIFEST_FILE),
-            reason: format!(
-                "{} lists {} samples, the file holds {}",
-                entry.file,
-                entry.num_trajectories,
-                grid.samples()
-            ),
-        });
-    }
-    Ok(grid)
+    load_verified(
+        dir.as_ref(),
+        split,
+        "sequences",
+        |p| read_grid(p),
+        GridSplit::samples,
+    )
 }
 
 /// Writes the three splits of a grid dataset into `out_dir` with its manifest, resuming: a split

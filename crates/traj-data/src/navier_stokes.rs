@@ -204,7 +204,7 @@ impl Default for NsDatasetSpec {
 impl NsDatasetSpec {
     /// A small dataset for quick runs and CI: 32², `dt = 10⁻³` (1000 steps per time unit; the
     /// CFL number stays below 0.1 at these velocities), 20 frames after the initial one,
-    /// 200 / 40 / 40 trajectories.
+    /// 128 / 24 / 24 trajectories (about 2 CPU-seconds each).
     pub fn quick() -> Self {
         Self {
             ns: NavierStokesSpec {
@@ -214,9 +214,9 @@ impl NsDatasetSpec {
                 frames: 20,
                 ..Default::default()
             },
-            train: 200,
-            val: 40,
-            test: 40,
+            train: 128,
+            val: 24,
+            test: 24,
         }
     }
 
@@ -290,7 +290,6 @@ impl NsDatasetSpec {
         })
     }
 }
-
 
 /// The FNO forcing `0.1 (sin 2π(x + y) + cos 2π(x + y))` on an `n × n` grid.
 pub fn fno_forcing(n: usize) -> Vec<f64> {
@@ -660,7 +659,10 @@ mod tests {
         let mb = spec.generate_dir(b.path(), &|_, _| {}).unwrap();
         assert_eq!(ma.files, mb.files);
         let test = crate::grid::load_grid_split(a.path(), Split::Test).unwrap();
-        assert_eq!((test.samples(), test.frames(), test.resolution()), (2, 3, 8));
+        assert_eq!(
+            (test.samples(), test.frames(), test.resolution()),
+            (2, 3, 8)
+        );
         assert_eq!(test.meta().first_index, 4);
         let want = spec.ns.trajectory(5).unwrap();
         let got: Vec<f64> = test.field(1, 2).iter().map(|&v| f64::from(v)).collect();

@@ -17,30 +17,25 @@
 //! [`Distiller`]: super::Distiller
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
-use distill_kd::{A2d, A2dConfig, BandSplitter, DftSplitterConfig, RidgeConfig, Weighting};
+use anyhow::{Context, Result, ensure};
+use distill_kd::{BandSplitter, DftSplitterConfig, RidgeConfig, Weighting};
 use graph_nets::{GridNet, GridNetConfig};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn, nn::VarStore};
 use traj_data::Split;
 use traj_data::grid::{GridSplit, load_grid_split};
 
+use super::run::{KdRun, OpenRun, Pieces, ValMetrics, timed};
+use super::teachers::same_dataset;
 use super::{
-    BandsKind, DistillEpochLog, DistillOptions, DistillState, DistillStep, DistillTiming,
-    EpochSums, InitKind, Kd, KdConfig, KdLoss, check_step, step_scalars, weighted_step,
+    BandsKind, DistillEpochLog, DistillOptions, DistillStep, DistillTiming, InitKind, Kd, KdConfig,
+    KdLoss,
 };
-use crate::checkpoint::{self, CheckpointMeta};
+use crate::checkpoint;
 use crate::config::{self, TrainConfig};
-use crate::optim::Adam;
-use crate::rundir::{RunDir, RunMode};
-use crate::runlog;
-use crate::tensorboard::EventWriter;
-use crate::trainer::{Event, Observer, dataset_fingerprint, lr_at, step_seed, write_json};
+use crate::rundir::RunDir;
+use crate::trainer::{dataset_fingerprint, seeded_on_cpu, write_json};
 
 /// Which grid data, which windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,7 +255,11 @@ impl GridData {
             let err = (predict(&x)? * self.std - &y).to_kind(Kind::Double);
             se += err.square().sum(Kind::Double).double_value(&[]);
             values += err.numel() as f64;
-            let norm = |t: &Tensor| t.to_kind(Kind::Double).reshape([b, -1]).norm_scalaropt_dim(2, [1], false);
+            let norm = |t: &Tensor| {
+                t.to_kind(Kind::Double)
+                    .reshape([b, -1])
+                    .norm_scalaropt_dim(2, [1], false)
+            };
             // the mean cancels in the error but not in ‖y‖: the data's own values
             let y_orig = y + self.mean;
             rel += (norm(&err) / norm(&y_orig).clamp_min(1e-30))
@@ -318,15 +317,7 @@ impl GridTeacher {
             b.t_out,
             b.stride
         );
-        if let (Some(was), Some(now)) = (&meta.dataset_sha256, dataset_sha256) {
-            ensure!(
-                was == now,
-                "teacher {} was trained on another dataset (manifest sha256 {was}) than {} \
-                 ({now})",
-                path.display(),
-                b.dir.display()
-            );
-        }
+        same_dataset(path, meta.dataset_sha256.as_deref(), dataset_sha256, &b.dir)?;
         let mut vs = VarStore::new(device);
         let net = tcfg.model.build(vs.root() / "net")?;
         checkpoint::restore(path, &mut vs, None)
@@ -369,7 +360,12 @@ fn net_parameters(vs: &VarStore) -> i64 {
 
 /// `net`'s predictions of every window of `w`, `[S, T_out, n, n]` (CPU), refusing non-finite
 /// ones.
-fn predictions(net: &GridNet, w: &GridWindows, batch_size: usize, device: Device) -> Result<Tensor> {
+fn predictions(
+    net: &GridNet,
+    w: &GridWindows,
+    batch_size: usize,
+    device: Device,
+) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
     let mut out = Vec::new();
     let s = w.samples();
@@ -434,11 +430,85 @@ pub struct GridResult {
     pub stopped_early: Option<String>,
 }
 
+impl ValMetrics for GridMetrics {
+    fn score(&self, _: &TrainConfig) -> (f64, String) {
+        (self.mse, "MSE".into())
+    }
+
+    fn scalars(&self) -> Vec<(&'static str, f64)> {
+        vec![("val/mse", self.mse), ("val/rel_l2", self.rel_l2)]
+    }
+
+    fn describe(&self) -> String {
+        format!("val MSE {:.4e} rel L2 {:.4}", self.mse, self.rel_l2)
+    }
+}
+
+/// The net of a grid run and what its loss reads (borrowed apart from the run's optimiser).
+struct GridParts<'a> {
+    net: &'a GridNet,
+    adapter: Option<&'a nn::Linear>,
+    data: &'a GridData,
+    teachers: &'a [GridTeacher],
+    kd: &'a Kd,
+    cfg: &'a KdConfig,
+    device: Device,
+}
+
+impl GridParts<'_> {
+    /// The task loss, each teacher's `L_KD`, and the weighted hidden-state KD (when on) on
+    /// training windows `idx`, with their graphs.
+    fn pieces(&self, idx: &[i64]) -> Result<Pieces> {
+        let sel = Tensor::from_slice(idx);
+        let x = self
+            .data
+            .train
+            .x
+            .index_select(0, &sel)
+            .to_device(self.device);
+        let y = self
+            .data
+            .train
+            .y
+            .index_select(0, &sel)
+            .to_device(self.device);
+        let features = self.net.f_features(&x)?;
+        let pred = features.apply(self.net.readout()).permute([0, 3, 1, 2]);
+        let task = pred.mse_loss(&y, tch::Reduction::Mean);
+        let mut kd = Vec::new();
+        for t in self.teachers {
+            if let Some(l) = self
+                .kd
+                .loss_shaped(&pred, &t.train_targets(idx, self.device))?
+            {
+                kd.push(l);
+            }
+        }
+        let beta = self.cfg.hidden_weight;
+        let hidden = if beta > 0.0 {
+            let teacher = &self.teachers[self.cfg.hidden_teacher];
+            let target = tch::no_grad(|| teacher.net.f_features(&x))?;
+            let mapped = match self.adapter {
+                Some(a) => features.apply(a),
+                None => features,
+            };
+            Some(mapped.mse_loss(&target, tch::Reduction::Mean) * beta)
+        } else {
+            None
+        };
+        Ok((task, kd, hidden))
+    }
+
+    /// `net`'s metrics on a split's windows.
+    fn evaluate(&self, net: &GridNet, w: &GridWindows, batch_size: usize) -> Result<GridMetrics> {
+        self.data
+            .metrics(w, batch_size, self.device, &|x| Ok(net.f_forward(x)?))
+    }
+}
+
 /// A grid run: `new → (resume) → epoch … → finish`.
 pub struct GridDistiller {
     cfg: CheckedGridConfig,
-    config_text: String,
-    dir: RunDir,
     device: Device,
     data: GridData,
     teachers: Vec<GridTeacher>,
@@ -447,23 +517,16 @@ pub struct GridDistiller {
     /// The hidden-state KD's adapter from the net's features to the teacher's (when
     /// `distill.hidden_weight > 0` and the widths differ).
     adapter: Option<nn::Linear>,
-    params: Vec<Tensor>,
-    opt: Adam,
     kd: Kd,
-    a2d: A2d,
-    steps_per_epoch: u64,
-    state: DistillState<GridMetrics>,
-    dataset_sha256: Option<String>,
-    tensorboard: Option<EventWriter>,
-    observer: Option<Observer>,
+    run: KdRun<GridMetrics>,
 }
 
 impl std::fmt::Debug for GridDistiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GridDistiller")
-            .field("dir", &self.dir.path())
+            .field("dir", &self.run.dir.path())
             .field("teachers", &self.teachers.len())
-            .field("epochs_done", &self.state.epochs.len())
+            .field("epochs_done", &self.run.state.epochs.len())
             .finish_non_exhaustive()
     }
 }
@@ -472,6 +535,8 @@ impl GridDistiller {
     /// Claims the run directory, loads the data and the frozen teachers, builds the net
     /// (solving its readout in closed form with `init = "ridge"`) or, with [`RunMode::Resume`],
     /// restores it from the checkpoint after checking what changed.
+    ///
+    /// [`RunMode::Resume`]: crate::RunMode::Resume
     pub fn new(cfg: CheckedGridConfig, out: &Path, mut opts: DistillOptions) -> Result<Self> {
         let dir = RunDir::claim(out, opts.mode)?;
         let t = cfg.train.clone();
@@ -487,31 +552,21 @@ impl GridDistiller {
             .iter()
             .map(|p| GridTeacher::load(p, &cfg, &data, dataset_sha256.as_deref(), device))
             .collect::<Result<Vec<_>>>()?;
-        // weights drawn on the CPU from the seed alone, then copied (as `build_model`)
         let adapter_width = (cfg.distill.hidden_weight > 0.0)
             .then(|| teachers[cfg.distill.hidden_teacher].model.features())
             .filter(|&w| w != cfg.model.features());
-        let build = |device: Device| -> Result<(VarStore, GridNet, Option<nn::Linear>)> {
-            tch::manual_seed(t.seed as i64);
-            let vs = VarStore::new(device);
+        let (mut vs, (mut net, adapter)) = seeded_on_cpu(t.seed, device, &|vs| {
             let net = cfg.model.build(vs.root() / "net")?;
             let adapter = adapter_width.map(|w| {
-                nn::linear(vs.root() / "adapter", cfg.model.features(), w, Default::default())
+                nn::linear(
+                    vs.root() / "adapter",
+                    cfg.model.features(),
+                    w,
+                    Default::default(),
+                )
             });
-            Ok((vs, net, adapter))
-        };
-        let (mut vs, mut net, adapter) = build(device)?;
-        if device != Device::Cpu {
-            vs.copy(&build(Device::Cpu)?.0)?;
-        }
-        let params: Vec<Tensor> = vs
-            .variables()
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_values()
-            .filter(Tensor::requires_grad)
-            .collect();
-        let mut opt = Adam::new(&vs, t.adam);
+            Ok((net, adapter))
+        })?;
         let kd = match (cfg.distill.loss, cfg.distill.bands) {
             (KdLoss::Freq, bands) => {
                 // predictions [B, T, H, W]
@@ -539,42 +594,30 @@ impl GridDistiller {
             (KdLoss::Output, _) => Kd::Output,
             (KdLoss::None, _) => Kd::None,
         };
-        let a2d = A2dConfig {
-            weighting: cfg.distill.weighting,
-            cap: cfg.distill.cap,
-            unit_normalise: cfg.distill.a2d_normalise,
-            ..Default::default()
-        }
-        .check()?;
-        let steps_per_epoch = (data.train.samples() as u64).div_ceil(t.batch_size as u64);
-        let mut observer = opts.observer.take();
-        let mut note = |s: &str| {
-            if let Some(o) = observer.as_mut() {
-                o(Event::Note(s));
-            }
+        let differences = |text: &str| -> Result<Vec<(String, String, String)>> {
+            Ok(config::differences(
+                &GridDistillConfig::parse(text, &[])?,
+                &cfg.0,
+            ))
         };
-        let teachers_sha256: Vec<String> =
-            teachers.iter().map(|t| t.tensors_sha256.clone()).collect();
-        let mut state = DistillState::new(teachers_sha256.clone());
-        if opts.mode == RunMode::Resume {
-            let ck = dir.join("checkpoint.safetensors");
-            let (tensors, meta) = checkpoint::load(&ck)?;
-            let before = GridDistillConfig::parse(&meta.config, &[])
-                .with_context(|| format!("the config stored in {}", ck.display()))?;
-            let diffs = config::differences(&before, &cfg.0);
-            for n in runlog::resume_changes(out, "trained", &diffs)? {
-                note(&n);
-            }
-            checkpoint::apply(&ck, &tensors, meta.step, &mut vs, Some(&mut opt))?;
-            state = serde_json::from_value(meta.history)
-                .with_context(|| format!("{}: the run history", ck.display()))?;
-            ensure!(
-                state.teachers_sha256 == teachers_sha256,
-                "cannot resume {}: a teacher checkpoint changed since the run started",
-                out.display()
-            );
-            opt.set_lr(t.adam.lr);
-        } else if cfg.distill.init == InitKind::Ridge {
+        let mut run = KdRun::open(
+            OpenRun {
+                dir,
+                out,
+                mode: opts.mode,
+                train: t.clone(),
+                kd: &cfg.distill,
+                config_text: cfg.to_toml(),
+                samples: data.train.samples(),
+                teachers_sha256: teachers.iter().map(|t| t.tensors_sha256.clone()).collect(),
+                dataset_sha256,
+                observer: opts.observer.take(),
+                what: "trained",
+                differences: &differences,
+            },
+            &mut vs,
+        )?;
+        if !run.resumed() && cfg.distill.init == InitKind::Ridge {
             let teacher = &teachers[cfg.distill.ridge_teacher];
             let rows = ridge_init(
                 &mut net,
@@ -584,60 +627,36 @@ impl GridDistiller {
                 cfg.distill.ridge_lambda,
                 &|idx| teacher.train_targets(idx, device),
             )?;
-            state.ridge_rows = Some(rows);
-            note(&format!(
+            run.state.ridge_rows = Some(rows);
+            run.note(&format!(
                 "the readout solved in closed form (ridge onto teacher {}'s predictions over \
                  {rows} rows)",
                 teacher.checkpoint.display()
             ));
         }
-        let config_text = cfg.to_toml();
-        traj_data::atomic_write(&dir.join("config.toml"), config_text.as_bytes())?;
-        let tensorboard = if t.tensorboard {
-            Some(EventWriter::create(&dir.join("tensorboard"))?)
-        } else {
-            None
-        };
-        let mut d = Self {
+        run.start(&vs, out)?;
+        Ok(Self {
             cfg,
-            config_text,
-            dir,
             device,
             data,
             teachers,
             vs,
             net,
             adapter,
-            params,
-            opt,
             kd,
-            a2d,
-            steps_per_epoch,
-            state,
-            dataset_sha256,
-            tensorboard,
-            observer,
-        };
-        let done = d.state.epochs.len();
-        ensure!(
-            done <= d.cfg.train.epochs,
-            "cannot resume {}: it has trained {done} epochs, more than train.epochs = {}",
-            out.display(),
-            d.cfg.train.epochs
-        );
-        runlog::rewrite_log(&d.dir.join("metrics.jsonl"), &d.state.epochs)?;
-        if opts.mode != RunMode::Resume {
-            d.save_checkpoint()?;
-        }
-        let total = d.steps_per_epoch * d.cfg.train.epochs as u64;
-        let done = d.opt.steps() as u64;
-        d.emit(Event::Start { total, done });
-        Ok(d)
+            run,
+        })
     }
 
-    fn emit(&mut self, e: Event<'_>) {
-        if let Some(o) = self.observer.as_mut() {
-            o(e);
+    fn parts(&self) -> GridParts<'_> {
+        GridParts {
+            net: &self.net,
+            adapter: self.adapter.as_ref(),
+            data: &self.data,
+            teachers: &self.teachers,
+            kd: &self.kd,
+            cfg: &self.cfg.distill,
+            device: self.device,
         }
     }
 
@@ -658,215 +677,42 @@ impl GridDistiller {
 
     /// Epoch logs so far.
     pub fn history(&self) -> &[DistillEpochLog<GridMetrics>] {
-        &self.state.epochs
+        &self.run.state.epochs
     }
 
     /// Whether all epochs are done (or early stopping ended the run).
     pub fn finished(&self) -> bool {
-        self.state.stopped_early.is_some() || self.state.epochs.len() >= self.cfg.train.epochs
-    }
-
-    fn save_checkpoint(&self) -> Result<()> {
-        checkpoint::save(
-            &self.dir.join("checkpoint.safetensors"),
-            &self.vs,
-            Some(&self.opt),
-            &CheckpointMeta::new(
-                self.opt.steps(),
-                self.config_text.clone(),
-                serde_json::to_value(&self.state)?,
-            )
-            .with_dataset(self.dataset_sha256.clone()),
-        )
+        self.run.finished()
     }
 
     /// The task loss, each teacher's `L_KD`, and the weighted hidden-state KD (when on) on
     /// training windows `idx`, with their graphs.
     pub fn loss_pieces(&self, idx: &[i64]) -> Result<(Tensor, Vec<Tensor>, Option<Tensor>)> {
-        let sel = Tensor::from_slice(idx);
-        let x = self.data.train.x.index_select(0, &sel).to_device(self.device);
-        let y = self.data.train.y.index_select(0, &sel).to_device(self.device);
-        let features = self.net.f_features(&x)?;
-        let pred = features.apply(self.net.readout()).permute([0, 3, 1, 2]);
-        let task = pred.mse_loss(&y, tch::Reduction::Mean);
-        let mut kd = Vec::new();
-        for t in &self.teachers {
-            if let Some(l) = self.kd.loss_shaped(&pred, &t.train_targets(idx, self.device))? {
-                kd.push(l);
-            }
-        }
-        let beta = self.cfg.distill.hidden_weight;
-        let hidden = if beta > 0.0 {
-            let teacher = &self.teachers[self.cfg.distill.hidden_teacher];
-            let target = tch::no_grad(|| teacher.net.f_features(&x))?;
-            let mapped = match &self.adapter {
-                Some(a) => features.apply(a),
-                None => features,
-            };
-            Some(mapped.mse_loss(&target, tch::Reduction::Mean) * beta)
-        } else {
-            None
-        };
-        Ok((task, kd, hidden))
+        self.parts().pieces(idx)
     }
 
     /// The objective and gradient of one step on training windows `idx` (no update).
     pub fn step_gradients(&self, idx: &[i64]) -> Result<DistillStep> {
-        let (task, kd, hidden) = self.loss_pieces(idx)?;
-        weighted_step(
-            &task,
-            &kd,
-            hidden.as_ref(),
-            self.cfg.distill.lambda,
-            &self.a2d,
-            &self.params,
-            &self.opt,
-        )
-    }
-
-    /// The net's metrics on a split's windows.
-    fn evaluate(&self, w: &GridWindows) -> Result<GridMetrics> {
-        self.data
-            .metrics(w, self.cfg.train.batch_size, self.device, &|x| {
-                Ok(self.net.f_forward(x)?)
-            })
+        self.run.weighted(&self.loss_pieces(idx)?)
     }
 
     /// Trains one epoch (validating when due), logs it and writes the checkpoint.
     pub fn epoch(&mut self) -> Result<&DistillEpochLog<GridMetrics>> {
-        ensure!(!self.finished(), "the run is finished");
-        let epoch = self.state.epochs.len();
-        let t = self.cfg.train.clone();
-        let total = self.steps_per_epoch * t.epochs as u64;
-        let started = Instant::now();
-        let mut order: Vec<i64> = (0..self.data.train.samples()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            t.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407),
-        ));
-        let best_loss = self
-            .state
-            .epochs
-            .iter()
-            .map(|e| e.loss)
-            .fold(f64::INFINITY, f64::min);
-        let mut sums = EpochSums::new(self.teachers.len());
-        let mut lr = t.adam.lr;
-        for chunk in order.chunks(t.batch_size) {
-            let step_started = Instant::now();
-            let iteration = self.opt.steps() as u64;
-            lr = lr_at(&t, iteration, self.steps_per_epoch, total);
-            self.opt.set_lr(lr);
-            tch::manual_seed(step_seed(t.seed, iteration));
-            let step = self.step_gradients(chunk)?;
-            let norm = match check_step(&t, &step, best_loss, iteration, epoch) {
-                Ok(norm) => norm,
-                Err(what) => return Err(self.stop(what)),
-            };
-            let w = chunk.len() as f64;
-            sums.add(
-                &step,
-                w,
-                norm,
-                &mut self.state.alpha_sums,
-                &mut self.state.alpha_steps,
-            );
-            if let Some(tb) = self.tensorboard.as_mut() {
-                let sps = w / step_started.elapsed().as_secs_f64().max(1e-9);
-                step_scalars(tb, iteration, &step, lr, norm, sps)?;
-            }
-            self.opt.step_with(step.gradients);
-            self.emit(Event::Step {
-                epoch: epoch + 1,
-                loss: step.loss,
-            });
-        }
-        let finite = self
-            .vs
-            .variables()
-            .values()
-            .all(|v| v.isfinite().all().int64_value(&[]) == 1);
-        if !finite || !self.opt.is_finite() {
-            return Err(self.stop(format!(
-                "the weights or the optimiser state became non-finite in epoch {}",
-                epoch + 1
-            )));
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        self.state.train_seconds += seconds;
-        self.state.samples_seen += sums.count;
-        let last = epoch + 1 == t.epochs;
-        let val = if (epoch + 1).is_multiple_of(t.eval_every) || last {
-            let mv = self.evaluate(&self.data.val)?;
-            let mut selection = runlog::Selection {
-                best: &mut self.state.best,
-                stale_evals: &mut self.state.stale_evals,
-                stopped_early: &mut self.state.stopped_early,
-            };
-            if selection.record_score(&t, "MSE", mv.mse, mv, epoch + 1, last) {
-                checkpoint::save(
-                    &self.dir.join("best.safetensors"),
-                    &self.vs,
-                    None,
-                    &CheckpointMeta::new(
-                        self.opt.steps(),
-                        self.config_text.clone(),
-                        serde_json::Value::Null,
-                    )
-                    .with_dataset(self.dataset_sha256.clone()),
-                )?;
-            }
-            Some(mv)
-        } else {
-            None
+        let parts = GridParts {
+            net: &self.net,
+            adapter: self.adapter.as_ref(),
+            data: &self.data,
+            teachers: &self.teachers,
+            kd: &self.kd,
+            cfg: &self.cfg.distill,
+            device: self.device,
         };
-        let distilled = self.cfg.distill.loss != KdLoss::None;
-        let log = sums.log(epoch, self.opt.steps(), lr, seconds, distilled, val);
-        runlog::append_log(&self.dir.join("metrics.jsonl"), &log)?;
-        if let Some(tb) = self.tensorboard.as_mut() {
-            let mut scalars: Vec<(String, f64)> = vec![
-                ("epoch/loss".into(), log.loss),
-                ("epoch/L_task".into(), log.task),
-            ];
-            for (i, a) in log.alpha.iter().enumerate() {
-                scalars.push((format!("epoch/alpha/teacher{i}"), *a));
-            }
-            if let Some(v) = &log.val {
-                scalars.extend([("val/mse".into(), v.mse), ("val/rel_l2".into(), v.rel_l2)]);
-            }
-            let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            tb.scalars(log.step, &refs)?;
-            tb.flush()?;
-        }
-        let line = match &log.val {
-            Some(v) => format!(
-                "epoch {:>4}: loss {:.4e} (task {:.4e}), val MSE {:.4e} rel L2 {:.4}{}",
-                log.epoch,
-                log.loss,
-                log.task,
-                v.mse,
-                v.rel_l2,
-                if log.alpha.len() > 1 {
-                    format!(", α {:.3?}", log.alpha)
-                } else {
-                    String::new()
-                }
-            ),
-            None => format!("epoch {:>4}: loss {:.4e}", log.epoch, log.loss),
-        };
-        self.state.epochs.push(log);
-        self.save_checkpoint()?;
-        self.emit(Event::Note(&line));
-        if let Some(msg) = self.state.stopped_early.clone() {
-            self.emit(Event::Note(&msg));
-        }
-        self.state.epochs.last().context("an epoch was logged")
-    }
-
-    fn stop(&self, what: String) -> anyhow::Error {
-        runlog::stopped(
-            &self.dir.join("checkpoint.safetensors"),
-            self.state.epochs.len(),
-            what,
+        let bs = self.cfg.train.batch_size;
+        self.run.epoch(
+            &self.vs,
+            self.data.train.samples(),
+            &mut |idx: &[i64]| parts.pieces(idx),
+            &|| parts.evaluate(parts.net, &parts.data.val, bs),
         )
     }
 
@@ -884,44 +730,23 @@ impl GridDistiller {
     /// inference throughput of each (best of three passes, this process), and (for a finished
     /// run) writes `result.json` and `timing.json`.
     pub fn finish(&mut self) -> Result<(GridResult, DistillTiming)> {
-        let Some(best) = self.state.best else {
-            bail!(
-                "training stopped before the first validation (epochs = {})",
-                self.state.epochs.len()
-            );
-        };
-        let finished = self.finished();
-        if finished {
-            checkpoint::restore(&self.dir.join("best.safetensors"), &mut self.vs, None)?;
-        }
+        let (best, finished) = self.run.select_best(&mut self.vs)?;
         let bs = self.cfg.train.batch_size;
+        let parts = self.parts();
         let test = &self.data.test;
-        let timed = |net: &GridNet| -> Result<(GridMetrics, f64)> {
-            let mut best = 0.0f64;
-            let mut metrics = None;
-            for _ in 0..3 {
-                let started = Instant::now();
-                let m = self
-                    .data
-                    .metrics(test, bs, self.device, &|x| Ok(net.f_forward(x)?))?;
-                best = best.max(test.samples() as f64 / started.elapsed().as_secs_f64().max(1e-9));
-                metrics = Some(m);
-            }
-            Ok((metrics.context("three passes")?, best))
-        };
-        let (test_metrics, sps) = timed(&self.net)?;
+        let score = |net: &GridNet| timed(test.samples(), &|| parts.evaluate(net, test, bs));
+        let (test_metrics, sps) = score(&self.net)?;
         let mut teachers = Vec::new();
         let mut teacher_sps = Vec::new();
         for (i, t) in self.teachers.iter().enumerate() {
-            let (m, s) = timed(&t.net)?;
+            let (m, s) = score(&t.net)?;
             teacher_sps.push(s);
             teachers.push(GridTeacherReport {
                 checkpoint: t.checkpoint.clone(),
                 arch: t.model.arch.name().into(),
                 parameters: t.parameters(),
                 test: m,
-                mean_alpha: (self.state.alpha_steps > 0)
-                    .then(|| self.state.alpha_sums[i] / self.state.alpha_steps as f64),
+                mean_alpha: self.run.mean_alpha(i),
             });
         }
         let result = GridResult {
@@ -932,23 +757,24 @@ impl GridDistiller {
             dataset: self.cfg.data.dir.clone(),
             seed: self.cfg.train.seed,
             best_epoch: best.epoch,
-            epochs: self.state.epochs.len(),
+            epochs: self.run.state.epochs.len(),
             val: best.val,
             test: test_metrics,
             parameters: net_parameters(&self.vs),
             teachers,
-            ridge_rows: self.state.ridge_rows,
-            stopped_early: self.state.stopped_early.clone(),
+            ridge_rows: self.run.state.ridge_rows,
+            stopped_early: self.run.state.stopped_early.clone(),
         };
+        let (train_seconds, samples_per_second) = self.run.train_rate();
         let timing = DistillTiming {
-            train_seconds: self.state.train_seconds,
-            samples_per_second: self.state.samples_seen / self.state.train_seconds.max(1e-9),
+            train_seconds,
+            samples_per_second,
             student_inference: sps,
             teacher_inference: teacher_sps,
         };
         if finished {
-            write_json(&self.dir.join("result.json"), &result)?;
-            write_json(&self.dir.join("timing.json"), &timing)?;
+            write_json(&self.run.dir.join("result.json"), &result)?;
+            write_json(&self.run.dir.join("timing.json"), &timing)?;
         }
         Ok((result, timing))
     }
@@ -976,7 +802,9 @@ pub fn ridge_init(
     .check(f as usize, o as usize)?;
     let idx: Vec<i64> = (0..w.samples()).collect();
     for chunk in idx.chunks(batch_size.max(1)) {
-        let x = w.x.index_select(0, &Tensor::from_slice(chunk)).to_device(device);
+        let x =
+            w.x.index_select(0, &Tensor::from_slice(chunk))
+                .to_device(device);
         let feats = net.f_features(&x)?.reshape([-1, f]);
         let h = target(chunk).permute([0, 2, 3, 1]).reshape([-1, o]);
         acc.push(&feats, &h.to_kind(feats.kind()))?;

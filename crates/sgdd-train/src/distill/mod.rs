@@ -24,20 +24,17 @@
 
 mod config;
 mod grid;
+mod run;
 mod student;
 mod teachers;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use distill_kd::{
-    A2d, A2dConfig, BandSplitter, DftSplitterConfig, FreqAlignConfig, FreqAlignedLoss, Reduction,
-    Weighting, flat_gradient, gradient_surrogate,
+    A2d, BandSplitter, DftSplitterConfig, FreqAlignConfig, FreqAlignedLoss, Reduction, Weighting,
+    flat_gradient, gradient_surrogate,
 };
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor, nn::VarStore};
 
@@ -52,18 +49,16 @@ pub use grid::{
 pub use student::{CoordMlp, Student};
 pub use teachers::Teacher;
 
-use crate::checkpoint::{self, CheckpointMeta};
+use run::{KdRun, OpenRun, timed};
+
 use crate::data::{Batch, GraphCache, Prepared};
 use crate::eval;
 use crate::metrics::Metrics;
 use crate::optim::Adam;
 use crate::rundir::{RunDir, RunMode};
-use crate::runlog;
 use crate::sge::gap_splitter;
 use crate::tensorboard::EventWriter;
-use crate::trainer::{
-    Best, Event, Observer, Splits, dataset_fingerprint, lr_at, step_seed, write_json,
-};
+use crate::trainer::{Best, Observer, Splits, dataset_fingerprint, write_json};
 
 /// The distillation loss between the student's and a teacher's predictions.
 enum Kd {
@@ -315,64 +310,63 @@ fn weighted_step(
     params: &[Tensor],
     opt: &Adam,
 ) -> Result<DistillStep> {
-        let base = match hidden {
-            Some(h) => task + h,
-            None => task.shallow_clone(),
-        };
-        let task = &base;
-        let m = kd.len();
-        let (alpha, objective) = if m == 0 {
-            (Vec::new(), task.shallow_clone())
-        } else if m == 1 || a2d.config().weighting == Weighting::Average {
-            let alpha = vec![1.0 / m as f64; m];
-            let sum = kd
+    let base = match hidden {
+        Some(h) => task + h,
+        None => task.shallow_clone(),
+    };
+    let task = &base;
+    let m = kd.len();
+    let (alpha, objective) = if m == 0 {
+        (Vec::new(), task.shallow_clone())
+    } else if m == 1 || a2d.config().weighting == Weighting::Average {
+        let alpha = vec![1.0 / m as f64; m];
+        let sum = kd
+            .iter()
+            .fold(task.shallow_clone(), |acc, l| acc + l * (lambda / m as f64));
+        (alpha, sum)
+    } else {
+        // A2D (SDKD eq. 13–14) on the teachers' KD-loss gradients
+        let grads = kd
+            .iter()
+            .map(|l| flat_gradient(l, params))
+            .collect::<distill_kd::Result<Vec<_>>>()?;
+        let step = a2d.step(&grads)?;
+        // the weights may come from unit-normalised gradients (distill.a2d_normalise); the
+        // direction always combines the teachers' own gradients, so λ keeps eq. 11's scale
+        let combined = if a2d.config().unit_normalise {
+            step.alpha
                 .iter()
-                .fold(task.shallow_clone(), |acc, l| acc + l * (lambda / m as f64));
-            (alpha, sum)
+                .zip(&grads)
+                .map(|(a, g)| g * *a)
+                .reduce(|x, y| x + y)
+                .context("at least two teachers")?
         } else {
-            // A2D (SDKD eq. 13–14) on the teachers' KD-loss gradients
-            let grads = kd
-                .iter()
-                .map(|l| flat_gradient(l, params))
-                .collect::<distill_kd::Result<Vec<_>>>()?;
-            let step = a2d.step(&grads)?;
-            // the weights may come from unit-normalised gradients (distill.a2d_normalise); the
-            // direction always combines the teachers' own gradients, so λ keeps eq. 11's scale
-            let combined = if a2d.config().unit_normalise {
-                step.alpha
-                    .iter()
-                    .zip(&grads)
-                    .map(|(a, g)| g * *a)
-                    .reduce(|x, y| x + y)
-                    .context("at least two teachers")?
-            } else {
-                step.combined_gradient
-            };
-            let surrogate = task + gradient_surrogate(params, &combined)? * lambda;
-            (step.alpha, surrogate)
+            step.combined_gradient
         };
-        let kd_values: Vec<f64> = kd.iter().map(|l| l.double_value(&[])).collect();
-        let hidden = hidden.map_or(0.0, |h| h.double_value(&[]));
-        let task_value = task.double_value(&[]) - hidden;
-        let loss = task_value
-            + hidden
-            + lambda
-                * kd_values
-                    .iter()
-                    .zip(&alpha)
-                    .map(|(l, a)| l * a)
-                    .sum::<f64>();
-        let gradients = opt.gradients(&objective)?;
-        Ok(DistillStep {
-            loss,
-            task: task_value,
-            hidden,
-            kd: kd_values,
-            alpha,
-            gradients,
-        })
-    }
-
+        let surrogate = task + gradient_surrogate(params, &combined)? * lambda;
+        (step.alpha, surrogate)
+    };
+    let kd_values: Vec<f64> = kd.iter().map(|l| l.double_value(&[])).collect();
+    let hidden = hidden.map_or(0.0, |h| h.double_value(&[]));
+    let task_value = task.double_value(&[]) - hidden;
+    let loss = task_value
+        + hidden
+        + lambda
+            * kd_values
+                .iter()
+                .zip(&alpha)
+                .map(|(l, a)| l * a)
+                .sum::<f64>();
+    let gradients = opt.gradients(&objective)?;
+    Ok(DistillStep {
+        loss,
+        task: task_value,
+        hidden,
+        kd: kd_values,
+        alpha,
+        gradients,
+    })
+}
 
 /// The sums over one epoch's steps that its [`DistillEpochLog`] reports.
 struct EpochSums {
@@ -519,32 +513,22 @@ fn step_scalars(
 /// A distillation run: `new → (resume) → epoch … → finish`.
 pub struct Distiller {
     cfg: CheckedDistillConfig,
-    config_text: String,
-    dir: RunDir,
     device: Device,
     splits: Splits,
     teachers: Vec<Teacher>,
     vs: VarStore,
     student: Student,
-    /// The student's trainable variables, in the optimiser's order.
-    params: Vec<Tensor>,
-    opt: Adam,
     kd: Kd,
-    a2d: A2d,
-    steps_per_epoch: u64,
-    state: DistillState,
-    dataset_sha256: Option<String>,
     graphs: GraphCache,
-    tensorboard: Option<EventWriter>,
-    observer: Option<Observer>,
+    run: KdRun<Metrics>,
 }
 
 impl std::fmt::Debug for Distiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Distiller")
-            .field("dir", &self.dir.path())
+            .field("dir", &self.run.dir.path())
             .field("teachers", &self.teachers.len())
-            .field("epochs_done", &self.state.epochs.len())
+            .field("epochs_done", &self.run.state.epochs.len())
             .finish_non_exhaustive()
     }
 }
@@ -583,50 +567,28 @@ impl Distiller {
             })
             .collect::<Result<Vec<_>>>()?;
         let (mut vs, mut student) = Student::build(&cfg.student, &splits.train, t.seed, device)?;
-        let params: Vec<Tensor> = vs
-            .variables()
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_values()
-            .filter(Tensor::requires_grad)
-            .collect();
-        let mut opt = Adam::new(&vs, t.adam);
         let kd = Kd::new(&cfg.distill, &splits.train, device)?;
-        let a2d = A2dConfig {
-            weighting: cfg.distill.weighting,
-            cap: cfg.distill.cap,
-            unit_normalise: cfg.distill.a2d_normalise,
-            ..Default::default()
-        }
-        .check()?;
-        let steps_per_epoch = (splits.train.samples as u64).div_ceil(t.batch_size as u64);
-        let mut observer = opts.observer.take();
-        let mut note = |s: &str| {
-            if let Some(o) = observer.as_mut() {
-                o(Event::Note(s));
-            }
+        let differences = |text: &str| -> Result<Vec<(String, String, String)>> {
+            Ok(cfg.differences(&DistillConfig::parse(text, &[])?))
         };
-        let teachers_sha256: Vec<String> =
-            teachers.iter().map(|t| t.tensors_sha256.clone()).collect();
-        let mut state = DistillState::new(teachers_sha256.clone());
-        if opts.mode == RunMode::Resume {
-            let ck = dir.join("checkpoint.safetensors");
-            let (tensors, meta) = checkpoint::load(&ck)?;
-            let before = DistillConfig::parse(&meta.config, &[])
-                .with_context(|| format!("the config stored in {}", ck.display()))?;
-            for n in runlog::resume_changes(out, "distilled", &cfg.differences(&before))? {
-                note(&n);
-            }
-            checkpoint::apply(&ck, &tensors, meta.step, &mut vs, Some(&mut opt))?;
-            state = serde_json::from_value(meta.history)
-                .with_context(|| format!("{}: the run history", ck.display()))?;
-            ensure!(
-                state.teachers_sha256 == teachers_sha256,
-                "cannot resume {}: a teacher checkpoint changed since the run started",
-                out.display()
-            );
-            opt.set_lr(t.adam.lr);
-        } else if cfg.distill.init == InitKind::Ridge {
+        let mut run = KdRun::open(
+            OpenRun {
+                dir,
+                out,
+                mode: opts.mode,
+                train: t.clone(),
+                kd: &cfg.distill,
+                config_text: cfg.to_toml(),
+                samples: splits.train.samples,
+                teachers_sha256: teachers.iter().map(|t| t.tensors_sha256.clone()).collect(),
+                dataset_sha256,
+                observer: opts.observer.take(),
+                what: "distilled",
+                differences: &differences,
+            },
+            &mut vs,
+        )?;
+        if !run.resumed() && cfg.distill.init == InitKind::Ridge {
             let teacher = &teachers[cfg.distill.ridge_teacher];
             let rows = student.ridge_init(
                 &splits.train,
@@ -635,61 +597,25 @@ impl Distiller {
                 cfg.distill.ridge_lambda,
                 &|idx| Ok(teacher.train_targets(idx, device)),
             )?;
-            state.ridge_rows = Some(rows);
-            note(&format!(
+            run.state.ridge_rows = Some(rows);
+            run.note(&format!(
                 "the student's readout solved in closed form (ridge onto teacher {}'s \
                  predictions over {rows} samples)",
                 teacher.checkpoint.display()
             ));
         }
-        let config_text = cfg.to_toml();
-        traj_data::atomic_write(&dir.join("config.toml"), config_text.as_bytes())?;
-        let tensorboard = if t.tensorboard {
-            Some(EventWriter::create(&dir.join("tensorboard"))?)
-        } else {
-            None
-        };
-        let mut d = Self {
+        run.start(&vs, out)?;
+        Ok(Self {
             cfg,
-            config_text,
-            dir,
             device,
             splits,
             teachers,
             vs,
             student,
-            params,
-            opt,
             kd,
-            a2d,
-            steps_per_epoch,
-            state,
-            dataset_sha256,
             graphs: GraphCache::default(),
-            tensorboard,
-            observer,
-        };
-        let done = d.state.epochs.len();
-        ensure!(
-            done <= d.cfg.train.epochs,
-            "cannot resume {}: it has trained {done} epochs, more than train.epochs = {}",
-            out.display(),
-            d.cfg.train.epochs
-        );
-        runlog::rewrite_log(&d.dir.join("metrics.jsonl"), &d.state.epochs)?;
-        if opts.mode != RunMode::Resume {
-            d.save_checkpoint()?;
-        }
-        let total = d.steps_per_epoch * d.cfg.train.epochs as u64;
-        let done = d.opt.steps() as u64;
-        d.emit(Event::Start { total, done });
-        Ok(d)
-    }
-
-    fn emit(&mut self, e: Event<'_>) {
-        if let Some(o) = self.observer.as_mut() {
-            o(e);
-        }
+            run,
+        })
     }
 
     /// The checked config.
@@ -719,59 +645,31 @@ impl Distiller {
 
     /// Epoch logs so far.
     pub fn history(&self) -> &[DistillEpochLog] {
-        &self.state.epochs
+        &self.run.state.epochs
     }
 
     /// The run directory.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.run.dir.path()
     }
 
     /// Whether all epochs are done (or early stopping ended the run).
     pub fn finished(&self) -> bool {
-        self.state.stopped_early.is_some() || self.state.epochs.len() >= self.cfg.train.epochs
-    }
-
-    fn save_checkpoint(&self) -> Result<()> {
-        checkpoint::save(
-            &self.dir.join("checkpoint.safetensors"),
-            &self.vs,
-            Some(&self.opt),
-            &CheckpointMeta::new(
-                self.opt.steps(),
-                self.config_text.clone(),
-                serde_json::to_value(&self.state)?,
-            )
-            .with_dataset(self.dataset_sha256.clone()),
-        )
-    }
-
-    fn stop(&self, what: String) -> anyhow::Error {
-        runlog::stopped(
-            &self.dir.join("checkpoint.safetensors"),
-            self.state.epochs.len(),
-            what,
-        )
+        self.run.finished()
     }
 
     /// The task loss `‖S(X) − Y‖²` and each teacher's `L_KD` (none without KD) on training
     /// samples `idx`, as scalars with their graphs to the student's variables.
     pub fn loss_pieces(&mut self, idx: &[i64]) -> Result<(Tensor, Vec<Tensor>)> {
-        let batch = self
-            .splits
-            .train
-            .batch(idx, self.device, &mut self.graphs)?;
-        let pred = self.student.predict(&batch)?;
-        let task = pred.mse_loss(&batch.y, tch::Reduction::Mean);
-        let n = self.splits.train.n;
-        let mut kd = Vec::with_capacity(self.teachers.len());
-        for t in &self.teachers {
-            let target = tch::no_grad(|| t.train_targets(idx, self.device));
-            if let Some(l) = self.kd.loss(&pred, &target, batch.b, n)? {
-                kd.push(l);
-            }
-        }
-        Ok((task, kd))
+        particle_pieces(
+            &self.splits.train,
+            &self.student,
+            &self.teachers,
+            &self.kd,
+            &mut self.graphs,
+            self.device,
+            idx,
+        )
     }
 
     /// The objective and gradient of one step on training samples `idx` (no update): the task
@@ -779,151 +677,33 @@ impl Distiller {
     /// gradients, or the average) and the gradient `∇L_task + λ Σ α_m ∇L_KD,m`.
     pub fn step_gradients(&mut self, idx: &[i64]) -> Result<DistillStep> {
         let (task, kd) = self.loss_pieces(idx)?;
-        weighted_step(
-            &task,
-            &kd,
-            None,
-            self.cfg.distill.lambda,
-            &self.a2d,
-            &self.params,
-            &self.opt,
-        )
+        self.run.weighted(&(task, kd, None))
     }
 
     /// Trains one epoch (validating when due), logs it and writes the checkpoint.
     pub fn epoch(&mut self) -> Result<&DistillEpochLog> {
-        ensure!(!self.finished(), "the run is finished");
-        let epoch = self.state.epochs.len();
-        let t = self.cfg.train.clone();
-        let total = self.steps_per_epoch * t.epochs as u64;
-        let started = Instant::now();
-        let mut order: Vec<i64> = (0..self.splits.train.samples).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            t.seed ^ (epoch as u64).wrapping_mul(0xA24B_AED4_963E_E407),
-        ));
-        let best_loss = self
-            .state
-            .epochs
-            .iter()
-            .map(|e| e.loss)
-            .fold(f64::INFINITY, f64::min);
-        let mut sums = EpochSums::new(self.teachers.len());
-        let mut lr = t.adam.lr;
-        for chunk in order.chunks(t.batch_size) {
-            let step_started = Instant::now();
-            let iteration = self.opt.steps() as u64;
-            lr = lr_at(&t, iteration, self.steps_per_epoch, total);
-            self.opt.set_lr(lr);
-            tch::manual_seed(step_seed(t.seed, iteration));
-            let step = self.step_gradients(chunk)?;
-            let norm = match check_step(&t, &step, best_loss, iteration, epoch) {
-                Ok(norm) => norm,
-                Err(what) => return Err(self.stop(what)),
-            };
-            let w = chunk.len() as f64;
-            sums.add(&step, w, norm, &mut self.state.alpha_sums, &mut self.state.alpha_steps);
-            if let Some(tb) = self.tensorboard.as_mut() {
-                let sps = w / step_started.elapsed().as_secs_f64().max(1e-9);
-                step_scalars(tb, iteration, &step, lr, norm, sps)?;
-            }
-            self.opt.step_with(step.gradients);
-            let loss = step.loss;
-            self.emit(Event::Step {
-                epoch: epoch + 1,
-                loss,
-            });
-        }
-        let finite = self
-            .vs
-            .variables()
-            .values()
-            .all(|v| v.isfinite().all().int64_value(&[]) == 1);
-        if !finite || !self.opt.is_finite() {
-            return Err(self.stop(format!(
-                "the weights or the optimiser state became non-finite in epoch {}",
-                epoch + 1
-            )));
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        self.state.train_seconds += seconds;
-        self.state.samples_seen += sums.count;
-        let last = epoch + 1 == t.epochs;
-        let val = if (epoch + 1).is_multiple_of(t.eval_every) || last {
-            let mv = self.evaluate(&self.splits.val)?;
-            let mut selection = runlog::Selection {
-                best: &mut self.state.best,
-                stale_evals: &mut self.state.stale_evals,
-                stopped_early: &mut self.state.stopped_early,
-            };
-            if selection.record(&t, mv, epoch + 1, last) {
-                checkpoint::save(
-                    &self.dir.join("best.safetensors"),
-                    &self.vs,
-                    None,
-                    &CheckpointMeta::new(
-                        self.opt.steps(),
-                        self.config_text.clone(),
-                        serde_json::Value::Null,
-                    )
-                    .with_dataset(self.dataset_sha256.clone()),
-                )?;
-            }
-            Some(mv)
-        } else {
-            None
-        };
-        let distilled = self.cfg.distill.loss != KdLoss::None;
-        let log = sums.log(epoch, self.opt.steps(), lr, seconds, distilled, val);
-        runlog::append_log(&self.dir.join("metrics.jsonl"), &log)?;
-        if let Some(tb) = self.tensorboard.as_mut() {
-            let mut scalars: Vec<(String, f64)> = vec![
-                ("epoch/loss".into(), log.loss),
-                ("epoch/L_task".into(), log.task),
-            ];
-            for (i, a) in log.alpha.iter().enumerate() {
-                scalars.push((format!("epoch/alpha/teacher{i}"), *a));
-            }
-            if let Some(v) = &log.val {
-                scalars.extend([
-                    ("val/s2s".into(), v.s2s),
-                    ("val/s2t".into(), v.s2t),
-                    ("val/ade".into(), v.ade),
-                    ("val/fde".into(), v.fde),
-                ]);
-            }
-            let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            tb.scalars(log.step, &refs)?;
-            tb.flush()?;
-        }
-        let line = match &log.val {
-            Some(v) => format!(
-                "epoch {:>4}: loss {:.4e} (task {:.4e}), val S2S {:.4e} S2T {:.4e}{}",
-                log.epoch,
-                log.loss,
-                log.task,
-                v.s2s,
-                v.s2t,
-                if log.alpha.len() > 1 {
-                    format!(
-                        ", α {:?}",
-                        log.alpha
-                            .iter()
-                            .map(|a| (a * 1000.0).round() / 1000.0)
-                            .collect::<Vec<_>>()
-                    )
-                } else {
-                    String::new()
-                }
-            ),
-            None => format!("epoch {:>4}: loss {:.4e}", log.epoch, log.loss),
-        };
-        self.state.epochs.push(log);
-        self.save_checkpoint()?;
-        self.emit(Event::Note(&line));
-        if let Some(msg) = self.state.stopped_early.clone() {
-            self.emit(Event::Note(&msg));
-        }
-        self.state.epochs.last().context("an epoch was logged")
+        let Self {
+            cfg,
+            device,
+            splits,
+            teachers,
+            vs,
+            student,
+            kd,
+            graphs,
+            run,
+        } = self;
+        let (device, bs) = (*device, cfg.train.batch_size);
+        run.epoch(
+            vs,
+            splits.train.samples,
+            &mut |idx: &[i64]| {
+                let (task, kd) =
+                    particle_pieces(&splits.train, student, teachers, kd, graphs, device, idx)?;
+                Ok((task, kd, None))
+            },
+            &|| eval::metrics_with(&splits.val, bs, device, &|b: &Batch| student.predict(b)),
+        )
     }
 
     /// Trains until [`Distiller::finished`] (or `max_epochs` more epochs, when given).
@@ -943,46 +723,29 @@ impl Distiller {
     }
 
     /// Scores the validation-selected student and the teachers on the test split, measures the
-    /// inference throughput of each, and (for a finished run) writes `result.json` and
-    /// `timing.json`.
+    /// inference throughput of each (the best of three passes, this process), and (for a
+    /// finished run) writes `result.json` and `timing.json`.
     pub fn finish(&mut self) -> Result<(DistillResult, DistillTiming)> {
-        let Some(best) = self.state.best else {
-            bail!(
-                "training stopped before the first validation (epochs = {})",
-                self.state.epochs.len()
-            );
-        };
-        let finished = self.finished();
-        if finished {
-            checkpoint::restore(&self.dir.join("best.safetensors"), &mut self.vs, None)?;
-        }
+        let (best, finished) = self.run.select_best(&mut self.vs)?;
         let bs = self.cfg.train.batch_size;
         let test = &self.splits.test;
-        // throughput: the best of three passes (a pass on a busy machine only undercounts)
-        let timed = |predict: &dyn Fn(&Batch) -> Result<Tensor>| -> Result<(Metrics, f64)> {
-            let mut best = 0.0f64;
-            let mut metrics = None;
-            for _ in 0..3 {
-                let started = Instant::now();
-                let m = eval::metrics_with(test, bs, self.device, predict)?;
-                best = best.max(test.samples as f64 / started.elapsed().as_secs_f64().max(1e-9));
-                metrics = Some(m);
-            }
-            Ok((metrics.context("three passes")?, best))
+        let score = |predict: &dyn Fn(&Batch) -> Result<Tensor>| {
+            timed(test.samples, &|| {
+                eval::metrics_with(test, bs, self.device, predict)
+            })
         };
-        let (student_test, student_sps) = timed(&|b| self.student.predict(b))?;
+        let (student_test, student_sps) = score(&|b| self.student.predict(b))?;
         let mut teachers = Vec::new();
         let mut teacher_sps = Vec::new();
         for (i, t) in self.teachers.iter().enumerate() {
-            let (m, sps) = timed(&|b| t.model.predict(b))?;
+            let (m, sps) = score(&|b| t.model.predict(b))?;
             teacher_sps.push(sps);
             teachers.push(TeacherReport {
                 checkpoint: t.checkpoint.clone(),
                 kind: t.kind.clone(),
                 parameters: t.parameters(),
                 test: m,
-                mean_alpha: (self.state.alpha_steps > 0)
-                    .then(|| self.state.alpha_sums[i] / self.state.alpha_steps as f64),
+                mean_alpha: self.run.mean_alpha(i),
             });
         }
         let result = DistillResult {
@@ -996,27 +759,51 @@ impl Distiller {
             dataset: self.cfg.data.dir.clone(),
             seed: self.cfg.train.seed,
             best_epoch: best.epoch,
-            epochs: self.state.epochs.len(),
-            steps: self.opt.steps(),
+            epochs: self.run.state.epochs.len(),
+            steps: self.run.opt.steps(),
             val: best.val,
             test: student_test,
             student_parameters: Student::parameters(&self.vs),
             teachers,
-            ridge_rows: self.state.ridge_rows,
-            stopped_early: self.state.stopped_early.clone(),
+            ridge_rows: self.run.state.ridge_rows,
+            stopped_early: self.run.state.stopped_early.clone(),
         };
+        let (train_seconds, samples_per_second) = self.run.train_rate();
         let timing = DistillTiming {
-            train_seconds: self.state.train_seconds,
-            samples_per_second: self.state.samples_seen / self.state.train_seconds.max(1e-9),
+            train_seconds,
+            samples_per_second,
             student_inference: student_sps,
             teacher_inference: teacher_sps,
         };
         if finished {
-            write_json(&self.dir.join("result.json"), &result)?;
-            write_json(&self.dir.join("timing.json"), &timing)?;
+            write_json(&self.run.dir.join("result.json"), &result)?;
+            write_json(&self.run.dir.join("timing.json"), &timing)?;
         }
         Ok((result, timing))
     }
+}
+
+/// The task loss and each teacher's `L_KD` of the student on samples `idx` of `p`.
+fn particle_pieces(
+    p: &Prepared,
+    student: &Student,
+    teachers: &[Teacher],
+    kd: &Kd,
+    graphs: &mut GraphCache,
+    device: Device,
+    idx: &[i64],
+) -> Result<(Tensor, Vec<Tensor>)> {
+    let batch = p.batch(idx, device, graphs)?;
+    let pred = student.predict(&batch)?;
+    let task = pred.mse_loss(&batch.y, tch::Reduction::Mean);
+    let mut out = Vec::with_capacity(teachers.len());
+    for t in teachers {
+        let target = tch::no_grad(|| t.train_targets(idx, device));
+        if let Some(l) = kd.loss(&pred, &target, batch.b, p.n)? {
+            out.push(l);
+        }
+    }
+    Ok((task, out))
 }
 
 #[cfg(test)]

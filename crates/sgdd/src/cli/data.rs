@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use traj_data::SplitMethod;
 use traj_data::mocap::{CmuSelection, CmuTrials};
 use traj_data::molecule::{Md17File, Md17Molecule, Md17Setting, obtain_md17};
-use traj_data::nbody::{NBodySpec, System};
 use traj_data::navier_stokes::NsDatasetSpec;
+use traj_data::nbody::{NBodySpec, System};
 use traj_data::npz_import::{EdgeSource, NpzImportSpec, VelocitySource};
 use traj_data::protein::{ADK_SOURCE, ADK_TRAJECTORIES, ProteinSpec};
 use traj_data::sources::{Source, Sources, extract_tar, obtain, python_executable};
@@ -46,7 +46,7 @@ pub enum Generate {
 
 #[derive(Debug, Args)]
 pub struct NavierStokesArgs {
-    /// The small setting (32², dt = 10⁻³, 200 / 40 / 40 sequences) instead of SDKD's (64²,
+    /// The small setting (32², dt = 10⁻³, 128 / 24 / 24 sequences) instead of SDKD's (64²,
     /// dt = 10⁻⁴, 1000 / 100 / 100); the options below override either.
     #[arg(long)]
     pub quick: bool,

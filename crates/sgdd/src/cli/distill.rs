@@ -165,10 +165,26 @@ pub fn distill_grid(args: &DistillArgs) -> Result<()> {
                 a.map(|a| format!("{a:.3}")).unwrap_or_default()
             ));
         };
-        row(r.arch.clone(), &r.test, r.parameters, t.student_inference, None);
+        row(
+            r.arch.clone(),
+            &r.test,
+            r.parameters,
+            t.student_inference,
+            None,
+        );
         for (teacher, sps) in r.teachers.iter().zip(&t.teacher_inference) {
-            let name = format!("teacher {} ({})", teacher.arch, run_name(&teacher.checkpoint));
-            row(name, &teacher.test, teacher.parameters, *sps, teacher.mean_alpha);
+            let name = format!(
+                "teacher {} ({})",
+                teacher.arch,
+                run_name(&teacher.checkpoint)
+            );
+            row(
+                name,
+                &teacher.test,
+                teacher.parameters,
+                *sps,
+                teacher.mean_alpha,
+            );
         }
         eprint!("{s}");
     }
@@ -178,13 +194,10 @@ pub fn distill_grid(args: &DistillArgs) -> Result<()> {
 
 /// The run directory that names a checkpoint (`RUN/best.safetensors` → `RUN`).
 fn run_name(checkpoint: &std::path::Path) -> String {
-    checkpoint
-        .parent()
-        .and_then(|p| p.file_name())
-        .map_or_else(
-            || checkpoint.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        )
+    checkpoint.parent().and_then(|p| p.file_name()).map_or_else(
+        || checkpoint.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// The student beside its teachers: test S2S / S2T (×10⁻²), parameters, inference throughput.
@@ -216,7 +229,11 @@ fn summary(out: &std::path::Path, r: &DistillResult, t: &DistillTiming) -> Strin
         ""
     ));
     for (teacher, sps) in r.teachers.iter().zip(&t.teacher_inference) {
-        let name = format!("teacher {} ({})", teacher.kind, run_name(&teacher.checkpoint));
+        let name = format!(
+            "teacher {} ({})",
+            teacher.kind,
+            run_name(&teacher.checkpoint)
+        );
         s.push_str(&format!(
             "  {:<40} {:>10.4} {:>10.4} {:>10} {:>12.0} {:>8}\n",
             name,

@@ -220,7 +220,11 @@ fn dataset(root: &Path, budget: Budget) -> Result<PathBuf> {
         }
     })
     .with_context(|| format!("generating {}", dir.display()))?;
-    eprintln!("repro: dataset {} ready in {:.0?}", dir.display(), t0.elapsed());
+    eprintln!(
+        "repro: dataset {} ready in {:.0?}",
+        dir.display(),
+        t0.elapsed()
+    );
     Ok(dir)
 }
 
@@ -235,7 +239,13 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         let dir = root
             .join("teachers")
             .join(if i == 0 { "fno" } else { "fno-1-epoch" });
-        let cfg = config(budget, &data, &teacher_keys(i == 1), 100 * i as u64, &args.device)?;
+        let cfg = config(
+            budget,
+            &data,
+            &teacher_keys(i == 1),
+            100 * i as u64,
+            &args.device,
+        )?;
         let t0 = Instant::now();
         let rec = one_run(cfg, &dir, args.force).with_context(|| format!("teacher {name}"))?;
         eprintln!(

@@ -4,6 +4,7 @@ use tch::{Device, Kind, Tensor};
 use traj_data::navier_stokes::{NavierStokesSpec, NsDatasetSpec};
 
 use super::*;
+use crate::RunMode;
 
 /// A tiny Navier–Stokes dataset: 8², 6 frames, 6 / 2 / 2 sequences.
 fn tiny_data(dir: &Path) {
@@ -186,7 +187,10 @@ fn the_grid_ridge_init_equals_the_closed_form() {
         .unwrap()
         .reshape([-1, f])
         .to_kind(Kind::Double);
-    let h = teacher.permute([0, 2, 3, 1]).reshape([-1, 2]).to_kind(Kind::Double);
+    let h = teacher
+        .permute([0, 2, 3, 1])
+        .reshape([-1, 2])
+        .to_kind(Kind::Double);
     let x1 = Tensor::cat(&[&x, &x.ones_like().narrow(1, 0, 1)], 1);
     let lambda_eff = lambda
         * x.square()
@@ -234,5 +238,8 @@ fn grid_config_errors_name_their_key() {
     tiny_data(&data);
     let cfg = config(&data, &["distill.loss=\"none\"", "data.t_out=4"]);
     let e = GridDistiller::new(cfg, &tmp.path().join("r"), DistillOptions::default()).unwrap_err();
-    assert!(format!("{e:#}").contains("t_in + data.t_out = 7 frames"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("t_in + data.t_out = 7 frames"),
+        "{e:#}"
+    );
 }
