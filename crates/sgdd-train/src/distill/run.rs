@@ -81,6 +81,9 @@ pub(super) struct KdRun<M> {
     resumed: bool,
 }
 
+/// The config differences `(key, was, now)` of a run from a stored config text.
+pub(super) type Differences<'a> = &'a dyn Fn(&str) -> Result<Vec<(String, String, String)>>;
+
 /// What [`KdRun::open`] needs beside the student's variables.
 pub(super) struct OpenRun<'a> {
     pub dir: RunDir,
@@ -96,7 +99,7 @@ pub(super) struct OpenRun<'a> {
     /// "distilled" / "trained": the verb of a refused resume's message.
     pub what: &'static str,
     /// The config differences `(key, was, now)` from a stored config text.
-    pub differences: &'a dyn Fn(&str) -> Result<Vec<(String, String, String)>>,
+    pub differences: Differences<'a>,
 }
 
 impl<M: ValMetrics> KdRun<M> {
