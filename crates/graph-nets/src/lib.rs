@@ -7,6 +7,9 @@
 //! | student `E_init` | [`InitEncoder`] = [`Gat`] + [`TemporalLift`] | `G_0` ([`InitialState`]) | `z_init`: `[T, N, d]` |
 //! | decoder | [`Egno`] or [`GfNode`] (conditioned on `z^sg`) | `G_0` and `z_cond: [T, N, d]` | `x_{1:T}`: `[T, N, 3]` |
 //!
+//! Grid forecasters for SDKD's Navier–Stokes setting: [`GridNet`] (FNO-2d teacher, ResNet and
+//! U-Net students; `[B, T_in, H, W]` → `[B, T_out, H, W]`).
+//!
 //! Building blocks: [`EgnnLayer`] (Satorras et al. 2021), the Fourier temporal convolutions
 //! [`SpectralTimeConv`] / [`EquivariantTimeConv`] (EGNO, Xu et al. 2024), and [`GraphBatch`]
 //! (block-diagonal batching, segment reductions, radius / k-NN / multi-hop edges).
@@ -54,6 +57,7 @@ mod error;
 mod fourier;
 mod gat;
 mod gfnode;
+mod grid;
 mod mlp;
 pub mod ode;
 mod stsgnn;
@@ -69,5 +73,6 @@ pub use fourier::{
 };
 pub use gat::{Gat, GatConfig, InitEncoder, InitEncoderConfig, TemporalLift, TemporalLiftConfig};
 pub use gfnode::{GfNode, GfNodeConfig, ModeInteraction, OdeTime, VectorDynamics};
+pub use grid::{GridArch, GridNet, GridNetConfig};
 pub use mlp::{Activation, Mlp, linear, xavier_uniform};
 pub use stsgnn::{Stsgnn, StsgnnConfig, Trajectory};

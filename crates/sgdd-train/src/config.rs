@@ -569,6 +569,70 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Rejects `[train]` settings that cannot run, naming the key (`train.epochs = 0` is left to
+    /// the caller: a run of an untrainable model may have no epoch).
+    pub fn check(&self) -> Result<()> {
+        let t = self;
+        ensure!(t.batch_size >= 1, "train.batch_size must be ≥ 1");
+        ensure!(t.eval_every >= 1, "train.eval_every must be ≥ 1");
+        ensure!(
+            t.threads >= 0,
+            "train.threads must be ≥ 0 (0: libtorch's default), got {}",
+            t.threads
+        );
+        let a = &t.adam;
+        ensure!(
+            a.lr > 0.0 && a.lr.is_finite(),
+            "train.adam.lr must be a finite number > 0, got {}",
+            a.lr
+        );
+        ensure!(
+            (0.0..1.0).contains(&a.beta1),
+            "train.adam.beta1 must be in [0, 1), got {}",
+            a.beta1
+        );
+        ensure!(
+            (0.0..1.0).contains(&a.beta2),
+            "train.adam.beta2 must be in [0, 1), got {}",
+            a.beta2
+        );
+        ensure!(a.eps > 0.0, "train.adam.eps must be > 0, got {}", a.eps);
+        ensure!(
+            a.weight_decay >= 0.0 && a.weight_decay.is_finite(),
+            "train.adam.weight_decay must be ≥ 0, got {}",
+            a.weight_decay
+        );
+        ensure!(
+            a.clip_grad_norm >= 0.0 && a.clip_grad_norm.is_finite(),
+            "train.adam.clip_grad_norm must be ≥ 0 (0: no clipping), got {}",
+            a.clip_grad_norm
+        );
+        ensure!(
+            t.warmup_epochs >= 0.0 && t.warmup_epochs.is_finite(),
+            "train.warmup_epochs must be ≥ 0, got {}",
+            t.warmup_epochs
+        );
+        ensure!(
+            t.min_lr >= 0.0 && t.min_lr <= a.lr,
+            "train.min_lr must be in [0, train.adam.lr], got {}",
+            t.min_lr
+        );
+        ensure!(t.step_epochs >= 1, "train.step_epochs must be ≥ 1");
+        ensure!(
+            t.gamma > 0.0 && t.gamma <= 1.0,
+            "train.gamma must be in (0, 1], got {}",
+            t.gamma
+        );
+        ensure!(
+            t.divergence_factor == 0.0 || t.divergence_factor > 1.0,
+            "train.divergence_factor must be > 1 (or 0: off), got {}",
+            t.divergence_factor
+        );
+        Ok(())
+    }
+}
+
 impl RunConfig {
     /// Parses TOML text, then applies `key.path=value` overrides (values parsed as TOML, else
     /// taken as strings), then [`RunConfig::check`]s it. Unknown keys and values of the wrong
@@ -701,66 +765,12 @@ impl RunConfig {
             "model.ridge_lambda must be a finite number ≥ 0, got {}",
             m.ridge_lambda
         );
-        ensure!(t.batch_size >= 1, "train.batch_size must be ≥ 1");
-        ensure!(t.eval_every >= 1, "train.eval_every must be ≥ 1");
         ensure!(
             t.epochs >= 1 || !m.kind.trainable(),
             "train.epochs must be ≥ 1 for model.kind = {:?}",
             m.kind.name()
         );
-        ensure!(
-            t.threads >= 0,
-            "train.threads must be ≥ 0 (0: libtorch's default), got {}",
-            t.threads
-        );
-        let a = &t.adam;
-        ensure!(
-            a.lr > 0.0 && a.lr.is_finite(),
-            "train.adam.lr must be a finite number > 0, got {}",
-            a.lr
-        );
-        ensure!(
-            (0.0..1.0).contains(&a.beta1),
-            "train.adam.beta1 must be in [0, 1), got {}",
-            a.beta1
-        );
-        ensure!(
-            (0.0..1.0).contains(&a.beta2),
-            "train.adam.beta2 must be in [0, 1), got {}",
-            a.beta2
-        );
-        ensure!(a.eps > 0.0, "train.adam.eps must be > 0, got {}", a.eps);
-        ensure!(
-            a.weight_decay >= 0.0 && a.weight_decay.is_finite(),
-            "train.adam.weight_decay must be ≥ 0, got {}",
-            a.weight_decay
-        );
-        ensure!(
-            a.clip_grad_norm >= 0.0 && a.clip_grad_norm.is_finite(),
-            "train.adam.clip_grad_norm must be ≥ 0 (0: no clipping), got {}",
-            a.clip_grad_norm
-        );
-        ensure!(
-            t.warmup_epochs >= 0.0 && t.warmup_epochs.is_finite(),
-            "train.warmup_epochs must be ≥ 0, got {}",
-            t.warmup_epochs
-        );
-        ensure!(
-            t.min_lr >= 0.0 && t.min_lr <= a.lr,
-            "train.min_lr must be in [0, train.adam.lr], got {}",
-            t.min_lr
-        );
-        ensure!(t.step_epochs >= 1, "train.step_epochs must be ≥ 1");
-        ensure!(
-            t.gamma > 0.0 && t.gamma <= 1.0,
-            "train.gamma must be in (0, 1], got {}",
-            t.gamma
-        );
-        ensure!(
-            t.divergence_factor == 0.0 || t.divergence_factor > 1.0,
-            "train.divergence_factor must be > 1 (or 0: off), got {}",
-            t.divergence_factor
-        );
+        t.check()?;
         Ok(CheckedRunConfig(self))
     }
 }

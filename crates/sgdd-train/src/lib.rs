@@ -68,9 +68,11 @@ pub use device_check::{
     device_checks, max_rel_diff,
 };
 pub use distill::{
-    BandsKind, CheckedDistillConfig, CoordMlp, DistillConfig, DistillEpochLog, DistillOptions,
-    DistillResult, DistillStep, DistillTiming, Distiller, InitKind, KdConfig, KdLoss, Student,
-    StudentArch, StudentConfig, Teacher, TeacherReport,
+    BandsKind, CheckedDistillConfig, CheckedGridConfig, CoordMlp, DistillConfig, DistillEpochLog,
+    DistillOptions, DistillResult, DistillStep, DistillTiming, Distiller, GridDataConfig,
+    GridDistillConfig, GridDistiller, GridMetrics, GridResult, GridTeacher, GridTeacherReport,
+    GridWindows, InitKind, KdConfig, KdLoss, Student, StudentArch, StudentConfig, Teacher,
+    TeacherReport,
 };
 pub use eval::{
     ErrorSpectrum, Predictions, Rollout, error_spectrum, evaluate, evaluate_on, evaluate_teacher,

@@ -73,9 +73,9 @@ pub(crate) fn stopped(checkpoint: &Path, epochs: usize, what: String) -> anyhow:
 }
 
 /// Model selection and early stopping, as a checkpoint's history carries them.
-pub(crate) struct Selection<'a> {
+pub(crate) struct Selection<'a, M = Metrics> {
     /// The best validation so far.
-    pub best: &'a mut Option<Best>,
+    pub best: &'a mut Option<Best<M>>,
     /// Validations since the best one.
     pub stale_evals: &'a mut usize,
     /// Set when early stopping ends the run.
@@ -83,11 +83,27 @@ pub(crate) struct Selection<'a> {
 }
 
 impl Selection<'_> {
-    /// Records the validation `m` of 1-based `epoch` (`last`: the run's final epoch); true when
-    /// it is the best so far (the caller saves `best.safetensors`).
+    /// Records the validation `m` of 1-based `epoch` (`last`: the run's final epoch), scored by
+    /// `train.select`; true when it is the best so far (the caller saves `best.safetensors`).
     pub fn record(&mut self, t: &TrainConfig, m: Metrics, epoch: usize, last: bool) -> bool {
         let score = t.select.of(&m);
-        if self.best.is_none_or(|b| score < b.score) {
+        self.record_score(t, &format!("{:?}", t.select), score, m, epoch, last)
+    }
+}
+
+impl<M> Selection<'_, M> {
+    /// Records a validation `m` whose selection score (lower is better) is `score`, named
+    /// `metric` in the early-stopping message; true when it is the best so far.
+    pub fn record_score(
+        &mut self,
+        t: &TrainConfig,
+        metric: &str,
+        score: f64,
+        m: M,
+        epoch: usize,
+        last: bool,
+    ) -> bool {
+        if self.best.as_ref().is_none_or(|b| score < b.score) {
             *self.best = Some(Best {
                 score,
                 epoch,
@@ -99,8 +115,8 @@ impl Selection<'_> {
         *self.stale_evals += 1;
         if t.patience > 0 && *self.stale_evals >= t.patience && !last {
             *self.stopped_early = Some(format!(
-                "early stopping after epoch {epoch}: no better validation {:?} in {} evaluations",
-                t.select, t.patience
+                "early stopping after epoch {epoch}: no better validation {metric} in {} evaluations",
+                t.patience
             ));
         }
         false

@@ -118,15 +118,15 @@ pub struct EpochLog {
     pub imitation_r2: Option<f64>,
 }
 
-/// The best validation so far.
+/// The best validation so far (`M`: the validation metrics; grids' [`GridMetrics`](crate::GridMetrics)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Best {
+pub struct Best<M = Metrics> {
     /// The selection metric's value.
     pub score: f64,
     /// 1-based epoch.
     pub epoch: usize,
     /// All validation metrics of that epoch.
-    pub val: Metrics,
+    pub val: M,
 }
 
 /// Everything of a run that a checkpoint carries beside the tensors.
@@ -260,21 +260,34 @@ pub fn lr_at(t: &TrainConfig, step: u64, steps_per_epoch: u64, total: u64) -> f6
 /// other numbers for the same seed) and copied to `device`, so the initial weights are a function
 /// of the seed alone, the same on every device.
 pub fn build_model(cfg: &RunConfig, p: &Prepared, device: Device) -> Result<(VarStore, Model)> {
-    let build = |device: Device| -> Result<(VarStore, Model)> {
-        tch::manual_seed(cfg.train.seed as i64);
-        let vs = VarStore::new(device);
-        let model = Model::build(
-            &vs,
+    seeded_on_cpu(cfg.train.seed, device, &|vs| {
+        Model::build(
+            vs,
             &cfg.model,
             ProblemDims::of(p),
             &p.undirected,
             p.target_times.clone(),
-        )?;
+        )
+    })
+}
+
+/// `build` on a fresh `VarStore` on `device` after seeding libtorch's generator with `seed`;
+/// on another device than the CPU the weights are drawn again on the CPU and copied, so they
+/// are a function of the seed alone (a GPU's generator draws other numbers for a seed).
+pub(crate) fn seeded_on_cpu<T>(
+    seed: u64,
+    device: Device,
+    build: &dyn Fn(&VarStore) -> Result<T>,
+) -> Result<(VarStore, T)> {
+    let make = |device: Device| -> Result<(VarStore, T)> {
+        tch::manual_seed(seed as i64);
+        let vs = VarStore::new(device);
+        let model = build(&vs)?;
         Ok((vs, model))
     };
-    let (mut vs, model) = build(device)?;
+    let (mut vs, model) = make(device)?;
     if device != Device::Cpu {
-        let (cpu, _) = build(Device::Cpu)?;
+        let (cpu, _) = make(Device::Cpu)?;
         vs.copy(&cpu)
             .context("copying the CPU-drawn initial weights to the device")?;
     }

@@ -38,6 +38,17 @@ pub enum Element {
         /// Position in the vector.
         index: usize,
     },
+    /// A grid value ([`crate::grid`]): sample, frame, row and column of the grid point.
+    Grid {
+        /// Sample index.
+        sample: usize,
+        /// Frame index inside the sample.
+        frame: usize,
+        /// Row (`y`) of the grid point.
+        row: usize,
+        /// Column (`x`) of the grid point.
+        col: usize,
+    },
 }
 
 impl fmt::Display for Element {
@@ -54,6 +65,12 @@ impl fmt::Display for Element {
             Element::Node { node, column } => write!(f, "node {node}, column {column}"),
             Element::Edge { edge, column } => write!(f, "edge {edge}, column {column}"),
             Element::Value { index } => write!(f, "index {index}"),
+            Element::Grid {
+                sample,
+                frame,
+                row,
+                col,
+            } => write!(f, "sample {sample}, frame {frame}, point ({row}, {col})"),
         }
     }
 }

@@ -186,7 +186,15 @@ pub fn read_dataset(path: impl AsRef<Path>) -> Result<Dataset> {
     decode(&bytes, path)
 }
 
-fn decode(bytes: &[u8], path: &Path) -> Result<Dataset> {
+/// Parses a safetensors container and the JSON header under `key` of `__metadata__`, checking
+/// its `format` and `version` fields (the shared first half of every reader in this crate).
+pub(crate) fn header_json<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+    key: &str,
+    format: &'static str,
+    version: u32,
+) -> Result<(SafeTensors<'a>, serde_json::Value)> {
     let p = || path.to_path_buf();
     let corrupt = |reason: String| Error::CorruptHeader { path: p(), reason };
     let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Container {
@@ -200,36 +208,74 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Dataset> {
     let json = container_meta
         .metadata()
         .as_ref()
-        .and_then(|m| m.get(HEADER_KEY))
+        .and_then(|m| m.get(key))
         .ok_or_else(|| {
             corrupt(format!(
-                "no `{HEADER_KEY}` entry in __metadata__ (not a traj-data file?)"
+                "no `{key}` entry in __metadata__ (not a {format} file?)"
             ))
         })?;
     let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| corrupt(format!("header is not JSON: {e}")))?;
     match value.get("format").and_then(|f| f.as_str()) {
         None => return Err(corrupt("header has no string field `format`".into())),
-        Some(FORMAT_NAME) => {}
+        Some(f) if f == format => {}
         Some(other) => {
             return Err(Error::WrongFormat {
                 path: p(),
                 found: other.into(),
-                expected: FORMAT_NAME,
+                expected: format,
             });
         }
     }
     match value.get("version").and_then(|v| v.as_u64()) {
         None => return Err(corrupt("header has no integer field `version`".into())),
-        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(v) if v == u64::from(version) => {}
         Some(found) => {
             return Err(Error::UnsupportedVersion {
                 path: p(),
                 found,
-                supported: FORMAT_VERSION,
+                supported: version,
             });
         }
     }
+    Ok((st, value))
+}
+
+/// The bytes of tensor `name`, checked to have `dtype` and `shape`.
+pub(crate) fn typed_view<'a>(
+    st: &SafeTensors<'a>,
+    path: &Path,
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+) -> Result<&'a [u8]> {
+    let view = st.tensor(name).map_err(|_| Error::MissingTensor {
+        path: path.to_path_buf(),
+        tensor: name.into(),
+    })?;
+    if view.dtype() != dtype {
+        return Err(Error::WrongDtype {
+            path: path.to_path_buf(),
+            tensor: name.into(),
+            expected: format!("{dtype:?}"),
+            got: format!("{:?}", view.dtype()),
+        });
+    }
+    if view.shape() != shape {
+        return Err(Error::TensorShape {
+            path: path.to_path_buf(),
+            tensor: name.into(),
+            expected: shape.to_vec(),
+            got: view.shape().to_vec(),
+        });
+    }
+    Ok(view.data())
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<Dataset> {
+    let p = || path.to_path_buf();
+    let corrupt = |reason: String| Error::CorruptHeader { path: p(), reason };
+    let (st, value) = header_json(bytes, path, HEADER_KEY, FORMAT_NAME, FORMAT_VERSION)?;
     let header: Header = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
     let layout = header.layout;
     let num_traj = header.num_frames.len();
@@ -291,27 +337,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Dataset> {
     }
     let mut data: HashMap<&str, &[u8]> = HashMap::new();
     for (name, dtype, shape) in &expected {
-        let view = st.tensor(name).map_err(|_| Error::MissingTensor {
-            path: p(),
-            tensor: (*name).into(),
-        })?;
-        if view.dtype() != *dtype {
-            return Err(Error::WrongDtype {
-                path: p(),
-                tensor: (*name).into(),
-                expected: format!("{dtype:?}"),
-                got: format!("{:?}", view.dtype()),
-            });
-        }
-        if view.shape() != shape.as_slice() {
-            return Err(Error::TensorShape {
-                path: p(),
-                tensor: (*name).into(),
-                expected: shape.clone(),
-                got: view.shape().to_vec(),
-            });
-        }
-        data.insert(name, view.data());
+        data.insert(name, typed_view(&st, path, name, *dtype, shape)?);
     }
 
     let get = |name: &str| data.get(name).copied().unwrap_or_default();

@@ -90,6 +90,12 @@
 //! # Ok::<(), traj_data::Error>(())
 //! ```
 
+//! # Grid data
+//!
+//! [`grid`] is the format of fields on a periodic grid over time (`[S, F, n, n]` f32 per split,
+//! versioned header, the same manifest and checks); [`navier_stokes::NsDatasetSpec`] generates
+//! SDKD's 2-D Navier–Stokes vorticity datasets into it, deterministically and resumably.
+//!
 //! # Real data
 //!
 //! Readers for foreign formats live in [`formats`] ([`formats::dcd`], [`formats::psf`],
@@ -122,6 +128,7 @@ mod error;
 mod format;
 pub mod formats;
 mod fsutil;
+pub mod grid;
 mod import_error;
 mod manifest;
 pub mod mocap;

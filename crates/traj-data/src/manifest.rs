@@ -229,7 +229,25 @@ impl Manifest {
 /// (see [`read_dataset`]); a trajectory count that disagrees with the manifest is
 /// [`Error::CorruptManifest`].
 pub fn load_split(dir: impl AsRef<Path>, split: Split) -> Result<Dataset> {
-    let dir = dir.as_ref();
+    load_verified(
+        dir.as_ref(),
+        split,
+        "trajectories",
+        |p| read_dataset(p),
+        Dataset::len,
+    )
+}
+
+/// Reads the manifest of `dir`, verifies `split`'s file (size, then sha256), reads it with
+/// `read` and checks its count of `items` (`count`) against the manifest's: the one path from a
+/// manifest to a split's contents, for every format of this crate.
+pub(crate) fn load_verified<T>(
+    dir: &Path,
+    split: Split,
+    items: &str,
+    read: impl FnOnce(&Path) -> Result<T>,
+    count: impl FnOnce(&T) -> usize,
+) -> Result<T> {
     let manifest = Manifest::read(dir)?;
     let entry = manifest
         .entry_for(split)
@@ -238,19 +256,18 @@ pub fn load_split(dir: impl AsRef<Path>, split: Split) -> Result<Dataset> {
             file: split.file_name(),
         })?;
     let path = manifest.verify(dir, &entry.file)?;
-    let dataset = read_dataset(&path)?;
-    if dataset.len() != entry.num_trajectories {
+    let value = read(&path)?;
+    let got = count(&value);
+    if got != entry.num_trajectories {
         return Err(Error::CorruptManifest {
             path: dir.join(MANIFEST_FILE),
             reason: format!(
-                "{} lists {} trajectories, the file holds {}",
-                entry.file,
-                entry.num_trajectories,
-                dataset.len()
+                "{} lists {} {items}, the file holds {got}",
+                entry.file, entry.num_trajectories,
             ),
         });
     }
-    Ok(dataset)
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -99,6 +99,9 @@ pub enum BandsKind {
     Joint,
     /// A DFT along time: frequencies `|f| ≤ time_cutoff` are the low band.
     TimeDft,
+    /// Grids: a DFT over time and both grid axes, the low band `|f_t| ≤ time_cutoff` and
+    /// `|k_x|, |k_y| ≤ space_cutoff` (SPEC §4.5 "a DFT cutoff along time and space for grids").
+    Dft,
 }
 
 /// See [`KdConfig::init`].
@@ -129,8 +132,10 @@ pub struct KdConfig {
     pub bands: BandsKind,
     /// `joint`: joint modes in the low band (lowered to an eigenvalue gap).
     pub k: usize,
-    /// `time-dft`: the cutoff frequency (cycles over the predicted frames).
+    /// `time-dft`, `dft`: the cutoff frequency in time (cycles over the predicted frames).
     pub time_cutoff: usize,
+    /// `dft` (grids): the cutoff wavenumber along each grid axis.
+    pub space_cutoff: usize,
     /// How several teachers are weighted each step: `a2d` (SDKD eq. 13 on the Gram matrix of
     /// the teachers' KD-loss gradients with respect to the student's parameters) or `average`
     /// (AVER-MKD).
@@ -149,6 +154,12 @@ pub struct KdConfig {
     pub ridge_lambda: f64,
     /// Which teacher (index into `teachers`) the ridge initialisation fits.
     pub ridge_teacher: usize,
+    /// β of the hidden-state KD `β ‖A(h_S) − h_T‖²` (mean over elements) between the student's
+    /// and teacher `hidden_teacher`'s readout inputs, through a learned linear adapter `A` when
+    /// their widths differ (the identity otherwise); 0: off. Grid runs.
+    pub hidden_weight: f64,
+    /// Which teacher the hidden-state KD aligns with.
+    pub hidden_teacher: usize,
 }
 
 impl Default for KdConfig {
@@ -161,13 +172,73 @@ impl Default for KdConfig {
             bands: BandsKind::Joint,
             k: 10,
             time_cutoff: 1,
+            space_cutoff: 4,
             weighting: Weighting::A2d,
             cap: 1.0,
             a2d_normalise: false,
             init: InitKind::Random,
             ridge_lambda: 1e-3,
             ridge_teacher: 0,
+            hidden_weight: 0.0,
+            hidden_teacher: 0,
         }
+    }
+}
+
+impl KdConfig {
+    /// The checks every kind of distillation run makes of `[distill]`, naming the key.
+    pub fn check(&self) -> Result<()> {
+        let k = self;
+        for (key, v) in [("distill.lambda", k.lambda), ("distill.alpha", k.alpha)] {
+            ensure!(
+                v >= 0.0 && v.is_finite(),
+                "{key} must be a finite number ≥ 0, got {v}"
+            );
+        }
+        ensure!(
+            k.ridge_lambda >= 0.0 && k.ridge_lambda.is_finite(),
+            "distill.ridge_lambda must be a finite number ≥ 0, got {}",
+            k.ridge_lambda
+        );
+        ensure!(k.k >= 1, "distill.k must be ≥ 1");
+        let m = k.teachers.len();
+        ensure!(
+            k.loss == KdLoss::None || m >= 1,
+            "distill.loss = \"{}\" needs at least one teacher (distill.teachers, or --teacher)",
+            match k.loss {
+                KdLoss::None => "none",
+                KdLoss::Output => "output",
+                KdLoss::Freq => "freq",
+            }
+        );
+        ensure!(
+            k.cap > 0.0 && k.cap <= 1.0,
+            "distill.cap must be in (0, 1], got {}",
+            k.cap
+        );
+        ensure!(
+            k.weighting != Weighting::A2d || m == 0 || k.cap * m as f64 >= 1.0 - 1e-12,
+            "distill.cap = {} is infeasible for {m} teachers: the weights sum to 1, so C · M must \
+             be ≥ 1 (C ≥ {:.4})",
+            k.cap,
+            1.0 / m as f64
+        );
+        ensure!(
+            k.hidden_weight >= 0.0 && k.hidden_weight.is_finite(),
+            "distill.hidden_weight must be a finite number ≥ 0, got {}",
+            k.hidden_weight
+        );
+        ensure!(
+            k.hidden_weight == 0.0 || k.hidden_teacher < m,
+            "distill.hidden_teacher = {} but there are {m} teachers",
+            k.hidden_teacher
+        );
+        ensure!(
+            k.init != InitKind::Ridge || k.ridge_teacher < m,
+            "distill.ridge_teacher = {} but there are {m} teachers",
+            k.ridge_teacher
+        );
+        Ok(())
     }
 }
 
@@ -211,52 +282,24 @@ impl DistillConfig {
             train: self.train.clone(),
         }
         .check()?;
-        for (key, v) in [("distill.lambda", k.lambda), ("distill.alpha", k.alpha)] {
-            ensure!(
-                v >= 0.0 && v.is_finite(),
-                "{key} must be a finite number ≥ 0, got {v}"
-            );
-        }
-        ensure!(
-            k.ridge_lambda >= 0.0 && k.ridge_lambda.is_finite(),
-            "distill.ridge_lambda must be a finite number ≥ 0, got {}",
-            k.ridge_lambda
-        );
-        ensure!(k.k >= 1, "distill.k must be ≥ 1");
-        let m = k.teachers.len();
-        ensure!(
-            k.loss == KdLoss::None || m >= 1,
-            "distill.loss = \"{}\" needs at least one teacher (distill.teachers, or --teacher)",
-            match k.loss {
-                KdLoss::None => "none",
-                KdLoss::Output => "output",
-                KdLoss::Freq => "freq",
-            }
-        );
-        ensure!(
-            k.cap > 0.0 && k.cap <= 1.0,
-            "distill.cap must be in (0, 1], got {}",
-            k.cap
-        );
-        ensure!(
-            k.weighting != Weighting::A2d || m == 0 || k.cap * m as f64 >= 1.0 - 1e-12,
-            "distill.cap = {} is infeasible for {m} teachers: the weights sum to 1, so C · M must \
-             be ≥ 1 (C ≥ {:.4})",
-            k.cap,
-            1.0 / m as f64
-        );
+        k.check()?;
         if k.init == InitKind::Ridge {
             ensure!(
                 s.kind == StudentArch::Mlp,
                 "distill.init = \"ridge\" solves the MLP student's readout: it needs \
                  student.kind = \"mlp\""
             );
-            ensure!(
-                k.ridge_teacher < m,
-                "distill.ridge_teacher = {} but there are {m} teachers",
-                k.ridge_teacher
-            );
         }
+        ensure!(
+            k.hidden_weight == 0.0,
+            "distill.hidden_weight: the hidden-state KD aligns grid nets' readout inputs \
+             (`sgdd distill-grid`); particle students have no such option yet"
+        );
+        ensure!(
+            k.bands != BandsKind::Dft,
+            "distill.bands = \"dft\" (space and time) is for grid data; particle runs use \
+             \"joint\" or \"time-dft\""
+        );
         Ok(CheckedDistillConfig(self))
     }
 }

@@ -1,13 +1,14 @@
 //! The light students of a distillation run: a small EGNO (a [`Model`]) or SDKD's MLP student,
 //! and the closed-form ridge initialisation of the MLP's readout (seed 002).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use distill_kd::RidgeConfig;
 use tch::{Device, Tensor, nn};
 
 use super::config::{StudentArch, StudentConfig};
 use crate::data::{Batch, GraphCache, Prepared};
 use crate::model::{Model, ProblemDims};
+use crate::trainer::seeded_on_cpu;
 
 /// SDKD's MLP student: a non-equivariant MLP over the flattened initial state of a sample
 /// (`[x_0, v_0, h]` of each of its `N` nodes, normalised units), SiLU hidden layers, and a
@@ -129,13 +130,11 @@ impl Student {
         seed: u64,
         device: Device,
     ) -> Result<(nn::VarStore, Self)> {
-        let build = |device: Device| -> Result<(nn::VarStore, Self)> {
-            tch::manual_seed(seed as i64);
-            let vs = nn::VarStore::new(device);
+        seeded_on_cpu(seed, device, &|vs| {
             let dims = ProblemDims::of(p);
-            let student = match cfg.kind {
+            Ok(match cfg.kind {
                 StudentArch::Egno => Self::Egno(Box::new(Model::build(
-                    &vs,
+                    vs,
                     &cfg.egno(),
                     dims,
                     &p.undirected,
@@ -148,16 +147,8 @@ impl Student {
                     cfg.hidden,
                     cfg.layers,
                 )),
-            };
-            Ok((vs, student))
-        };
-        let (mut vs, student) = build(device)?;
-        if device != Device::Cpu {
-            let (cpu, _) = build(Device::Cpu)?;
-            vs.copy(&cpu)
-                .context("copying the CPU-drawn initial weights to the device")?;
-        }
-        Ok((vs, student))
+            })
+        })
     }
 
     /// Predicted positions (normalised units) from the initial state.

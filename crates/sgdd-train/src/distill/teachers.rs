@@ -60,15 +60,12 @@ impl Teacher {
             b.speed_feature,
             b.type_one_hot
         );
-        if let (Some(was), Some(now)) = (&meta.dataset_sha256, dataset_sha256) {
-            ensure!(
-                was == now,
-                "teacher {} was trained on another dataset (manifest sha256 {was}) than {} \
-                 ({now})",
-                path.display(),
-                cfg.data.dir.display()
-            );
-        }
+        same_dataset(
+            path,
+            meta.dataset_sha256.as_deref(),
+            dataset_sha256,
+            &cfg.data.dir,
+        )?;
         vs.freeze();
         let train_pred = predictions(&model, &splits.train, batch_size, device)?;
         Ok(Self {
@@ -96,6 +93,25 @@ impl Teacher {
     pub fn parameters(&self) -> i64 {
         self.vs.variables().values().map(|t| t.numel() as i64).sum()
     }
+}
+
+/// Refuses a teacher (`path`) trained on another dataset (`was`, its manifest's sha256) than the
+/// run's (`now`, of `dir`), when both are known.
+pub(super) fn same_dataset(
+    path: &Path,
+    was: Option<&str>,
+    now: Option<&str>,
+    dir: &Path,
+) -> Result<()> {
+    if let (Some(was), Some(now)) = (was, now) {
+        ensure!(
+            was == now,
+            "teacher {} was trained on another dataset (manifest sha256 {was}) than {} ({now})",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// The predictions of `model` for every sample of `p`, `[S, T, N, 3]` (normalised units, CPU).

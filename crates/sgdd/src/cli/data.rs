@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use traj_data::SplitMethod;
 use traj_data::mocap::{CmuSelection, CmuTrials};
 use traj_data::molecule::{Md17File, Md17Molecule, Md17Setting, obtain_md17};
+use traj_data::navier_stokes::NsDatasetSpec;
 use traj_data::nbody::{NBodySpec, System};
 use traj_data::npz_import::{EdgeSource, NpzImportSpec, VelocitySource};
 use traj_data::protein::{ADK_SOURCE, ADK_TRAJECTORIES, ProteinSpec};
@@ -37,6 +38,36 @@ pub enum Generate {
     /// written as an MD17-format npz (`theory = "GFN2-xTB"`). Installs ase, tblite and rdkit into
     /// the Python environment if they are missing.
     Md17Xtb(Md17XtbArgs),
+    /// 2-D incompressible Navier–Stokes vorticity on a periodic grid (SDKD's NSE setting: the
+    /// FNO benchmark's solver, ν = 10⁻³, fixed forcing, Gaussian random initial fields), in the
+    /// grid format; deterministic for a seed, resumable (finished splits are kept).
+    NavierStokes(NavierStokesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NavierStokesArgs {
+    /// The small setting (32², dt = 10⁻³, 128 / 24 / 24 sequences) instead of SDKD's (64²,
+    /// dt = 10⁻⁴, 1000 / 100 / 100); the options below override either.
+    #[arg(long)]
+    pub quick: bool,
+    /// Training sequences.
+    #[arg(long)]
+    pub train: Option<usize>,
+    /// Validation sequences.
+    #[arg(long)]
+    pub val: Option<usize>,
+    /// Test sequences.
+    #[arg(long)]
+    pub test: Option<usize>,
+    /// Frames after the initial one (a frame per time unit).
+    #[arg(long)]
+    pub frames: Option<usize>,
+    /// Seed of the initial fields.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory (created).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +322,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Generate(Generate::Nbody(args)) => generate_nbody(&args),
         DataCommand::Generate(Generate::Md17Xtb(args)) => generate_md17_xtb(&args),
+        DataCommand::Generate(Generate::NavierStokes(args)) => generate_navier_stokes(&args),
         DataCommand::Fetch(Fetch::Adk(args)) => fetch_adk(&args),
         DataCommand::Fetch(Fetch::Source(args)) => fetch_sources(&args),
         DataCommand::Import(Import::MocapRun(args)) => import_mocap_run(&args),
@@ -625,6 +657,41 @@ fn generate_md17_xtb(args: &Md17XtbArgs) -> Result<()> {
         started.elapsed(),
         run.out.display(),
         report.bytes
+    );
+    Ok(())
+}
+
+fn generate_navier_stokes(args: &NavierStokesArgs) -> Result<()> {
+    let mut spec = if args.quick {
+        NsDatasetSpec::quick()
+    } else {
+        NsDatasetSpec::default()
+    };
+    spec.train = args.train.unwrap_or(spec.train);
+    spec.val = args.val.unwrap_or(spec.val);
+    spec.test = args.test.unwrap_or(spec.test);
+    spec.ns.frames = args.frames.unwrap_or(spec.ns.frames);
+    spec.ns.seed = args.seed;
+    let total = (spec.train + spec.val + spec.test) as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(
+            "navier-stokes [{elapsed_precise}] {wide_bar} {pos}/{len} sequences ({per_sec}, eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    spec.generate_dir(&args.out, &|done, _| bar.set_position(done as u64))
+        .with_context(|| format!("generating Navier–Stokes data into {}", args.out.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "wrote {} ({} train / {} val / {} test sequences of {} frames, {}²) in {:.1?}",
+        args.out.display(),
+        spec.train,
+        spec.val,
+        spec.test,
+        spec.ns.frames + 1,
+        spec.ns.resolution,
+        started.elapsed()
     );
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use sgdd_train::{
-    CheckedDistillConfig, DistillConfig, DistillOptions, DistillResult, DistillTiming, Distiller,
-    RunMode,
+    CheckedDistillConfig, CheckedGridConfig, DistillConfig, DistillOptions, DistillResult,
+    DistillTiming, Distiller, GridDistillConfig, GridDistiller, GridMetrics, GridResult, RunMode,
 };
 
 use super::train::{ConfigArgs, progress};
@@ -40,8 +40,8 @@ pub struct DistillArgs {
 }
 
 impl DistillArgs {
-    /// The config with every override applied (`--teacher` last), checked.
-    pub fn load(&self) -> Result<CheckedDistillConfig> {
+    /// Every override, `--teacher` last.
+    fn overrides(&self) -> Vec<String> {
         let mut set = self.config.overrides();
         if !self.teachers.is_empty() {
             let list: Vec<String> = self
@@ -51,7 +51,27 @@ impl DistillArgs {
                 .collect();
             set.push(format!("distill.teachers=[{}]", list.join(", ")));
         }
-        DistillConfig::load(&self.config.config, &set)
+        set
+    }
+
+    /// The config with every override applied, checked.
+    pub fn load(&self) -> Result<CheckedDistillConfig> {
+        DistillConfig::load(&self.config.config, &self.overrides())
+    }
+
+    /// The config as a grid run's (`sgdd distill-grid`), checked.
+    pub fn load_grid(&self) -> Result<CheckedGridConfig> {
+        GridDistillConfig::load(&self.config.config, &self.overrides())
+    }
+
+    fn mode(&self) -> RunMode {
+        if self.resume {
+            RunMode::Resume
+        } else if self.force {
+            RunMode::Force
+        } else {
+            RunMode::Fresh
+        }
     }
 }
 
@@ -74,19 +94,12 @@ fn toml_string(s: &str) -> String {
 /// Distils `args`' config into its run directory; the result and timing.
 pub fn run(args: &DistillArgs) -> Result<(DistillResult, DistillTiming)> {
     let cfg = args.load()?;
-    let mode = if args.resume {
-        RunMode::Resume
-    } else if args.force {
-        RunMode::Force
-    } else {
-        RunMode::Fresh
-    };
     let (bar, observer) = progress(args.quiet, cfg.train.epochs);
     let mut d = Distiller::new(
         cfg,
         &args.out,
         DistillOptions {
-            mode,
+            mode: args.mode(),
             observer: Some(observer),
         },
     )?;
@@ -102,6 +115,89 @@ pub fn distill(args: &DistillArgs) -> Result<()> {
     }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// Trains or distils the grid run of `args`' config into its run directory; the result and
+/// timing.
+pub fn run_grid(args: &DistillArgs) -> Result<(GridResult, DistillTiming)> {
+    let cfg = args.load_grid()?;
+    let (bar, observer) = progress(args.quiet, cfg.train.epochs);
+    let mut d = GridDistiller::new(
+        cfg,
+        &args.out,
+        DistillOptions {
+            mode: args.mode(),
+            observer: Some(observer),
+        },
+    )?;
+    d.train(args.stop_after_epochs)?;
+    bar.finish_and_clear();
+    d.finish()
+}
+
+pub fn distill_grid(args: &DistillArgs) -> Result<()> {
+    let (r, t) = run_grid(args).with_context(|| format!("run {}", args.out.display()))?;
+    if !args.quiet {
+        let mut s = format!(
+            "{} on {}, KD {:?}, {:?} weighting, {:?} init (seed {}): {} epochs in {:.1} s; best \
+             epoch {} on validation MSE.\n  {:<40} {:>12} {:>8} {:>10} {:>12} {:>8}\n",
+            r.arch,
+            r.dataset.display(),
+            r.kd,
+            r.weighting,
+            r.init,
+            r.seed,
+            r.epochs,
+            t.train_seconds,
+            r.best_epoch,
+            "model",
+            "test MSE",
+            "rel L2",
+            "params",
+            "samples/s",
+            "mean α"
+        );
+        let mut row = |name: String, m: &GridMetrics, params: i64, sps: f64, a: Option<f64>| {
+            s.push_str(&format!(
+                "  {name:<40} {:>12.4e} {:>8.4} {params:>10} {sps:>12.0} {:>8}\n",
+                m.mse,
+                m.rel_l2,
+                a.map(|a| format!("{a:.3}")).unwrap_or_default()
+            ));
+        };
+        row(
+            r.arch.clone(),
+            &r.test,
+            r.parameters,
+            t.student_inference,
+            None,
+        );
+        for (teacher, sps) in r.teachers.iter().zip(&t.teacher_inference) {
+            let name = format!(
+                "teacher {} ({})",
+                teacher.arch,
+                run_name(&teacher.checkpoint)
+            );
+            row(
+                name,
+                &teacher.test,
+                teacher.parameters,
+                *sps,
+                teacher.mean_alpha,
+            );
+        }
+        eprint!("{s}");
+    }
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}
+
+/// The run directory that names a checkpoint (`RUN/best.safetensors` → `RUN`).
+fn run_name(checkpoint: &std::path::Path) -> String {
+    checkpoint.parent().and_then(|p| p.file_name()).map_or_else(
+        || checkpoint.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// The student beside its teachers: test S2S / S2T (×10⁻²), parameters, inference throughput.
@@ -133,16 +229,11 @@ fn summary(out: &std::path::Path, r: &DistillResult, t: &DistillTiming) -> Strin
         ""
     ));
     for (teacher, sps) in r.teachers.iter().zip(&t.teacher_inference) {
-        // the run directory names the teacher (RUN/best.safetensors)
-        let run = teacher
-            .checkpoint
-            .parent()
-            .and_then(|p| p.file_name())
-            .map_or_else(
-                || teacher.checkpoint.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-        let name = format!("teacher {} ({run})", teacher.kind);
+        let name = format!(
+            "teacher {} ({})",
+            teacher.kind,
+            run_name(&teacher.checkpoint)
+        );
         s.push_str(&format!(
             "  {:<40} {:>10.4} {:>10.4} {:>10} {:>12.0} {:>8}\n",
             name,

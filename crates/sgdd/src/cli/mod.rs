@@ -6,6 +6,7 @@ pub mod eval;
 pub mod lam_slide;
 pub mod repro;
 pub mod repro_distill;
+pub mod repro_distill_ns;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,10 @@ pub enum Command {
     /// Distil trained teachers into a light student (frequency-aligned or output KD, A2D or
     /// average weighting of several teachers, optional closed-form ridge initialisation).
     Distill(distill::DistillArgs),
+    /// Train a grid forecaster (FNO, ResNet, U-Net) on a Navier–Stokes dataset, alone or
+    /// distilled from grid teachers (checkpoints of such runs): the `sgdd distill` objective with
+    /// DFT bands over time and space (`distill.bands = "dft"`).
+    DistillGrid(distill::DistillArgs),
     /// Score a checkpoint on a split of its dataset (S2S, S2T, ADE, FDE in original units).
     Eval(eval::EvalArgs),
     /// Predict trajectories for a dataset file with a checkpoint; writes an `.npz` (key `x`).
@@ -55,6 +60,10 @@ pub enum ReproCommand {
     /// Light students distilled from the charged N-body table's EGNO and SGDD-EGNO (and a weak
     /// teacher): no KD / output KD / frequency-aligned KD / average vs A2D / ridge init.
     DistillNbody(repro::ReproArgs),
+    /// SDKD's own setting, 2-D Navier–Stokes (generated): a light grid student alone / + output
+    /// KD / + frequency-aligned KD / two teachers (one weak) by average and by A2D / + ridge
+    /// init, beside an FNO teacher.
+    DistillNs(repro::ReproArgs),
 }
 
 /// Runs the parsed command line.
@@ -63,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => data::run(cmd),
         Command::Train(args) => train::train(&args),
         Command::Distill(args) => distill::distill(&args),
+        Command::DistillGrid(args) => distill::distill_grid(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Predict(args) => eval::predict(&args),
         Command::Spectrum(args) => eval::spectrum(&args),
@@ -71,5 +81,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repro(ReproCommand::Adk(args)) => repro::run_adk(&args),
         Command::Repro(ReproCommand::Md17Xtb(args)) => repro::run_md17_xtb(&args),
         Command::Repro(ReproCommand::DistillNbody(args)) => repro_distill::run(&args),
+        Command::Repro(ReproCommand::DistillNs(args)) => repro_distill_ns::run(&args),
     }
 }
