@@ -49,6 +49,17 @@ impl Fixture {
         let parts: Vec<_> = sizes.into_iter().zip(edges).collect();
         batch_of(&parts)
     }
+
+    /// The fixture's initial state on `graph` ([`Fixture::graph`]).
+    fn state<'a>(&'a self, graph: &'a GraphBatch) -> InitialState<'a> {
+        InitialState {
+            x: self.get("in.x"),
+            v: Some(self.get("in.v")),
+            h: self.get("in.h"),
+            graph,
+            edge_attr: Some(self.get("in.edge_attr")),
+        }
+    }
 }
 
 /// A 7-node tree (the fixture's molecule, bonds and 2-hop edges): no automorphism, distinct
@@ -120,19 +131,7 @@ fn matches_the_authors_fourier_md() {
     assert_close(&basis.narrow(0, 0, 7), want, 1e-10, "basis of graph 0");
     assert_close(&basis.narrow(0, 7, 7), want, 1e-10, "basis of graph 1");
 
-    let (x, v, h, e) = (
-        fx.get("in.x"),
-        fx.get("in.v"),
-        fx.get("in.h"),
-        fx.get("in.edge_attr"),
-    );
-    let state = InitialState {
-        x,
-        v: Some(v),
-        h,
-        graph: &graph,
-        edge_attr: Some(e),
-    };
+    let state = fx.state(&graph);
     let out = model
         .f_forward(&state, Some(fx.get("in.times")), None)
         .unwrap();
@@ -179,19 +178,7 @@ fn matches_the_authors_dopri5() {
     let mut cfg: GfNodeConfig = serde_json::from_value(fx.meta["config"].clone()).unwrap();
     cfg.ode = serde_json::from_value(case["ode"].clone()).unwrap();
     assert!(cfg.ode.interpolate && cfg.ode.solver == Solver::Dopri5);
-    let (x, v, h, e) = (
-        fx.get("in.x"),
-        fx.get("in.v"),
-        fx.get("in.h"),
-        fx.get("in.edge_attr"),
-    );
-    let state = InitialState {
-        x,
-        v: Some(v),
-        h,
-        graph: &graph,
-        edge_attr: Some(e),
-    };
+    let state = fx.state(&graph);
     let mut worst = Vec::new();
     for interpolate in [true, false] {
         cfg.ode.interpolate = interpolate;
