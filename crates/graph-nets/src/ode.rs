@@ -8,14 +8,20 @@
 //!   `method="rk4"`): fixed steps. Without [`OdeOptions::step_size`] each interval between two
 //!   output times is one step; with it, each interval is cut into `ceil(Δt / step_size)` equal
 //!   steps, so every output time is reached exactly (no interpolation).
-//! - [`Solver::Dopri5`]: Dormand–Prince 5(4) with adaptive step size. The local error estimate
-//!   (5th − 4th order solution) is measured in the RMS norm of
-//!   `err / (atol + rtol · max(|y_n|, |y_{n+1}|))`; a step is accepted when that norm is ≤ 1, and
-//!   the next step is `h · clamp(0.9 · norm^(−1/5), 0.2, 10)` (never shrunk after an accepted
-//!   step). The first step follows Hairer, Nørsett & Wanner (1993, II.4) unless
-//!   [`OdeOptions::first_step`] is given. Steps are clipped so that every output time is hit
-//!   exactly. Step-size control runs on detached values: gradients flow through the accepted
-//!   steps, not through the choice of their sizes.
+//! - [`Solver::Dopri5`]: Dormand–Prince 5(4) with adaptive step size, with the embedded
+//!   4th-order solution of Shampine (1986) for the error estimate, as `torchdiffeq`'s `dopri5`
+//!   (the solver of GF-NODE's authors). The local error estimate (5th − 4th order solution) is
+//!   measured in the RMS norm of `err / (atol + rtol · max(|y_n|, |y_{n+1}|))`; a step is
+//!   accepted when that norm is ≤ 1, and the next step is `h · clamp(0.9 · norm^(−1/5), 0.2, 10)`
+//!   (never shrunk after an accepted step). The first step follows Hairer, Nørsett & Wanner
+//!   (1993, II.4) unless [`OdeOptions::first_step`] is given. Output times are reached in one of
+//!   two ways ([`OdeOptions::interpolate`]): by default steps are clipped so that every output
+//!   time is hit exactly; with `interpolate`, steps run freely past output times and each output
+//!   is read from the accepted step's quartic interpolant (the dense output `torchdiffeq` uses,
+//!   through Shampine's mid-point), which takes the same steps as `torchdiffeq.odeint(…,
+//!   method="dopri5")` for the same tolerances. Step-size control runs on detached values:
+//!   gradients flow through the accepted steps (and the interpolants), not through the choice of
+//!   their sizes.
 //!
 //! Errors: a step size that underflows [`OdeOptions::min_step`] (stiffness or a blow-up), more
 //! than [`OdeOptions::max_steps`] steps, output times that are not strictly monotone or not
@@ -97,6 +103,9 @@ pub struct OdeOptions {
     pub min_step: f64,
     /// Steps (accepted + rejected) after which the solve fails.
     pub max_steps: usize,
+    /// Dopri5: step past the output times and interpolate (`torchdiffeq`'s behaviour) instead
+    /// of clipping steps to them (see the [module docs](self)).
+    pub interpolate: bool,
 }
 
 impl Default for OdeOptions {
@@ -109,6 +118,7 @@ impl Default for OdeOptions {
             first_step: None,
             min_step: 1e-12,
             max_steps: 10_000,
+            interpolate: false,
         }
     }
 }
@@ -174,7 +184,10 @@ where
     let mut out = Vec::with_capacity(ts.len());
     out.push(y0.shallow_clone());
     let mut y = y0.shallow_clone();
-    if opts.solver.is_adaptive() {
+    if opts.solver.is_adaptive() && opts.interpolate {
+        let mut stepper = Dopri5::new(opts, dir);
+        out.extend(stepper.dense(&mut f, ts, y0, &mut stats)?);
+    } else if opts.solver.is_adaptive() {
         let mut stepper = Dopri5::new(opts, dir);
         for w in ts.windows(2) {
             y = stepper.advance(&mut f, w[0], w[1], y, &mut stats)?;
@@ -325,15 +338,27 @@ const A: [&[f64]; 6] = [
         11.0 / 84.0,
     ],
 ];
-/// 5th-order minus 4th-order weights (the error estimate), over the 7 stages.
+/// 5th-order minus 4th-order weights (the error estimate), over the 7 stages; the 4th-order
+/// solution is Shampine's (1986), as in `torchdiffeq`.
 const E: [f64; 7] = [
-    35.0 / 384.0 - 5179.0 / 57600.0,
+    35.0 / 384.0 - 1951.0 / 21600.0,
     0.0,
-    500.0 / 1113.0 - 7571.0 / 16695.0,
-    125.0 / 192.0 - 393.0 / 640.0,
-    -2187.0 / 6784.0 + 92097.0 / 339200.0,
-    11.0 / 84.0 - 187.0 / 2100.0,
-    -1.0 / 40.0,
+    500.0 / 1113.0 - 22642.0 / 50085.0,
+    125.0 / 192.0 - 451.0 / 720.0,
+    -2187.0 / 6784.0 + 12231.0 / 42400.0,
+    11.0 / 84.0 - 649.0 / 6300.0,
+    -1.0 / 60.0,
+];
+/// Weights of the stages giving the state at the step's mid-point (Shampine 1986), for the dense
+/// output.
+const MID: [f64; 7] = [
+    6025192743.0 / 30085553152.0 / 2.0,
+    0.0,
+    51252292925.0 / 65400821598.0 / 2.0,
+    -2691868925.0 / 45128329728.0 / 2.0,
+    187940372067.0 / 1594534317056.0 / 2.0,
+    -1776094331.0 / 19743644256.0 / 2.0,
+    11237099.0 / 235043384.0 / 2.0,
 ];
 const SAFETY: f64 = 0.9;
 const MAX_GROWTH: f64 = 10.0;
@@ -355,6 +380,98 @@ impl<'a> Dopri5<'a> {
             dir,
             h: opts.first_step,
             f0: None,
+        }
+    }
+
+    /// Fails when the step budget is spent or the step size `h` underflowed, at time `t`.
+    fn check_budget(&self, t: f64, h: f64, stats: &Stats) -> Result<()> {
+        if stats.accepted + stats.rejected >= self.opts.max_steps {
+            return Err(Error::Ode {
+                t,
+                reason: format!(
+                    "more than max_steps = {} steps ({} rejected)",
+                    self.opts.max_steps, stats.rejected
+                ),
+            });
+        }
+        if h < self.opts.min_step {
+            return Err(Error::Ode {
+                t,
+                reason: format!(
+                    "step size {h:e} fell below min_step = {:e} (a stiff or diverging system, \
+                     or tolerances too tight)",
+                    self.opts.min_step
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// One Dormand–Prince step of signed size `hs` from `(t, y)` with `k0 = f(t, y)`, ending at
+    /// `t_end` (the stages at `c = 1` are evaluated there): the new state, the 7 stages (the
+    /// last is `f` at the new state) and the error ratio (on detached values).
+    #[allow(clippy::too_many_arguments)]
+    fn step<F>(
+        &self,
+        f: &mut F,
+        t: f64,
+        y: &Tensor,
+        k0: &Tensor,
+        hs: f64,
+        t_end: f64,
+        stats: &mut Stats,
+    ) -> Result<(Tensor, Vec<Tensor>, f64)>
+    where
+        F: FnMut(f64, &Tensor) -> Result<Tensor>,
+    {
+        let mut k = Vec::with_capacity(7);
+        k.push(k0.shallow_clone());
+        let mut y_new = None;
+        for (s, (c, row)) in C.iter().zip(A).enumerate() {
+            let mut acc = y.shallow_clone();
+            for (j, a) in row.iter().enumerate() {
+                if *a != 0.0 {
+                    // not `+=`: that would add in place into `y`, which `acc` starts as
+                    #[allow(clippy::assign_op_pattern)]
+                    {
+                        acc = acc + &k[j] * (hs * a);
+                    }
+                }
+            }
+            let ts = if *c == 1.0 { t_end } else { t + c * hs };
+            let ks = eval(f, ts, &acc, stats)?;
+            k.push(ks);
+            if s == 5 {
+                y_new = Some(acc);
+            }
+        }
+        let y_new = y_new.expect("the last stage is the new state");
+        let ratio = tch::no_grad(|| {
+            let mut err = k[0].zeros_like();
+            for (kj, e) in k.iter().zip(E) {
+                if e != 0.0 {
+                    err += kj * (hs * e);
+                }
+            }
+            let scale = y.abs().maximum(&y_new.abs()) * self.opts.rtol + self.opts.atol;
+            let r = (err / scale).square().mean(None).sqrt();
+            r.double_value(&[])
+        });
+        Ok((y_new, k, ratio))
+    }
+
+    /// The factor from this step's size to the next one's, after an accepted step or not.
+    fn factor(ratio: f64, accepted: bool) -> f64 {
+        if accepted {
+            if ratio == 0.0 {
+                MAX_GROWTH
+            } else {
+                (SAFETY * ratio.powf(-0.2)).clamp(1.0, MAX_GROWTH)
+            }
+        } else if ratio.is_finite() {
+            (SAFETY * ratio.powf(-0.2)).clamp(MAX_SHRINK, 1.0)
+        } else {
+            MAX_SHRINK
         }
     }
 
@@ -380,78 +497,21 @@ impl<'a> Dopri5<'a> {
             None => self.initial_step(f, t0, &y, &f0, stats)?,
         };
         while (t1 - t) * self.dir > 0.0 {
-            if stats.accepted + stats.rejected >= self.opts.max_steps {
-                return Err(Error::Ode {
-                    t,
-                    reason: format!(
-                        "more than max_steps = {} steps ({} rejected)",
-                        self.opts.max_steps, stats.rejected
-                    ),
-                });
-            }
-            if h < self.opts.min_step {
-                return Err(Error::Ode {
-                    t,
-                    reason: format!(
-                        "step size {h:e} fell below min_step = {:e} (a stiff or diverging \
-                         system, or tolerances too tight)",
-                        self.opts.min_step
-                    ),
-                });
-            }
+            self.check_budget(t, h, stats)?;
             let remaining = (t1 - t).abs();
             let clipped = h >= remaining;
             let step = if clipped { remaining } else { h };
             let hs = step * self.dir;
-            let mut k = Vec::with_capacity(7);
-            k.push(f0.shallow_clone());
-            let mut y_new = None;
-            for (s, (c, row)) in C.iter().zip(A).enumerate() {
-                let mut acc = y.shallow_clone();
-                for (j, a) in row.iter().enumerate() {
-                    if *a != 0.0 {
-                        // not `+=`: that would add in place into `y`, which `acc` starts as
-                        #[allow(clippy::assign_op_pattern)]
-                        {
-                            acc = acc + &k[j] * (hs * a);
-                        }
-                    }
-                }
-                // the stages at c = 1 sit on the step's end, exactly t1 for a clipped step
-                let ts = match (*c == 1.0, clipped) {
-                    (true, true) => t1,
-                    (true, false) => t + hs,
-                    (false, _) => t + c * hs,
-                };
-                let ks = eval(f, ts, &acc, stats)?;
-                k.push(ks);
-                if s == 5 {
-                    y_new = Some(acc);
-                }
-            }
-            let y_new = y_new.expect("the last stage is the new state");
-            // error ratio on detached values
-            let ratio = tch::no_grad(|| {
-                let mut err = k[0].zeros_like();
-                for (kj, e) in k.iter().zip(E) {
-                    if e != 0.0 {
-                        err += kj * (hs * e);
-                    }
-                }
-                let scale = y.abs().maximum(&y_new.abs()) * self.opts.rtol + self.opts.atol;
-                let r = (err / scale).square().mean(None).sqrt();
-                r.double_value(&[])
-            });
-            if ratio.is_finite() && ratio <= 1.0 {
+            // the stages at c = 1 sit on the step's end, exactly t1 for a clipped step
+            let end = if clipped { t1 } else { t + hs };
+            let (y_new, mut k, ratio) = self.step(f, t, &y, &f0, hs, end, stats)?;
+            let accepted = ratio.is_finite() && ratio <= 1.0;
+            let factor = Self::factor(ratio, accepted);
+            if accepted {
                 stats.accepted += 1;
-                t = if clipped { t1 } else { t + hs };
+                t = end;
                 y = y_new;
                 f0 = k.pop().expect("7 stages");
-                let factor = if ratio == 0.0 {
-                    MAX_GROWTH
-                } else {
-                    (SAFETY * ratio.powf(-0.2)).clamp(1.0, MAX_GROWTH)
-                };
                 // a step clipped to reach an output time says little about the next one
                 h = if clipped {
                     h.max(step * factor)
@@ -460,17 +520,84 @@ impl<'a> Dopri5<'a> {
                 };
             } else {
                 stats.rejected += 1;
-                let factor = if ratio.is_finite() {
-                    (SAFETY * ratio.powf(-0.2)).clamp(MAX_SHRINK, 1.0)
-                } else {
-                    MAX_SHRINK
-                };
                 h = step * factor;
             }
         }
         self.h = Some(h);
         self.f0 = Some((t1, f0));
         Ok(y)
+    }
+
+    /// The states at `ts[1..]`, stepping freely from `(ts[0], y0)` and reading each output from
+    /// the quartic interpolant of the accepted step that reached or passed it.
+    fn dense<F>(
+        &mut self,
+        f: &mut F,
+        ts: &[f64],
+        y0: &Tensor,
+        stats: &mut Stats,
+    ) -> Result<Vec<Tensor>>
+    where
+        F: FnMut(f64, &Tensor) -> Result<Tensor>,
+    {
+        let (mut t, mut y) = (ts[0], y0.shallow_clone());
+        let mut f0 = eval(f, t, &y, stats)?;
+        let mut h = match self.h {
+            Some(h) => h,
+            None => self.initial_step(f, t, &y, &f0, stats)?,
+        };
+        // the last accepted step: its start, end and interpolant's coefficients (powers 0..=4)
+        let mut last: Option<(f64, f64, [Tensor; 5])> = None;
+        let mut out = Vec::with_capacity(ts.len() - 1);
+        for &target in &ts[1..] {
+            while (target - t) * self.dir > 0.0 {
+                self.check_budget(t, h, stats)?;
+                let hs = h * self.dir;
+                let end = t + hs;
+                let (y_new, k, ratio) = self.step(f, t, &y, &f0, hs, end, stats)?;
+                let accepted = ratio.is_finite() && ratio <= 1.0;
+                if accepted {
+                    stats.accepted += 1;
+                    let mut mid = y.shallow_clone();
+                    for (kj, m) in k.iter().zip(MID) {
+                        if m != 0.0 {
+                            #[allow(clippy::assign_op_pattern)]
+                            {
+                                mid = mid + kj * (hs * m);
+                            }
+                        }
+                    }
+                    let (k0, k1) = (&k[0], &k[6]);
+                    let a = (k1 - k0) * (2.0 * hs) - (&y_new + &y) * 8.0 + &mid * 16.0;
+                    let b = (k0 * 5.0 - k1 * 3.0) * hs + &y * 18.0 + &y_new * 14.0 - &mid * 32.0;
+                    let c = (k1 - k0 * 4.0) * hs - &y * 11.0 - &y_new * 5.0 + &mid * 16.0;
+                    let d = k0 * hs;
+                    last = Some((t, end, [y.shallow_clone(), d, c, b, a]));
+                    t = end;
+                    y = y_new;
+                    f0 = k[6].shallow_clone();
+                }
+                h *= Self::factor(ratio, accepted);
+                if !accepted {
+                    stats.rejected += 1;
+                }
+            }
+            let (t0, t1, coeff) = last.as_ref().expect("a step reached the output time");
+            let x = (target - t0) / (t1 - t0);
+            let mut total = &coeff[0] + &coeff[1] * x;
+            let mut power = x;
+            for c in &coeff[2..] {
+                power *= x;
+                // not `+=`: an in-place add would not change the value, kept out-of-place as
+                // every other accumulation here
+                #[allow(clippy::assign_op_pattern)]
+                {
+                    total = total + c * power;
+                }
+            }
+            out.push(total);
+        }
+        Ok(out)
     }
 
     /// Hairer, Nørsett & Wanner (1993), II.4: a first step from the scales of `y0`, `f0`
@@ -626,23 +753,65 @@ mod tests {
         assert!(nfe(1e-8) > nfe(1e-4));
     }
 
+    /// With `interpolate`, the steps do not depend on the output times (they are the steps of
+    /// a solve to the last time alone) and outputs are accurate between steps (backward in
+    /// time: `backward_in_time_and_output_times_hit_exactly`).
     #[test]
-    fn backward_in_time_and_output_times_hit_exactly() {
+    fn dopri5_dense_output_steps_past_the_output_times() {
         let opts = OdeOptions {
-            rtol: 1e-9,
-            atol: 1e-12,
+            rtol: 1e-6,
+            atol: 1e-8,
+            interpolate: true,
             ..Default::default()
         };
-        // y' = y from y(1) = e back to t = 0
-        let sol = odeint(
-            |_t, y| Ok(y.shallow_clone()),
-            &dbl(&[1f64.exp()]),
-            &[1.0, 0.5, 0.0],
-            &opts,
+        let y0 = dbl(&[1.0, 0.0]);
+        let ts = [0.0, 0.05, 0.3, 0.31, 1.2, 2.0];
+        let sol = odeint(rotation, &y0, &ts, &opts).unwrap();
+        let alone = odeint(rotation, &y0, &[0.0, 2.0], &opts).unwrap();
+        assert_eq!(
+            (sol.accepted, sol.rejected, sol.nfe),
+            (alone.accepted, alone.rejected, alone.nfe)
+        );
+        let clipped = odeint(
+            rotation,
+            &y0,
+            &ts,
+            &OdeOptions {
+                interpolate: false,
+                ..opts.clone()
+            },
         )
         .unwrap();
-        assert!((sol.ys.double_value(&[1, 0]) - 0.5f64.exp()).abs() < 1e-8);
-        assert!((sol.ys.double_value(&[2, 0]) - 1.0).abs() < 1e-8);
+        assert!(clipped.accepted > sol.accepted, "clipping adds steps");
+        for (i, &t) in ts.iter().enumerate() {
+            let e = exact_rotation(t);
+            for (j, ej) in e.iter().enumerate() {
+                let got = sol.ys.double_value(&[i as i64, j as i64]);
+                assert!((got - ej).abs() < 1e-5, "t = {t}: {got} vs {ej}");
+            }
+        }
+    }
+
+    #[test]
+    fn backward_in_time_and_output_times_hit_exactly() {
+        // y' = y from y(1) = e back to t = 0, steps clipped to the outputs or interpolated
+        for interpolate in [false, true] {
+            let opts = OdeOptions {
+                rtol: 1e-9,
+                atol: 1e-12,
+                interpolate,
+                ..Default::default()
+            };
+            let sol = odeint(
+                |_t, y| Ok(y.shallow_clone()),
+                &dbl(&[1f64.exp()]),
+                &[1.0, 0.5, 0.0],
+                &opts,
+            )
+            .unwrap();
+            assert!((sol.ys.double_value(&[1, 0]) - 0.5f64.exp()).abs() < 1e-8);
+            assert!((sol.ys.double_value(&[2, 0]) - 1.0).abs() < 1e-8);
+        }
         // time-dependent f: y' = 2t → y = t² (Rk4 is exact for polynomials of degree ≤ 3)
         let ts = [0.0, 0.3, 1.1, 2.0];
         let o = OdeOptions {
@@ -661,9 +830,10 @@ mod tests {
         // y' = −θ y², y(0) = y0; d y(1) / dθ and d y(1) / d y0 by autograd vs central differences.
         // Autograd differentiates the accepted steps at their sizes, finite differences also see
         // the step sizes move with θ: Dopri5 runs at a tolerance where that is negligible.
-        let solve = |theta: &Tensor, y0: &Tensor, solver: Solver| {
+        let solve = |theta: &Tensor, y0: &Tensor, (solver, interpolate): (Solver, bool)| {
             let opts = OdeOptions {
                 solver,
+                interpolate,
                 step_size: Some(0.05),
                 rtol: 1e-10,
                 atol: 1e-12,
@@ -680,7 +850,12 @@ mod tests {
             .get(2)
             .sum(Kind::Double)
         };
-        for solver in [Solver::Euler, Solver::Rk4, Solver::Dopri5] {
+        for solver in [
+            (Solver::Euler, false),
+            (Solver::Rk4, false),
+            (Solver::Dopri5, false),
+            (Solver::Dopri5, true),
+        ] {
             let theta = dbl(&[0.7]).requires_grad_(true);
             let y0 = dbl(&[1.3, 0.4]).requires_grad_(true);
             let out = solve(&theta, &y0, solver);

@@ -67,6 +67,16 @@ pub struct DataConfig {
     /// Frames that condition each window, ending at the anchor (`start_frame`): 1 for every
     /// model but `lam-slide` (GeoTDM's protocol: 10).
     pub condition_frames: usize,
+    /// GF-NODE's `uneven_sampling` (default off: the targets of [`DataConfig::targets`]). On,
+    /// every training window predicts `num_targets` distinct frames drawn at random from the
+    /// `delta_frame` frames of its horizon, sorted, drawn anew for each sample and each epoch
+    /// from `train.seed` (see [`crate::Prepared::train_batch`]); the decoder is told each
+    /// sample's target times. Validation and test keep the fixed targets of
+    /// [`DataConfig::targets`], so metrics stay comparable with every other row. Needs a decoder
+    /// that takes arbitrary target times: `model.kind = "gf-node"`. A dataset that stores only
+    /// the strided frames of each window (the MD17 EGNO setting, `delta_frame = num_targets`)
+    /// leaves nothing to draw: its windows draw all their frames, i.e. the even targets.
+    pub uneven_targets: bool,
 }
 
 impl DataConfig {
@@ -113,6 +123,8 @@ struct DataToml {
     type_one_hot: bool,
     #[serde(default = "one", skip_serializing_if = "is_one")]
     condition_frames: usize,
+    #[serde(default, skip_serializing_if = "is_false")]
+    uneven_targets: bool,
 }
 
 fn one() -> usize {
@@ -125,6 +137,10 @@ fn is_one(v: &usize) -> bool {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// The TOML spelling of the choice in [`Starts`].
@@ -158,6 +174,7 @@ impl From<DataToml> for DataConfig {
             speed_feature: t.speed_feature,
             type_one_hot: t.type_one_hot,
             condition_frames: t.condition_frames,
+            uneven_targets: t.uneven_targets,
         }
     }
 }
@@ -184,6 +201,7 @@ impl From<DataConfig> for DataToml {
             speed_feature: c.speed_feature,
             type_one_hot: c.type_one_hot,
             condition_frames: c.condition_frames,
+            uneven_targets: c.uneven_targets,
         }
     }
 }
@@ -684,6 +702,12 @@ impl RunConfig {
             "data.condition_frames = {}: model.kind = {:?} conditions on one frame (only \
              \"lam-slide\" reads several)",
             d.condition_frames,
+            m.kind.name()
+        );
+        ensure!(
+            !d.uneven_targets || m.kind == ModelKind::GfNode,
+            "data.uneven_targets needs a decoder told each sample's target times: model.kind = \
+             \"gf-node\" (got model.kind = {:?})",
             m.kind.name()
         );
         if m.kind == ModelKind::LamSlide {

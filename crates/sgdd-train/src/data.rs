@@ -10,8 +10,10 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail, ensure};
 use graph_nets::GraphBatch;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
-use traj_data::{Dataset, EdgeList, Split};
+use traj_data::{Dataset, EdgeList, Split, TargetFrames};
 
 use crate::config::DataConfig;
 
@@ -46,6 +48,40 @@ pub struct Prepared {
     pub scale: Tensor,
     /// Time from the condition frame to each target, in the dataset's time unit, `[T]`.
     pub target_times: Vec<f64>,
+    /// Every frame of each window's horizon, when `data.uneven_targets` asks for random targets
+    /// in training (the training split only); see [`Prepared::train_batch`].
+    pub horizon: Option<Horizon>,
+}
+
+/// Every frame `a + 1, …, a + Δ` of each window's horizon (`a` the condition frame), from which
+/// [`Prepared::train_batch`] draws uneven targets.
+#[derive(Debug)]
+pub struct Horizon {
+    /// `[S, Δ, N, 3]` positions, normalised as [`Prepared::y`].
+    pub y: Tensor,
+    /// `[S, Δ, N, 3]` velocities.
+    pub vy: Tensor,
+    /// Time of one frame, in the dataset's time unit.
+    pub dt: f64,
+}
+
+impl Horizon {
+    /// The sorted frame offsets (in `1..=Δ`, distinct) of sample `sample`'s targets in epoch
+    /// `epoch`: `t` of the `Δ` offsets drawn uniformly without replacement by a generator seeded
+    /// from `(seed, epoch, sample)` alone, so a draw does not depend on the batch or the order.
+    pub fn offsets(&self, seed: u64, epoch: u64, sample: i64, t: usize) -> Vec<usize> {
+        let delta = self.y.size()[1] as usize;
+        let key = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+            ^ epoch.wrapping_mul(0xA24B_AED4_963E_E407)
+            ^ (sample as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        let mut rng = ChaCha8Rng::seed_from_u64(key);
+        let mut picked: Vec<usize> = rand::seq::index::sample(&mut rng, delta, t.min(delta))
+            .into_iter()
+            .map(|k| k + 1)
+            .collect();
+        picked.sort_unstable();
+        picked
+    }
 }
 
 /// One batch on a device.
@@ -71,6 +107,9 @@ pub struct Batch {
     pub center: Tensor,
     /// See `center`.
     pub scale: Tensor,
+    /// `[B, T]` (`Kind::Double`) each sample's own target times, in the dataset's time unit, when
+    /// they differ from [`Prepared::target_times`] (uneven training targets); `None` otherwise.
+    pub times: Option<Tensor>,
 }
 
 fn is_nbody(ds: &Dataset) -> bool {
@@ -89,8 +128,44 @@ pub fn load(cfg: &DataConfig, split: Split, limit: Option<usize>) -> Result<(Dat
         Split::Train => cfg.train_windows_per_trajectory,
         Split::Val | Split::Test => None,
     };
-    let prepared = prepare_windows(&ds, cfg, per_trajectory)?;
+    let mut prepared = prepare_windows(&ds, cfg, per_trajectory)?;
+    if cfg.uneven_targets && split == Split::Train {
+        prepared.horizon = Some(horizon(&ds, cfg, per_trajectory, &prepared)?);
+    }
     Ok((ds, prepared))
+}
+
+/// Every frame of the horizon of each window [`prepare_windows`] cut into `p`: the same windows
+/// with `T = Δ` consecutive targets.
+fn horizon(
+    ds: &Dataset,
+    cfg: &DataConfig,
+    per_trajectory: Option<usize>,
+    p: &Prepared,
+) -> Result<Horizon> {
+    let all = DataConfig {
+        num_targets: cfg.delta_frame,
+        targets: TargetFrames::Consecutive,
+        uneven_targets: false,
+        ..cfg.clone()
+    };
+    let dense = prepare_windows(ds, &all, per_trajectory)?;
+    ensure!(
+        dense.samples == p.samples,
+        "the horizon frames cut {} windows, the targets {}",
+        dense.samples,
+        p.samples
+    );
+    let dt = dense.target_times.first().copied().unwrap_or(f64::NAN);
+    ensure!(
+        dt.is_finite() && dt > 0.0,
+        "uneven targets need a positive frame time, got {dt}"
+    );
+    Ok(Horizon {
+        y: dense.y,
+        vy: dense.vy,
+        dt,
+    })
 }
 
 /// Cuts the EGNO-style windows of a dataset into tensors.
@@ -262,6 +337,7 @@ fn prepare_windows(
         center: Tensor::from_slice(&center).reshape([samples, 3]),
         scale: Tensor::from_slice(&scale),
         target_times,
+        horizon: None,
     })
 }
 
@@ -300,6 +376,11 @@ impl Prepared {
             center: take(&self.center),
             scale: take(&self.scale),
             target_times: self.target_times.clone(),
+            horizon: self.horizon.as_ref().map(|h| Horizon {
+                y: take(&h.y),
+                vy: take(&h.vy),
+                dt: h.dt,
+            }),
         })
     }
 
@@ -326,7 +407,54 @@ impl Prepared {
             graph: graphs.get(self, b, device)?,
             center: take(&self.center),
             scale: take(&self.scale),
+            times: None,
         })
+    }
+
+    /// The training batch of the samples at `idx` in epoch `epoch` (0-based): [`Prepared::batch`]
+    /// when the split has no [`Prepared::horizon`]; otherwise each sample's targets are the
+    /// frames [`Horizon::offsets`] draws for `(seed, epoch, sample)`, and [`Batch::times`] carries
+    /// their times.
+    pub fn train_batch(
+        &self,
+        idx: &[i64],
+        seed: u64,
+        epoch: u64,
+        device: Device,
+        graphs: &mut GraphCache,
+    ) -> Result<Batch> {
+        let mut batch = self.batch(idx, device, graphs)?;
+        let Some(hz) = &self.horizon else {
+            return Ok(batch);
+        };
+        let (b, t) = (idx.len() as i64, self.t);
+        let offsets: Vec<i64> = idx
+            .iter()
+            .flat_map(|&i| hz.offsets(seed, epoch, i, t as usize))
+            .map(|o| o as i64)
+            .collect();
+        ensure!(
+            offsets.len() as i64 == b * t,
+            "the horizon has {} frames, fewer than the {t} targets",
+            hz.y.size()[1]
+        );
+        let rows = Tensor::from_slice(&offsets).view([b, t]);
+        let sel = Tensor::from_slice(idx);
+        let pick = |dense: &Tensor| {
+            let gather = (&rows - 1)
+                .view([b, t, 1, 1])
+                .expand([b, t, self.n, 3], false);
+            dense
+                .index_select(0, &sel)
+                .gather(1, &gather, false)
+                .permute([1, 0, 2, 3])
+                .reshape([t, b * self.n, 3])
+                .to_device(device)
+        };
+        batch.y = pick(&hz.y);
+        batch.vy = pick(&hz.vy);
+        batch.times = Some((rows.to_kind(Kind::Double) * hz.dt).to_device(device));
+        Ok(batch)
     }
 }
 

@@ -59,7 +59,7 @@ pub use config::{
     ModelConfig, ModelKind, RESUMABLE_KEYS, RunConfig, ScheduleName, SelectMetric, StudentKind,
     TeacherPath, TrainConfig,
 };
-pub use data::{Batch, GraphCache, Prepared, load as load_split, prepare, to_original};
+pub use data::{Batch, GraphCache, Horizon, Prepared, load as load_split, prepare, to_original};
 pub use ddp::{DataParallel, StepTerms, shard};
 pub use device::DeviceChoice;
 pub use device_check::{

@@ -3,7 +3,7 @@
 //! conditioning the decoder, no teacher), and the untrained baselines (constant-velocity
 //! extrapolation, static initial positions). SPEC §4.4, §4.4a, §4.7.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use distill_kd::{
     DecoderInput, JointBasisSplitter, PiAlignConfig, PiAlignment, TeacherForcingSchedule,
 };
@@ -227,6 +227,8 @@ enum Decoder {
     GfNode {
         net: Box<GfNode>,
         times: Tensor,
+        /// The first target's offset (the time unit of `times`), in the dataset's time unit.
+        unit: f64,
     },
 }
 
@@ -283,21 +285,41 @@ impl Decoder {
                 Self::GfNode {
                     net: Box::new(net),
                     times: Tensor::from_slice(&rel),
+                    unit: first,
                 }
             }
         })
     }
 
-    /// The decoder's prediction from the initial state and the optional conditioning.
-    fn f_forward(&self, state: &InitialState<'_>, cond: Option<&Tensor>) -> Result<EgnoOutput> {
+    /// The decoder's prediction from the initial state and the optional conditioning, at the
+    /// model's target times or, when given, at each graph's own `times` (`[G, T]`, in the
+    /// dataset's time unit; [`Batch::times`]).
+    fn f_forward(
+        &self,
+        state: &InitialState<'_>,
+        cond: Option<&Tensor>,
+        own_times: Option<&Tensor>,
+    ) -> Result<EgnoOutput> {
         Ok(match self {
-            Self::Egno(net) => net.f_forward(state, cond)?,
-            Self::GfNode { net, times } => {
-                let g = state.graph.num_graphs();
-                let times = times
-                    .to_kind(state.x.kind())
-                    .unsqueeze(0)
-                    .expand([g, -1], false);
+            Self::Egno(net) => {
+                anyhow::ensure!(
+                    own_times.is_none(),
+                    "per-sample target times (data.uneven_targets) need the GF-NODE decoder; \
+                     EGNO predicts its fixed frames"
+                );
+                net.f_forward(state, cond)?
+            }
+            Self::GfNode { net, times, unit } => {
+                let times = match own_times {
+                    Some(own) => (own / *unit).to_kind(state.x.kind()),
+                    None => {
+                        let g = state.graph.num_graphs();
+                        times
+                            .to_kind(state.x.kind())
+                            .unsqueeze(0)
+                            .expand([g, -1], false)
+                    }
+                };
                 net.f_forward(state, Some(&times), cond)?
             }
         })
@@ -547,7 +569,9 @@ impl Model {
             ),
             None => None,
         };
-        Ok(decoder.f_forward(&state, cond.as_ref())?.x)
+        Ok(decoder
+            .f_forward(&state, cond.as_ref(), batch.times.as_ref())?
+            .x)
     }
 
     /// Diagnostic only: the decoder conditioned on the *teacher's* representation, which reads
@@ -562,7 +586,11 @@ impl Model {
         };
         let (cond, _) = self.sge(d, &Self::teacher_z(teacher, batch)?, batch)?;
         let decoder = teacher.decoder.as_ref().unwrap_or(decoder);
-        Ok(Some(decoder.f_forward(&Self::state(batch), Some(&cond))?.x))
+        Ok(Some(
+            decoder
+                .f_forward(&Self::state(batch), Some(&cond), batch.times.as_ref())?
+                .x,
+        ))
     }
 
     /// Whether the model has a teacher (an SGDD model; its imitation R² is defined).
@@ -615,7 +643,7 @@ impl Model {
         let state = Self::state(batch);
         // the prediction loss alone: plain EGNO, and the no-teacher control
         let prediction_only = |cond: Option<&Tensor>| -> Result<StepLoss> {
-            let pred = decoder.f_forward(&state, cond)?.x;
+            let pred = decoder.f_forward(&state, cond, batch.times.as_ref())?.x;
             let l = pred.mse_loss(&batch.y, tch::Reduction::Mean);
             Ok(StepLoss {
                 pred: l.double_value(&[]),
@@ -628,6 +656,11 @@ impl Model {
         let Some(d) = &self.distill else {
             return prediction_only(None);
         };
+        ensure!(
+            batch.times.is_none(),
+            "per-sample target times (data.uneven_targets) apply to plain GF-NODE: the student \
+             and the teacher see the fixed target frames"
+        );
         let z_init = d.student.forward(&state, &self.target_times)?;
         let (zsg_init, a_init) = self.sge(d, &z_init, batch)?;
         let Some(teacher) = &d.teacher else {
@@ -637,7 +670,9 @@ impl Model {
         let z_dyn = Self::teacher_z(teacher, batch)?;
         let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch)?;
         let mse = |decoder: &Decoder, cond: &Tensor| -> Result<Tensor> {
-            let pred = decoder.f_forward(&state, Some(cond))?.x;
+            let pred = decoder
+                .f_forward(&state, Some(cond), batch.times.as_ref())?
+                .x;
             Ok(pred.mse_loss(&batch.y, tch::Reduction::Mean))
         };
         // `l_pred`: the path the step reports; `l_train`: every prediction loss it trains

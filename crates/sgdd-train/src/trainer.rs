@@ -606,7 +606,8 @@ impl Trainer {
             // global batch's mean from the reduction
             let (mut terms, mut grads, mut value) = (StepTerms::default(), None, f64::NAN);
             if !mine.is_empty() {
-                let batch = train.batch(mine, self.device, &mut self.graphs)?;
+                let batch =
+                    train.train_batch(mine, t.seed, epoch as u64, self.device, &mut self.graphs)?;
                 let loss = self.model.loss(&batch, iteration, schedule)?;
                 let n = mine.len() as f64;
                 value = loss.total.double_value(&[]);

@@ -547,6 +547,103 @@ fn gf_node_and_sgdd_gfnode_resume_exactly() {
     }
 }
 
+/// `data.uneven_targets` (GF-NODE's uneven sampling). Off (the default): training batches are
+/// the fixed ones and the config writes no key. On: each training window predicts sorted,
+/// distinct frames of its horizon drawn per (seed, epoch, sample) — the horizon holds the fixed
+/// targets' very frames — with their times in the batch; validation and test keep the fixed
+/// targets; a GF-NODE trains on them and resumes exactly; other kinds are refused.
+#[test]
+fn uneven_training_targets() {
+    use traj_data::Split;
+    let _g = serial();
+    let all = |p: &sgdd_train::Prepared| (0..p.samples).collect::<Vec<i64>>();
+    let mut graphs = GraphCache::default();
+    // off: bit-identical batches, no key written
+    let off = config("gf-node", 1);
+    assert!(!off.to_toml().contains("uneven"), "{}", off.to_toml());
+    let (_, p) = sgdd_train::load_split(&off.data, Split::Train, None).unwrap();
+    assert!(p.horizon.is_none());
+    let fixed = p.batch(&all(&p), Device::Cpu, &mut graphs).unwrap();
+    let drawn = p
+        .train_batch(&all(&p), 3, 5, Device::Cpu, &mut graphs)
+        .unwrap();
+    assert!(drawn.times.is_none());
+    assert!(fixed.y.equal(&drawn.y) && fixed.vy.equal(&drawn.vy));
+
+    // on: the horizon of charged N-body windows (Δ = 10, T = 5)
+    let on = config_with("gf-node", 2, &["data.uneven_targets=true"]);
+    assert!(on.to_toml().contains("uneven_targets = true"));
+    let (_, p) = sgdd_train::load_split(&on.data, Split::Train, None).unwrap();
+    let (_, val) = sgdd_train::load_split(&on.data, Split::Val, None).unwrap();
+    assert!(val.horizon.is_none(), "evaluation keeps the fixed targets");
+    let hz = p.horizon.as_ref().unwrap();
+    assert_eq!(hz.y.size(), [p.samples, 10, p.n, 3]);
+    for (k, o) in [2i64, 4, 6, 8, 10].into_iter().enumerate() {
+        assert!(hz.y.select(1, o - 1).equal(&p.y.select(1, k as i64)));
+        assert!(hz.vy.select(1, o - 1).equal(&p.vy.select(1, k as i64)));
+    }
+    let mut differs = false;
+    for sample in 0..p.samples {
+        for epoch in 0..4 {
+            let o = hz.offsets(1, epoch, sample, 5);
+            assert_eq!(o.len(), 5);
+            assert!(o.windows(2).all(|w| w[0] < w[1]), "{o:?}");
+            assert!(o.iter().all(|&f| (1..=10).contains(&f)), "{o:?}");
+            assert_eq!(o, hz.offsets(1, epoch, sample, 5));
+            differs |= o != hz.offsets(1, epoch + 1, sample, 5);
+        }
+    }
+    assert!(differs, "the draws never change across epochs");
+    let idx = [3i64, 0, 7];
+    let b = p.train_batch(&idx, 1, 2, Device::Cpu, &mut graphs).unwrap();
+    let times = b.times.as_ref().unwrap();
+    assert_eq!(times.size(), [3, 5]);
+    for (j, &i) in idx.iter().enumerate() {
+        let o = hz.offsets(1, 2, i, 5);
+        for (k, &f) in o.iter().enumerate() {
+            let (j, k) = (j as i64, k as i64);
+            let want = hz.y.get(i).get(f as i64 - 1);
+            let got = b.y.get(k).narrow(0, j * p.n, p.n);
+            assert!(got.equal(&want), "sample {i}, target {k}");
+            let t = times.double_value(&[j, k]);
+            assert!((t - f as f64 * hz.dt).abs() < 1e-12, "{t} vs frame {f}");
+        }
+    }
+    // a GF-NODE trains on them, resumes exactly, and learns from other frames than the fixed
+    drop(_g);
+    resume_at_every_boundary("gf-node", 2, &["data.uneven_targets=true"]);
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let one = |set: &[&str], dir: &str| {
+        train(
+            &config_with("gf-node", 1, set),
+            &tmp.path().join(dir),
+            RunMode::Fresh,
+            None,
+        )
+        .unwrap();
+        losses(&tmp.path().join(dir))[0].0
+    };
+    let (even, uneven) = (
+        one(&[], "even"),
+        one(&["data.uneven_targets=true"], "uneven"),
+    );
+    assert!(uneven.is_finite() && even != uneven, "{even} vs {uneven}");
+    // other kinds predict fixed frames
+    let set = vec!["data.uneven_targets=true".to_owned()];
+    for kind in ["egno", "sgdd"] {
+        let t = format!(
+            "[data]\ndir = {:?}\n[model]\nkind = \"{kind}\"\n",
+            dataset()
+        );
+        let err = format!("{:#}", RunConfig::from_toml(&t, &set).unwrap_err());
+        assert!(
+            err.contains("data.uneven_targets") && err.contains(kind),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn gf_node_settings_are_checked_with_their_key() {
     let text = |set: &[&str]| {
@@ -679,6 +776,7 @@ fn sgdd_predicts_batches_of_graphs_of_different_sizes() {
         graph,
         center: tch::Tensor::cat(&[&alone.center, &alone.center], 0),
         scale: tch::Tensor::cat(&[&alone.scale, &alone.scale], 0),
+        times: None,
     };
     let got = tch::no_grad(|| model.predict(&mixed)).unwrap();
     assert_eq!(got.size(), [5, 8, 3]);
