@@ -6,6 +6,7 @@ pub mod eval;
 pub mod lam_slide;
 pub mod repro;
 pub mod repro_distill;
+pub mod repro_geotdm;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,9 @@ pub enum ReproCommand {
     /// Light students distilled from the charged N-body table's EGNO and SGDD-EGNO (and a weak
     /// teacher): no KD / output KD / frequency-aligned KD / average vs A2D / ridge init.
     DistillNbody(repro::ReproArgs),
+    /// GeoTDM's N-body protocol (frames 0–9 given, 10–29 predicted): LaM-SLidE beside EGNO,
+    /// SGDD-EGNO and constant velocity, and LaM-SLidE's published Table 1 rows.
+    NbodyGeotdm(repro::ReproArgs),
 }
 
 /// Runs the parsed command line.
@@ -71,5 +75,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repro(ReproCommand::Adk(args)) => repro::run_adk(&args),
         Command::Repro(ReproCommand::Md17Xtb(args)) => repro::run_md17_xtb(&args),
         Command::Repro(ReproCommand::DistillNbody(args)) => repro_distill::run(&args),
+        Command::Repro(ReproCommand::NbodyGeotdm(args)) => repro_geotdm::run(&args),
     }
 }

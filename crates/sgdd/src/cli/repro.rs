@@ -82,7 +82,7 @@ pub enum Budget {
 
 impl Budget {
     /// The file-name suffix of its configs and datasets.
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Self::Quick => "-quick",
             Self::Standard => "-standard",
@@ -125,6 +125,12 @@ fn base_config(table: &str, budget: Budget) -> Result<&'static str> {
             include_str!("../../../../configs/repro/md17-xtb-standard.toml")
         }
         ("md17-xtb", Full) => include_str!("../../../../configs/repro/md17-xtb.toml"),
+        ("nbody-geotdm", Quick) => {
+            include_str!("../../../../configs/repro/nbody-geotdm-quick.toml")
+        }
+        ("nbody-geotdm", Standard) => {
+            include_str!("../../../../configs/repro/nbody-geotdm-standard.toml")
+        }
         _ => anyhow::bail!("no repro config for {table:?}"),
     })
 }
@@ -140,8 +146,8 @@ fn nbody_sizes(budget: Budget) -> (usize, usize) {
 /// One row kind of a table: a name and the config keys it sets.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Variant {
-    name: &'static str,
-    set: &'static [&'static str],
+    pub(crate) name: &'static str,
+    pub(crate) set: &'static [&'static str],
 }
 
 pub(crate) const EGNO: Variant = Variant {
@@ -182,7 +188,7 @@ const SGDD_GF_NODE: Variant = Variant {
 };
 /// Every table's rows of learned models, in order.
 const LEARNED: [Variant; 6] = [EGNO, NO_TEACHER, SGDD, SGDD_PAPER, GF_NODE, SGDD_GF_NODE];
-const CONST_VEL: Variant = Variant {
+pub(crate) const CONST_VEL: Variant = Variant {
     name: "constant velocity",
     set: &["model.kind=\"const-vel\""],
 };
