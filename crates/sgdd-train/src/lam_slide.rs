@@ -473,6 +473,43 @@ impl LamSlide {
             .model)
     }
 
+    /// Frames `start .. start + len` of windows `idx` and the averaged codec's reconstruction
+    /// `decode(encode(x))` of each on its own, normalised units, on the model's device
+    /// (identifiers of window `i` from the stream `(seed, i)`, as in [`sample`](Self::sample)).
+    ///
+    /// # Shapes
+    /// → two `[B, len, N, 3]`.
+    fn reconstruct_frames(
+        &self,
+        w: &LamWindows,
+        idx: &[i64],
+        start: i64,
+        len: i64,
+        seed: u64,
+    ) -> Result<(Tensor, Tensor)> {
+        let device = self.vs.device();
+        let it = Tensor::from_slice(idx);
+        let samples: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
+        let (b, n) = (idx.len() as i64, w.entities());
+        let x = w
+            .frames
+            .index_select(0, &it)
+            .narrow(1, start, len)
+            .to_device(device)
+            / self.scale();
+        let ids = self.codec_ema.ids().draw(n, seed, &samples)?;
+        let types = self.type_ids(w, &it, device)?;
+        let ids_f = latent_ids::repeat_frames(&ids, len)?;
+        let types_f = types
+            .map(|ty| latent_ids::repeat_frames(&ty, len))
+            .transpose()?;
+        let out = tch::no_grad(|| {
+            self.codec_ema
+                .f_reconstruct(&x.reshape([b * len, n, 3]), types_f.as_ref(), &ids_f)
+        })?;
+        Ok((x, out.positions.view([b, len, n, 3])))
+    }
+
     /// The averaged codec's reconstruction `decode(encode(x))` of the predicted frames of
     /// windows `idx`, each frame on its own (what stage 2 would give with perfect latents),
     /// in original units; identifiers as in [`sample`](Self::sample).
@@ -480,32 +517,10 @@ impl LamSlide {
     /// # Shapes
     /// → `[B, T, N, 3]`.
     pub fn reconstruct_targets(&self, w: &LamWindows, idx: &[i64], seed: u64) -> Result<Tensor> {
-        let device = self.vs.device();
-        let it = Tensor::from_slice(idx);
-        let samples: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
-        let (b, t, n) = (
-            idx.len() as i64,
-            w.frames_per_window() - w.given,
-            w.entities(),
-        );
-        let x = w
-            .frames
-            .index_select(0, &it)
-            .narrow(1, w.given, t)
-            .to_device(device)
-            / self.scale();
-        let ids = self.codec_ema.ids().draw(n, seed, &samples)?;
-        let types = self.type_ids(w, &it, device)?;
-        let ids_f = latent_ids::repeat_frames(&ids, t)?;
-        let types_f = types
-            .map(|ty| latent_ids::repeat_frames(&ty, t))
-            .transpose()?;
-        let out = tch::no_grad(|| {
-            self.codec_ema
-                .f_reconstruct(&x.reshape([b * t, n, 3]), types_f.as_ref(), &ids_f)
-        })?;
-        let pos = out.positions.view([b, t, n, 3]) * self.scale();
-        Ok(w.to_original(&pos.to_device(Device::Cpu), &it))
+        let t = w.frames_per_window() - w.given;
+        let (_, rec) = self.reconstruct_frames(w, idx, w.given, t, seed)?;
+        let pos = rec * self.scale();
+        Ok(w.to_original(&pos.to_device(Device::Cpu), &Tensor::from_slice(idx)))
     }
 
     /// The end-to-end metrics over `draws` samples of every window of `w` and, with
@@ -547,28 +562,16 @@ impl LamSlide {
     /// Mean squared reconstruction error of the averaged codec over every frame of `w`
     /// (original units², identifiers of window `i` from the stream `(seed, i)`).
     pub fn reconstruction_mse(&self, w: &LamWindows, batch_size: usize, seed: u64) -> Result<f64> {
-        let device = self.vs.device();
         let (mut sum, mut count) = (0.0, 0.0);
         let all: Vec<i64> = (0..w.samples()).collect();
-        let f = w.frames_per_window();
         for chunk in all.chunks(batch_size.max(1)) {
-            let it = Tensor::from_slice(chunk);
-            let samples: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
-            let ids = self.codec_ema.ids().draw(w.entities(), seed, &samples)?;
-            let types = self.type_ids(w, &it, device)?;
+            let (x, rec) = self.reconstruct_frames(w, chunk, 0, w.frames_per_window(), seed)?;
             let b = chunk.len() as i64;
-            let x = w.frames.index_select(0, &it).to_device(device) / self.scale();
-            let flat = x.reshape([b * f, w.entities(), 3]);
-            let ids_f = latent_ids::repeat_frames(&ids, f)?;
-            let types_f = types
-                .map(|t| latent_ids::repeat_frames(&t, f))
-                .transpose()?;
-            let out = tch::no_grad(|| {
-                self.codec_ema
-                    .f_reconstruct(&flat, types_f.as_ref(), &ids_f)
-            })?;
-            let unit = w.unit.index_select(0, &it).to_kind(Kind::Double);
-            let se = (out.positions - flat)
+            let unit = w
+                .unit
+                .index_select(0, &Tensor::from_slice(chunk))
+                .to_kind(Kind::Double);
+            let se = (rec - x)
                 .to_kind(Kind::Double)
                 .square()
                 .to_device(Device::Cpu)

@@ -487,17 +487,26 @@ fn ensure_imported(dir: &Path, how: &str) -> Result<()> {
     Ok(())
 }
 
-/// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
-pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
-    let mode = if force {
+/// How a table claims a run directory: `Force` with `--force`, `Resume` where a checkpoint is
+/// (a finished run then only scores again), otherwise `Fresh`.
+pub(crate) fn table_run_mode(out: &Path, force: bool) -> RunMode {
+    if force {
         RunMode::Force
     } else if out.join("checkpoint.safetensors").exists() {
         RunMode::Resume
-    } else if out.join("result.json").exists() || out.join("config.toml").exists() {
-        // an untrained baseline's directory: scoring it again is cheap
-        RunMode::Force
     } else {
         RunMode::Fresh
+    }
+}
+
+/// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
+pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
+    let mode = match table_run_mode(out, force) {
+        // an untrained baseline's directory: scoring it again is cheap
+        RunMode::Fresh if out.join("result.json").exists() || out.join("config.toml").exists() => {
+            RunMode::Force
+        }
+        mode => mode,
     };
     let (r, t) = train_cmd::run(cfg, out, mode, None, true, None)?;
     Ok((r, t.train_seconds))

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use traj_data::nbody::System;
 
-use sgdd_train::{CheckedRunConfig, RunMode, SampledMetrics, StageChoice};
+use sgdd_train::{CheckedRunConfig, SampledMetrics, StageChoice};
 
 use super::lam_slide;
 use super::repro::{
@@ -148,13 +148,7 @@ fn config(
 
 /// Trains (or resumes, or reuses) one LaM-SLidE run and scores it.
 fn lam_slide_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<Run> {
-    let mode = if force {
-        RunMode::Force
-    } else if out.join("checkpoint.safetensors").exists() {
-        RunMode::Resume
-    } else {
-        RunMode::Fresh
-    };
+    let mode = repro::table_run_mode(out, force);
     let seed = cfg.train.seed;
     let r = lam_slide::run(cfg, out, mode, StageChoice::Both, true)?
         .context("both stages were asked for")?;
@@ -338,4 +332,72 @@ fn markdown(rows: &[Row], lam: &CheckedRunConfig, budget: Budget, systems: usize
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_checks_on_both_budgets_and_full_is_refused() {
+        for budget in [Budget::Quick, Budget::Standard] {
+            for v in ROWS {
+                let cfg = config(budget, Path::new("nbody"), v, 1, "cpu").unwrap();
+                assert_eq!(
+                    cfg.data.starts,
+                    traj_data::Starts::Fixed(vec![9]),
+                    "{}",
+                    v.name
+                );
+                assert_eq!(cfg.data.num_targets, 20, "{}", v.name);
+                let given = if v.name == LAM_SLIDE.name { 10 } else { 1 };
+                assert_eq!(cfg.data.condition_frames, given, "{}", v.name);
+            }
+        }
+        let e = config(Budget::Full, Path::new("nbody"), EGNO, 0, "cpu").unwrap_err();
+        assert!(e.to_string().contains("--quick"), "{e}");
+    }
+
+    #[test]
+    fn published_rows_follow_the_lam_slide_row_of_their_system() {
+        let m = |ade| SampledMetrics {
+            samples: 2,
+            draws: 5,
+            ade,
+            fde: 2.0 * ade,
+            min_ade: ade / 2.0,
+            min_fde: ade,
+        };
+        let run = |ade, sampled: Option<SampledMetrics>| Run {
+            seed: 0,
+            ade,
+            fde: 2.0 * ade,
+            sampled,
+            codec: sampled.map(|_| m(0.1)),
+            flow_vs_codec: sampled.map(|_| m(0.3)),
+            train_seconds: 1.0,
+            dir: String::new(),
+        };
+        let rows = [
+            summarise("springs", CONST_VEL, vec![run(0.5, None)]),
+            summarise("springs", LAM_SLIDE, vec![run(0.4, Some(m(0.4)))]),
+        ];
+        let lam = config(Budget::Quick, Path::new("nbody"), LAM_SLIDE, 0, "cpu").unwrap();
+        let md = markdown(&rows, &lam, Budget::Quick, 1);
+        let lines: Vec<&str> = md.lines().filter(|l| l.starts_with("| springs")).collect();
+        assert_eq!(lines.len(), 4, "{md}");
+        assert!(lines[1].contains("| LaM-SLidE | 0.4000 ± 0.0000 | 0.8000 ± 0.0000 | 0.2000 |"));
+        assert!(lines[2].contains(
+            "GeoTDM — published (same generator parameters, other samples) | 0.0030 | 0.0079"
+        ));
+        assert!(lines[3].contains("LaM-SLidE — published"));
+        assert!(md.contains(
+            "springs seed 0: stage 1 alone (codec reconstruction of the true future) ADE 0.1000"
+        ));
+        assert!(md.contains("--quick: 400 / 200 / 200"));
+        assert!(
+            !md.contains("charged"),
+            "published rows of other systems: {md}"
+        );
+    }
 }
