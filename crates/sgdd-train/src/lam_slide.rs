@@ -366,8 +366,10 @@ impl LamSlide {
             );
             vocab = v;
         }
-        // unused vocabulary slots: values no entity has
-        vocab.resize(k.max(1) as usize, f64::NAN);
+        // unused vocabulary slots repeat the last value (a lookup finds its first slot); the
+        // checkpoint refuses non-finite values, so no NaN marks them
+        let pad = vocab.last().copied().unwrap_or(0.0);
+        vocab.resize(k.max(1) as usize, pad);
         tch::no_grad(|| {
             self.scale
                 .shallow_clone()
