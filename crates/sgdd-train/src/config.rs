@@ -926,6 +926,8 @@ pub const RESUMABLE_KEYS: &[&str] = &[
     "train.divergence_factor",
     "train.eval_every",
     "train.tensorboard",
+    "model.lam_slide.flow_epochs",
+    "model.lam_slide.flow_lr",
 ];
 
 fn set_key(table: &mut toml::Table, assignment: &str) -> Result<()> {

@@ -38,6 +38,7 @@ use crate::metrics::{SampledMetricSums, SampledMetrics};
 use crate::optim::Adam;
 use crate::rundir::{RunDir, RunMode};
 use crate::runlog::append_log;
+use crate::tensorboard::EventWriter;
 use crate::trainer::{Event, Observer, dataset_fingerprint, lr_at, write_json};
 
 /// `[model.lam_slide]`: LaM-SLidE's settings. `Default` is a small model for CPU training.
@@ -53,11 +54,15 @@ pub struct LamSlideConfig {
     pub flow_loss: FlowLossWeights,
     /// The sampler used for validation, testing and predictions.
     pub sampler: SamplerConfig,
-    /// Stage-1 epochs (passes over every frame of the training windows); `train.epochs` is the
-    /// number of stage-2 epochs.
+    /// Stage-1 epochs (passes over every frame of the training windows).
     pub codec_epochs: usize,
-    /// Stage-1 peak learning rate (stage 2 uses `train.adam.lr`).
+    /// Stage-2 epochs (passes over the training windows); `None`: `train.epochs`. A table whose
+    /// rows share one `[train]` (EGNO beside LaM-SLidE) sets it here.
+    pub flow_epochs: Option<usize>,
+    /// Stage-1 peak learning rate.
     pub codec_lr: f64,
+    /// Stage-2 peak learning rate; `None`: `train.adam.lr`.
+    pub flow_lr: Option<f64>,
     /// Decay of the weights' moving average (both stages).
     pub ema_decay: f64,
     /// Standard deviation of the random translations, in normalised units (rotations are
@@ -77,7 +82,9 @@ impl Default for LamSlideConfig {
             flow_loss: FlowLossWeights::default(),
             sampler: SamplerConfig::default(),
             codec_epochs: 10,
+            flow_epochs: None,
             codec_lr: 4e-4,
+            flow_lr: None,
             ema_decay: 0.999,
             translation_std: 0.1,
             draws: 5,
@@ -102,10 +109,20 @@ impl LamSlideConfig {
         ensure!(condition_frames >= 1, "data.condition_frames must be ≥ 1");
         ensure!(self.codec_epochs >= 1, "codec_epochs must be ≥ 1");
         ensure!(
+            self.flow_epochs != Some(0),
+            "flow_epochs must be ≥ 1 (or unset: train.epochs)"
+        );
+        ensure!(
             self.codec_lr.is_finite() && self.codec_lr > 0.0,
             "codec_lr must be finite and > 0, got {}",
             self.codec_lr
         );
+        if let Some(lr) = self.flow_lr {
+            ensure!(
+                lr.is_finite() && lr > 0.0,
+                "flow_lr must be finite and > 0, got {lr}"
+            );
+        }
         ensure!(
             (0.0..1.0).contains(&self.ema_decay),
             "ema_decay must be in [0, 1), got {}",
@@ -349,8 +366,10 @@ impl LamSlide {
             );
             vocab = v;
         }
-        // unused vocabulary slots: values no entity has
-        vocab.resize(k.max(1) as usize, f64::NAN);
+        // unused vocabulary slots repeat the last value (a lookup finds its first slot); the
+        // checkpoint refuses non-finite values, so no NaN marks them
+        let pad = vocab.last().copied().unwrap_or(0.0);
+        vocab.resize(k.max(1) as usize, pad);
         tch::no_grad(|| {
             self.scale
                 .shallow_clone()
@@ -451,43 +470,110 @@ impl LamSlide {
         batch_size: usize,
         seed: u64,
     ) -> Result<SampledMetrics> {
-        let mut sums = SampledMetricSums::default();
+        Ok(self
+            .evaluate_stages(w, draws, batch_size, seed, false)?
+            .model)
+    }
+
+    /// Frames `start .. start + len` of windows `idx` and the averaged codec's reconstruction
+    /// `decode(encode(x))` of each on its own, normalised units, on the model's device
+    /// (identifiers of window `i` from the stream `(seed, i)`, as in [`sample`](Self::sample)).
+    ///
+    /// # Shapes
+    /// → two `[B, len, N, 3]`.
+    fn reconstruct_frames(
+        &self,
+        w: &LamWindows,
+        idx: &[i64],
+        start: i64,
+        len: i64,
+        seed: u64,
+    ) -> Result<(Tensor, Tensor)> {
+        let device = self.vs.device();
+        let it = Tensor::from_slice(idx);
+        let samples: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
+        let (b, n) = (idx.len() as i64, w.entities());
+        let x = w
+            .frames
+            .index_select(0, &it)
+            .narrow(1, start, len)
+            .to_device(device)
+            / self.scale();
+        let ids = self.codec_ema.ids().draw(n, seed, &samples)?;
+        let types = self.type_ids(w, &it, device)?;
+        let ids_f = latent_ids::repeat_frames(&ids, len)?;
+        let types_f = types
+            .map(|ty| latent_ids::repeat_frames(&ty, len))
+            .transpose()?;
+        let out = tch::no_grad(|| {
+            self.codec_ema
+                .f_reconstruct(&x.reshape([b * len, n, 3]), types_f.as_ref(), &ids_f)
+        })?;
+        Ok((x, out.positions.view([b, len, n, 3])))
+    }
+
+    /// The averaged codec's reconstruction `decode(encode(x))` of the predicted frames of
+    /// windows `idx`, each frame on its own (what stage 2 would give with perfect latents),
+    /// in original units; identifiers as in [`sample`](Self::sample).
+    ///
+    /// # Shapes
+    /// → `[B, T, N, 3]`.
+    pub fn reconstruct_targets(&self, w: &LamWindows, idx: &[i64], seed: u64) -> Result<Tensor> {
+        let t = w.frames_per_window() - w.given;
+        let (_, rec) = self.reconstruct_frames(w, idx, w.given, t, seed)?;
+        let pos = rec * self.scale();
+        Ok(w.to_original(&pos.to_device(Device::Cpu), &Tensor::from_slice(idx)))
+    }
+
+    /// The end-to-end metrics over `draws` samples of every window of `w` and, with
+    /// `stages`, the two stages' shares apart: stage 1 (the codec's reconstruction of the
+    /// true predicted frames against them) and stage 2 (the samples against that
+    /// reconstruction, i.e. the flow model's error measured in decoded space). All in original
+    /// units.
+    pub fn evaluate_stages(
+        &self,
+        w: &LamWindows,
+        draws: usize,
+        batch_size: usize,
+        seed: u64,
+        stages: bool,
+    ) -> Result<StageMetrics> {
+        let mut model = SampledMetricSums::default();
+        let mut codec = SampledMetricSums::default();
+        let mut flow = SampledMetricSums::default();
         let t = w.frames_per_window() - w.given;
         let all: Vec<i64> = (0..w.samples()).collect();
-        for chunk in all.chunks(batch_size) {
+        for chunk in all.chunks(batch_size.max(1)) {
             let preds = self.sample(w, chunk, draws, seed)?;
             let it = Tensor::from_slice(chunk);
             let target = w.to_original(&w.frames.index_select(0, &it).narrow(1, w.given, t), &it);
-            sums.add(&preds, &target);
+            model.add(&preds, &target);
+            if stages {
+                let rec = self.reconstruct_targets(w, chunk, seed)?;
+                codec.add(&rec.unsqueeze(1), &target);
+                flow.add(&preds, &rec);
+            }
         }
-        Ok(sums.finish())
+        Ok(StageMetrics {
+            model: model.finish(),
+            codec: stages.then(|| codec.finish()),
+            flow_vs_codec: stages.then(|| flow.finish()),
+        })
     }
 
     /// Mean squared reconstruction error of the averaged codec over every frame of `w`
     /// (original units², identifiers of window `i` from the stream `(seed, i)`).
     pub fn reconstruction_mse(&self, w: &LamWindows, batch_size: usize, seed: u64) -> Result<f64> {
-        let device = self.vs.device();
         let (mut sum, mut count) = (0.0, 0.0);
         let all: Vec<i64> = (0..w.samples()).collect();
-        let f = w.frames_per_window();
         for chunk in all.chunks(batch_size.max(1)) {
-            let it = Tensor::from_slice(chunk);
-            let samples: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
-            let ids = self.codec_ema.ids().draw(w.entities(), seed, &samples)?;
-            let types = self.type_ids(w, &it, device)?;
+            let (x, rec) = self.reconstruct_frames(w, chunk, 0, w.frames_per_window(), seed)?;
             let b = chunk.len() as i64;
-            let x = w.frames.index_select(0, &it).to_device(device) / self.scale();
-            let flat = x.reshape([b * f, w.entities(), 3]);
-            let ids_f = latent_ids::repeat_frames(&ids, f)?;
-            let types_f = types
-                .map(|t| latent_ids::repeat_frames(&t, f))
-                .transpose()?;
-            let out = tch::no_grad(|| {
-                self.codec_ema
-                    .f_reconstruct(&flat, types_f.as_ref(), &ids_f)
-            })?;
-            let unit = w.unit.index_select(0, &it).to_kind(Kind::Double);
-            let se = (out.positions - flat)
+            let unit = w
+                .unit
+                .index_select(0, &Tensor::from_slice(chunk))
+                .to_kind(Kind::Double);
+            let se = (rec - x)
                 .to_kind(Kind::Double)
                 .square()
                 .to_device(Device::Cpu)
@@ -500,6 +586,17 @@ impl LamSlide {
         }
         Ok(sum / count.max(1.0))
     }
+}
+
+/// [`LamSlide::evaluate_stages`]: the end-to-end metrics and each stage's share.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StageMetrics {
+    /// Samples against the true future.
+    pub model: SampledMetrics,
+    /// Stage 1 alone: the codec's reconstruction of the true future against it (`K = 1`).
+    pub codec: Option<SampledMetrics>,
+    /// Stage 2 alone: samples against the codec's reconstruction of the true future.
+    pub flow_vs_codec: Option<SampledMetrics>,
 }
 
 /// Which stage(s) `sgdd train --stage` runs.
@@ -582,6 +679,12 @@ pub struct LamSlideResult {
     pub val: SampledMetrics,
     /// Test metrics of the selected weights over `draws` samples.
     pub test: SampledMetrics,
+    /// Stage 1's share of the test error: the codec's reconstruction of the true predicted
+    /// frames against them.
+    pub codec_test: SampledMetrics,
+    /// Stage 2's share: the test samples against the codec's reconstruction of the true
+    /// predicted frames.
+    pub flow_vs_codec_test: SampledMetrics,
     /// Constant velocity from the last two given frames, on the same test windows.
     pub const_vel_test: SampledMetrics,
 }
@@ -605,6 +708,8 @@ pub struct LamSlideTrainer {
     /// Variables frozen at build (the fixed identifier tables, the averages, the
     /// normalisation): never trained in either stage.
     frozen: Vec<String>,
+    /// `tensorboard/` event files (`train.tensorboard`): the epoch logs, tagged by stage.
+    tensorboard: Option<EventWriter>,
 }
 
 impl std::fmt::Debug for LamSlideTrainer {
@@ -723,6 +828,11 @@ impl LamSlideTrainer {
         }
         let config_text = cfg.to_toml();
         traj_data::atomic_write(&dir.join("config.toml"), config_text.as_bytes())?;
+        let tensorboard = if cfg.train.tensorboard {
+            Some(EventWriter::create(&dir.join("tensorboard"))?)
+        } else {
+            None
+        };
         if let Some(o) = observer.as_mut() {
             o(Event::Note(&format!(
                 "LaM-SLidE: {} training windows of {} given + {} predicted frames, {} entities",
@@ -748,6 +858,7 @@ impl LamSlideTrainer {
             dataset_sha256,
             observer,
             frozen,
+            tensorboard,
         };
         t.rewrite_log()?;
         if mode != RunMode::Resume {
@@ -760,18 +871,20 @@ impl LamSlideTrainer {
 
 fn adam_for(cfg: &RunConfig, stage: Stage) -> crate::AdamConfig {
     let mut a = cfg.train.adam;
-    if stage == Stage::Codec {
-        a.lr = cfg.model.lam_slide.codec_lr;
-    }
+    a.lr = match stage {
+        Stage::Codec => cfg.model.lam_slide.codec_lr,
+        Stage::Flow => cfg.model.lam_slide.flow_lr.unwrap_or(a.lr),
+    };
     a
 }
 
 fn train_for(cfg: &RunConfig, stage: Stage) -> TrainConfig {
     let mut t = cfg.train.clone();
     t.adam = adam_for(cfg, stage);
-    if stage == Stage::Codec {
-        t.epochs = cfg.model.lam_slide.codec_epochs;
-    }
+    t.epochs = match stage {
+        Stage::Codec => cfg.model.lam_slide.codec_epochs,
+        Stage::Flow => cfg.model.lam_slide.flow_epochs.unwrap_or(t.epochs),
+    };
     t
 }
 
@@ -808,7 +921,7 @@ impl LamSlideTrainer {
                 self.state.codec.len(),
                 self.cfg.model.lam_slide.codec_epochs,
             ),
-            Stage::Flow => (self.state.flow.len(), self.cfg.train.epochs),
+            Stage::Flow => (self.state.flow.len(), train_for(&self.cfg, stage).epochs),
         }
     }
 
@@ -1044,6 +1157,7 @@ impl LamSlideTrainer {
             val,
         };
         append_log(&self.dir.join("metrics.jsonl"), &log)?;
+        self.write_scalars(&log)?;
         let mut note = format!(
             "{stage:?} epoch {}/{}: loss {:.4e}",
             log.epoch, t.epochs, log.loss
@@ -1069,6 +1183,45 @@ impl LamSlideTrainer {
         }
         .context("an epoch was logged")?;
         Ok(log)
+    }
+
+    /// An epoch's log as TensorBoard scalars `codec/…` or `flow/…` at the stage's step.
+    fn write_scalars(&mut self, log: &LamEpochLog) -> Result<()> {
+        let Some(tb) = self.tensorboard.as_mut() else {
+            return Ok(());
+        };
+        let stage = match log.stage {
+            Stage::Codec => "codec",
+            Stage::Flow => "flow",
+        };
+        let mut scalars: Vec<(String, f64)> = vec![
+            (format!("{stage}/loss"), log.loss),
+            (format!("{stage}/lr"), log.lr),
+            (format!("{stage}/grad_norm"), log.grad_norm),
+            (
+                format!("{stage}/samples_per_second"),
+                log.samples_per_second,
+            ),
+        ];
+        scalars.extend(
+            log.parts
+                .iter()
+                .map(|(k, v)| (format!("{stage}/loss_{k}"), *v)),
+        );
+        if let Some(m) = log.val_reconstruction_mse {
+            scalars.push((format!("{stage}/val_reconstruction_mse"), m));
+        }
+        if let Some(v) = &log.val {
+            scalars.extend([
+                (format!("{stage}/val_ade"), v.ade),
+                (format!("{stage}/val_fde"), v.fde),
+                (format!("{stage}/val_min_ade"), v.min_ade),
+                (format!("{stage}/val_min_fde"), v.min_fde),
+            ]);
+        }
+        let refs: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        tb.scalars(log.step, &refs)?;
+        tb.flush()
     }
 
     /// Trains the chosen stage(s) to their configured epochs.
@@ -1120,7 +1273,7 @@ impl LamSlideTrainer {
             self.stage == Stage::Flow && self.stage_done(Stage::Flow),
             "the run has not finished stage 2 ({} of {} epochs)",
             self.state.flow.len(),
-            self.cfg.train.epochs
+            train_for(&self.cfg, Stage::Flow).epochs
         );
         let (best_epoch, val) = self
             .state
@@ -1130,6 +1283,9 @@ impl LamSlideTrainer {
         let lam = &self.cfg.model.lam_slide;
         let bs = self.cfg.train.batch_size;
         let seed = self.cfg.train.seed;
+        let stages = self
+            .model
+            .evaluate_stages(&self.test, lam.draws, bs, seed, true)?;
         let result = LamSlideResult {
             model: "lam-slide".into(),
             dataset: self.cfg.data.dir.clone(),
@@ -1139,7 +1295,11 @@ impl LamSlideTrainer {
             best_epoch,
             codec_test_mse: self.model.reconstruction_mse(&self.test, bs, seed)?,
             val,
-            test: self.model.evaluate(&self.test, lam.draws, bs, seed)?,
+            test: stages.model,
+            codec_test: stages.codec.context("stage metrics were asked for")?,
+            flow_vs_codec_test: stages
+                .flow_vs_codec
+                .context("stage metrics were asked for")?,
             const_vel_test: const_vel_metrics(&self.test)?,
         };
         write_json(&self.dir.join("result.json"), &result)?;
@@ -1202,5 +1362,23 @@ mod tests {
             ..Default::default()
         };
         assert!(c.check(10).unwrap_err().to_string().contains("ema_decay"));
+        for (c, key) in [
+            (
+                LamSlideConfig {
+                    flow_epochs: Some(0),
+                    ..Default::default()
+                },
+                "flow_epochs",
+            ),
+            (
+                LamSlideConfig {
+                    flow_lr: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "flow_lr",
+            ),
+        ] {
+            assert!(c.check(10).unwrap_err().to_string().contains(key), "{key}");
+        }
     }
 }

@@ -80,7 +80,7 @@ pub use eval::{
 };
 pub use lam_slide::{
     LamEpochLog, LamSlide, LamSlideConfig, LamSlideResult, LamSlideTrainer, LamWindows, Stage,
-    StageChoice, const_vel_metrics, restore_lam_slide,
+    StageChoice, StageMetrics, const_vel_metrics, restore_lam_slide,
 };
 pub use metrics::{
     BatchSums, ImitationSums, MetricSums, Metrics, SampledMetricSums, SampledMetrics,

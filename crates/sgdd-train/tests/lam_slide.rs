@@ -160,4 +160,36 @@ fn samples_read_only_the_given_frames_and_restore_from_the_checkpoint() {
     assert!(restored.sample(&w, &idx, 2, 5).unwrap().equal(&a));
     let cv = sgdd_train::const_vel_metrics(&w).unwrap();
     assert!(cv.ade > 0.0 && cv.draws == 1);
+    // each stage's share: samples vs truth ≤ codec vs truth + samples vs codec, per distance
+    let s = t.model().evaluate_stages(&w, 2, 2, 5, true).unwrap();
+    assert_eq!(s.model, t.model().evaluate(&w, 2, 2, 5).unwrap());
+    let (codec, flow) = (s.codec.unwrap(), s.flow_vs_codec.unwrap());
+    assert_eq!((codec.draws, flow.draws), (1, 2));
+    assert!(codec.ade > 0.0 && flow.ade > 0.0);
+    assert!(s.model.ade <= codec.ade + flow.ade + 1e-9, "{s:?}");
+    assert!(s.model.min_ade <= codec.ade + flow.min_ade + 1e-9, "{s:?}");
+}
+
+#[test]
+fn flow_epochs_and_flow_lr_override_the_shared_train_settings_without_types() {
+    let _g = serial();
+    let mut cfg = (*config(1, 1)).clone();
+    cfg.model.lam_slide.flow_epochs = Some(2);
+    cfg.model.lam_slide.flow_lr = Some(3e-3);
+    // without entity types (their vocabulary unused): the best weights still restore
+    cfg.model.lam_slide.codec.num_types = 0;
+    cfg.train.lr_schedule = sgdd_train::LrSchedule::Constant;
+    let cfg = cfg.check().unwrap();
+    let dir = out("flow-epochs");
+    let mut t = LamSlideTrainer::new(cfg, &dir, RunMode::Fresh, None).unwrap();
+    t.train(StageChoice::Both).unwrap();
+    let r = t.finish().unwrap();
+    assert_eq!((r.codec_epochs, r.flow_epochs), (1, 2));
+    let flow: Vec<f64> = t
+        .history()
+        .iter()
+        .filter(|e| e.stage == Stage::Flow)
+        .map(|e| e.lr)
+        .collect();
+    assert_eq!(flow, [3e-3, 3e-3]);
 }

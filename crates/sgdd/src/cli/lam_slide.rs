@@ -9,8 +9,8 @@ use tch::{Kind, Tensor};
 use traj_data::formats::npz::{NpzArray, encode_npz};
 
 use sgdd_train::{
-    CheckedRunConfig, LamSlideResult, LamSlideTrainer, LamWindows, ModelKind, RunMode,
-    SampledMetricSums, StageChoice,
+    CheckedRunConfig, LamEpochLog, LamSlideResult, LamSlideTrainer, LamWindows, ModelKind, RunMode,
+    SampledMetricSums, Stage, StageChoice,
 };
 
 use super::eval::{EvalArgs, PredictArgs, data_of};
@@ -50,34 +50,97 @@ pub fn train(args: &TrainArgs, cfg: CheckedRunConfig, mode: RunMode) -> Result<(
         args.init_from.is_none(),
         "--init-from is not available for model.kind = \"lam-slide\""
     );
-    let (bar, observer) = progress(args.quiet, cfg.train.epochs);
-    let mut trainer = LamSlideTrainer::new(cfg, &args.out, mode, Some(observer))
-        .with_context(|| format!("run {}", args.out.display()))?;
-    trainer
-        .train(args.stage.into())
-        .with_context(|| format!("run {}", args.out.display()))?;
-    bar.finish_and_clear();
-    if trainer.stage_done(sgdd_train::Stage::Flow) {
-        let result = trainer.finish()?;
-        if !args.quiet {
-            eprintln!("{}", summary(&args.out, &result));
-        }
+    if let Some(result) = run(cfg, &args.out, mode, args.stage.into(), args.quiet)? {
         println!("{}", serde_json::to_string(&result)?);
-    } else {
-        eprintln!(
-            "{}: stage {:?} is next (train it with --resume --stage flow)",
-            args.out.display(),
-            trainer.stage()
-        );
     }
     Ok(())
+}
+
+/// Trains the chosen stage(s) of a LaM-SLidE run into `out` and, once stage 2 is done,
+/// scores it (`result.json`); `None` while a stage is still to train.
+pub fn run(
+    cfg: CheckedRunConfig,
+    out: &Path,
+    mode: RunMode,
+    stage: StageChoice,
+    quiet: bool,
+) -> Result<Option<LamSlideResult>> {
+    let (bar, observer) = progress(quiet, cfg.train.epochs);
+    let mut trainer = LamSlideTrainer::new(cfg, out, mode, Some(observer))
+        .with_context(|| format!("run {}", out.display()))?;
+    trainer
+        .train(stage)
+        .with_context(|| format!("run {}", out.display()))?;
+    bar.finish_and_clear();
+    if !trainer.stage_done(Stage::Flow) {
+        eprintln!(
+            "{}: stage {:?} is next (train it with --resume --stage flow)",
+            out.display(),
+            trainer.stage()
+        );
+        return Ok(None);
+    }
+    let result = trainer.finish()?;
+    draw(&trainer)?;
+    if !quiet {
+        eprintln!("{}", summary(out, &result));
+    }
+    Ok(Some(result))
+}
+
+/// `loss.png`: each stage's training loss, the codec's validation reconstruction error and the
+/// flow model's validation ADE, per epoch.
+fn draw(trainer: &LamSlideTrainer) -> Result<()> {
+    let history = trainer.history();
+    let points = |stage: Stage, f: &dyn Fn(&LamEpochLog) -> Option<f64>| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .filter(|h| h.stage == stage)
+            .filter_map(|h| f(h).map(|v| (h.epoch as f64, v)))
+            .collect()
+    };
+    crate::plots::loss_curve(
+        &trainer.dir().join("loss.png"),
+        "lam-slide: stage 1 (codec) and stage 2 (latent flow)",
+        "epoch of the stage",
+        &[
+            crate::plots::Panel {
+                y_label: "stage 1: loss, val MSE (orig. units²)",
+                series: vec![
+                    crate::plots::Series {
+                        label: "train loss (normalised units)",
+                        points: points(Stage::Codec, &|h| Some(h.loss)),
+                    },
+                    crate::plots::Series {
+                        label: "val reconstruction MSE",
+                        points: points(Stage::Codec, &|h| h.val_reconstruction_mse),
+                    },
+                ],
+            },
+            crate::plots::Panel {
+                y_label: "stage 2: loss, val ADE (orig. units)",
+                series: vec![
+                    crate::plots::Series {
+                        label: "train loss (normalised units)",
+                        points: points(Stage::Flow, &|h| Some(h.loss)),
+                    },
+                    crate::plots::Series {
+                        label: "val ADE",
+                        points: points(Stage::Flow, &|h| h.val.map(|v| v.ade)),
+                    },
+                ],
+            },
+        ],
+    )
 }
 
 fn summary(out: &Path, r: &LamSlideResult) -> String {
     format!(
         "lam-slide on {} (seed {}): {} codec + {} flow epochs, best flow epoch {}.\n  \
          test over K = {}: ADE {:.4} FDE {:.4}, minADE {:.4} minFDE {:.4}; constant velocity \
-         ADE {:.4} FDE {:.4}; codec reconstruction MSE {:.3e}\n  run directory {}",
+         ADE {:.4} FDE {:.4}; codec reconstruction MSE {:.3e}\n  stage 1 alone (codec \
+         reconstruction of the true future) ADE {:.4} FDE {:.4}; stage 2 alone (samples vs that \
+         reconstruction) ADE {:.4} FDE {:.4}\n  run directory {}",
         r.dataset.display(),
         r.seed,
         r.codec_epochs,
@@ -91,11 +154,17 @@ fn summary(out: &Path, r: &LamSlideResult) -> String {
         r.const_vel_test.ade,
         r.const_vel_test.fde,
         r.codec_test_mse,
+        r.codec_test.ade,
+        r.codec_test.fde,
+        r.flow_vs_codec_test.ade,
+        r.flow_vs_codec_test.fde,
         out.display()
     )
 }
 
-/// `sgdd eval` of a LaM-SLidE checkpoint: ADE/FDE over `K` samples and minADE/minFDE.
+/// `sgdd eval` of a LaM-SLidE checkpoint: ADE/FDE over `K` samples and minADE/minFDE
+/// (`model`), and each stage's share apart (`codec`: the codec's reconstruction of the true
+/// future; `flow_vs_codec`: the samples against that reconstruction).
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let device = args.device.resolve()?;
     let (cfg, data) = data_of(&args.checkpoint, args.data.as_deref())?;
@@ -104,7 +173,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let w = LamWindows::load(&run, args.split.into())?;
     let (cfg, model) = sgdd_train::restore_lam_slide(&args.checkpoint, device)?;
     let k = args.draws.unwrap_or(cfg.model.lam_slide.draws);
-    let m = model.evaluate(&w, k, cfg.train.batch_size, cfg.train.seed)?;
+    let m = model.evaluate_stages(&w, k, cfg.train.batch_size, cfg.train.seed, true)?;
     println!("{}", serde_json::to_string(&m)?);
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod lam_slide;
 pub mod repro;
 pub mod repro_distill;
 pub mod repro_distill_ns;
+pub mod repro_geotdm;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,9 @@ pub enum ReproCommand {
     /// KD / + frequency-aligned KD / two teachers (one weak) by average and by A2D / + ridge
     /// init, beside an FNO teacher.
     DistillNs(repro::ReproArgs),
+    /// GeoTDM's N-body protocol (frames 0–9 given, 10–29 predicted): LaM-SLidE beside EGNO,
+    /// SGDD-EGNO and constant velocity, and LaM-SLidE's published Table 1 rows.
+    NbodyGeotdm(repro::ReproArgs),
 }
 
 /// Runs the parsed command line.
@@ -82,5 +86,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repro(ReproCommand::Md17Xtb(args)) => repro::run_md17_xtb(&args),
         Command::Repro(ReproCommand::DistillNbody(args)) => repro_distill::run(&args),
         Command::Repro(ReproCommand::DistillNs(args)) => repro_distill_ns::run(&args),
+        Command::Repro(ReproCommand::NbodyGeotdm(args)) => repro_geotdm::run(&args),
     }
 }

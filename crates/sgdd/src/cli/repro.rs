@@ -82,7 +82,7 @@ pub enum Budget {
 
 impl Budget {
     /// The file-name suffix of its configs and datasets.
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Self::Quick => "-quick",
             Self::Standard => "-standard",
@@ -125,6 +125,12 @@ fn base_config(table: &str, budget: Budget) -> Result<&'static str> {
             include_str!("../../../../configs/repro/md17-xtb-standard.toml")
         }
         ("md17-xtb", Full) => include_str!("../../../../configs/repro/md17-xtb.toml"),
+        ("nbody-geotdm", Quick) => {
+            include_str!("../../../../configs/repro/nbody-geotdm-quick.toml")
+        }
+        ("nbody-geotdm", Standard) => {
+            include_str!("../../../../configs/repro/nbody-geotdm-standard.toml")
+        }
         _ => anyhow::bail!("no repro config for {table:?}"),
     })
 }
@@ -140,8 +146,8 @@ fn nbody_sizes(budget: Budget) -> (usize, usize) {
 /// One row kind of a table: a name and the config keys it sets.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Variant {
-    name: &'static str,
-    set: &'static [&'static str],
+    pub(crate) name: &'static str,
+    pub(crate) set: &'static [&'static str],
 }
 
 pub(crate) const EGNO: Variant = Variant {
@@ -182,7 +188,7 @@ const SGDD_GF_NODE: Variant = Variant {
 };
 /// Every table's rows of learned models, in order.
 const LEARNED: [Variant; 6] = [EGNO, NO_TEACHER, SGDD, SGDD_PAPER, GF_NODE, SGDD_GF_NODE];
-const CONST_VEL: Variant = Variant {
+pub(crate) const CONST_VEL: Variant = Variant {
     name: "constant velocity",
     set: &["model.kind=\"const-vel\""],
 };
@@ -481,17 +487,26 @@ fn ensure_imported(dir: &Path, how: &str) -> Result<()> {
     Ok(())
 }
 
-/// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
-pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
-    let mode = if force {
+/// How a table claims a run directory: `Force` with `--force`, `Resume` where a checkpoint is
+/// (a finished run then only scores again), otherwise `Fresh`.
+pub(crate) fn table_run_mode(out: &Path, force: bool) -> RunMode {
+    if force {
         RunMode::Force
     } else if out.join("checkpoint.safetensors").exists() {
         RunMode::Resume
-    } else if out.join("result.json").exists() || out.join("config.toml").exists() {
-        // an untrained baseline's directory: scoring it again is cheap
-        RunMode::Force
     } else {
         RunMode::Fresh
+    }
+}
+
+/// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
+pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
+    let mode = match table_run_mode(out, force) {
+        // an untrained baseline's directory: scoring it again is cheap
+        RunMode::Fresh if out.join("result.json").exists() || out.join("config.toml").exists() => {
+            RunMode::Force
+        }
+        mode => mode,
     };
     let (r, t) = train_cmd::run(cfg, out, mode, None, true, None)?;
     Ok((r, t.train_seconds))

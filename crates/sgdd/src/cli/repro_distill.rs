@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sgdd_train::{
     CheckedDistillConfig, DistillConfig, DistillEpochLog, DistillOptions, DistillResult,
-    DistillTiming, Distiller, RunMode,
+    DistillTiming, Distiller,
 };
 use traj_data::nbody::System;
 
@@ -169,13 +169,7 @@ fn config(
 
 /// A student run: reuses a finished run, resumes an unfinished one, or starts it.
 fn one_run(cfg: CheckedDistillConfig, out: &Path, force: bool) -> Result<RunRecord> {
-    let mode = if force {
-        RunMode::Force
-    } else if out.join("checkpoint.safetensors").exists() {
-        RunMode::Resume
-    } else {
-        RunMode::Fresh
-    };
+    let mode = repro::table_run_mode(out, force);
     let mut d = Distiller::new(
         cfg,
         out,
