@@ -928,23 +928,24 @@ mod tests {
             .batch(&idx, Device::Cpu, &mut GraphCache::default())
             .unwrap();
         let schedule = distill_kd::TeacherForcingConfig::paper(0).check(8).unwrap();
-        let total_at = |decay: LambdaDecay, step: u64| {
-            tch::manual_seed(3);
-            let vs = nn::VarStore::new(Device::Cpu);
-            let mcfg = ModelConfig {
-                lambda: 0.5,
-                lambda_decay: decay,
-                teacher_path: TeacherPath::Separate,
-                ..tiny_sgdd()
-            };
-            let model = Model::build(
-                &vs,
-                &mcfg,
-                ProblemDims::of(&p),
-                &p.undirected,
-                p.target_times.clone(),
-            )
-            .unwrap();
+        // one model (weights drawn once: libtorch's generator is shared with the tests running
+        // beside this one), its decay switched between the steps scored
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mcfg = ModelConfig {
+            lambda: 0.5,
+            teacher_path: TeacherPath::Separate,
+            ..tiny_sgdd()
+        };
+        let mut model = Model::build(
+            &vs,
+            &mcfg,
+            ProblemDims::of(&p),
+            &p.undirected,
+            p.target_times.clone(),
+        )
+        .unwrap();
+        let mut total_at = |decay: LambdaDecay, step: u64| {
+            model.lambda_decay = decay;
             let l = model.loss(&batch, step, &schedule).unwrap();
             let align = 0.5 * (l.rep + l.spec);
             (l.total.double_value(&[]), align)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use graph_nets::GraphBatch;
 use rand::{Rng, SeedableRng};
-use sgdd_train::{DistillConfig, RunConfig};
+use sgdd_train::{DistillConfig, GridDistillConfig, RunConfig};
 use tch::{Device, Kind, Tensor};
 use traj_data::convert::{bones_and_two_hop, contact_edges};
 use traj_data::{EdgeList, Starts, TargetFrames};
@@ -100,7 +100,7 @@ fn an_imported_npz_prepares_for_training() {
 /// trip through `to_toml` (what a checkpoint stores and a resume reads back).
 #[test]
 fn every_shipped_config_parses_unchanged() {
-    let mut seen = 0;
+    let (mut seen, mut grids) = (0, 0);
     for dir in ["configs", "configs/repro"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join(dir))
             .unwrap()
@@ -110,6 +110,17 @@ fn every_shipped_config_parses_unchanged() {
         files.sort();
         for path in files {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("distill-ns") {
+                // grid distillation (`sgdd distill-grid`): frames in, frames out, no windows
+                // teachers come from `--teacher` on the command line
+                let teachers = ["distill.teachers=[\"teacher.safetensors\"]".to_owned()];
+                let cfg =
+                    GridDistillConfig::load(&path, &teachers).unwrap_or_else(|e| panic!("{e:#}"));
+                let again = GridDistillConfig::from_toml(&cfg.to_toml(), &[]).unwrap();
+                assert_eq!(again, cfg, "{}", path.display());
+                grids += 1;
+                continue;
+            }
             // distillation configs (`sgdd distill`) have their own sections around [data]
             let d = if name.starts_with("distill-") {
                 // teachers come from `--teacher` on the command line
@@ -144,7 +155,9 @@ fn every_shipped_config_parses_unchanged() {
                     (Starts::Metadata, 30, 5, TargetFrames::Consecutive)
                 }
                 // GeoTDM's protocol: frames 0–9 given, 10–29 predicted
-                "lam-slide-charged" => (Starts::Fixed(vec![9]), 20, 20, TargetFrames::Consecutive),
+                "lam-slide-charged" | "nbody-geotdm-quick" | "nbody-geotdm-standard" => {
+                    (Starts::Fixed(vec![9]), 20, 20, TargetFrames::Consecutive)
+                }
                 other => panic!("a new config {other}: add its windows here"),
             };
             assert_eq!(
@@ -160,7 +173,7 @@ fn every_shipped_config_parses_unchanged() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 18);
+    assert_eq!((seen, grids), (20, 3));
 }
 
 /// The flat `[data]` keys map onto the typed window starts, defaults included; keys a choice
