@@ -77,6 +77,106 @@ pub struct DataConfig {
     /// the strided frames of each window (the MD17 EGNO setting, `delta_frame = num_targets`)
     /// leaves nothing to draw: its windows draw all their frames, i.e. the even targets.
     pub uneven_targets: bool,
+    /// The spatial graph of each window (TOML: `graph = "dataset" | "radius" | "knn"`, with
+    /// `graph_radius` or `graph_k`): see [`WindowGraph`].
+    pub graph: WindowGraph,
+    /// The graph SGDD's joint spectral basis is built on, when it is not the message-passing
+    /// graph [`DataConfig::graph`] (TOML: `spectral_graph = "radius" | "knn"`, with
+    /// `spectral_graph_radius` or `spectral_graph_k`; absent: the same graph). On N-body the
+    /// message-passing graph is complete, whose spatial spectrum is one eigenvalue of
+    /// multiplicity N − 1; a k-NN graph of each window's condition frame gives SGE modes that
+    /// say which particles are close.
+    pub spectral_graph: Option<WindowGraph>,
+}
+
+/// Where each window's spatial graph comes from (`data.graph`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum WindowGraph {
+    /// The dataset's own edge list, one graph for every window (N-body: the complete graph).
+    #[default]
+    Dataset,
+    /// Each window's own contact graph: the pairs closer than `cutoff` (in the dataset's length
+    /// unit, e.g. Å) in its condition frame. For transition paths, where the contacts of a
+    /// trajectory's first frame stretch apart later, and as an informative N-body graph.
+    Radius {
+        /// `data.graph_radius`.
+        cutoff: f64,
+    },
+    /// Each window's symmetrised k-nearest-neighbour graph of its condition frame (no node left
+    /// without edges, unlike a radius).
+    Knn {
+        /// `data.graph_k`.
+        k: usize,
+    },
+}
+
+impl WindowGraph {
+    /// Whether every window has a graph of its own.
+    pub fn per_window(self) -> bool {
+        self != Self::Dataset
+    }
+
+    fn radius(self) -> Option<f64> {
+        match self {
+            Self::Radius { cutoff } => Some(cutoff),
+            _ => None,
+        }
+    }
+
+    fn k(self) -> Option<usize> {
+        match self {
+            Self::Knn { k } => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Rejects a radius that is not a positive length and `k = 0`, naming the `key`.
+    fn check(self, key: &str) -> Result<()> {
+        match self {
+            Self::Dataset => {}
+            Self::Radius { cutoff } => ensure!(
+                cutoff.is_finite() && cutoff > 0.0,
+                "data.{key} = \"radius\" needs data.{key}_radius, a positive length in the \
+                 dataset's unit (got {cutoff})"
+            ),
+            Self::Knn { k } => ensure!(
+                k >= 1,
+                "data.{key} = \"knn\" needs data.{key}_k ≥ 1 (got {k})"
+            ),
+        }
+        Ok(())
+    }
+}
+
+impl GraphName {
+    fn of(g: WindowGraph) -> Self {
+        match g {
+            WindowGraph::Dataset => Self::Dataset,
+            WindowGraph::Radius { .. } => Self::Radius,
+            WindowGraph::Knn { .. } => Self::Knn,
+        }
+    }
+
+    /// The choice with its parameter (NaN / 0 when absent, which the check refuses by name).
+    fn with(self, radius: Option<f64>, k: Option<usize>) -> WindowGraph {
+        match self {
+            Self::Dataset => WindowGraph::Dataset,
+            Self::Radius => WindowGraph::Radius {
+                cutoff: radius.unwrap_or(f64::NAN),
+            },
+            Self::Knn => WindowGraph::Knn { k: k.unwrap_or(0) },
+        }
+    }
+}
+
+/// The TOML spelling of the choice in [`WindowGraph`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum GraphName {
+    #[default]
+    Dataset,
+    Radius,
+    Knn,
 }
 
 impl DataConfig {
@@ -125,6 +225,22 @@ struct DataToml {
     condition_frames: usize,
     #[serde(default, skip_serializing_if = "is_false")]
     uneven_targets: bool,
+    #[serde(default, skip_serializing_if = "is_dataset_graph")]
+    graph: GraphName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    graph_radius: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    graph_k: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spectral_graph: Option<GraphName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spectral_graph_radius: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spectral_graph_k: Option<usize>,
+}
+
+fn is_dataset_graph(g: &GraphName) -> bool {
+    *g == GraphName::Dataset
 }
 
 fn one() -> usize {
@@ -175,6 +291,11 @@ impl From<DataToml> for DataConfig {
             type_one_hot: t.type_one_hot,
             condition_frames: t.condition_frames,
             uneven_targets: t.uneven_targets,
+            // a missing radius or k is NaN / 0 here, which `RunConfig::check` refuses by name
+            graph: t.graph.with(t.graph_radius, t.graph_k),
+            spectral_graph: t
+                .spectral_graph
+                .map(|g| g.with(t.spectral_graph_radius, t.spectral_graph_k)),
         }
     }
 }
@@ -202,6 +323,12 @@ impl From<DataConfig> for DataToml {
             type_one_hot: c.type_one_hot,
             condition_frames: c.condition_frames,
             uneven_targets: c.uneven_targets,
+            graph: GraphName::of(c.graph),
+            graph_radius: c.graph.radius(),
+            graph_k: c.graph.k(),
+            spectral_graph: c.spectral_graph.map(GraphName::of),
+            spectral_graph_radius: c.spectral_graph.and_then(WindowGraph::radius),
+            spectral_graph_k: c.spectral_graph.and_then(WindowGraph::k),
         }
     }
 }
@@ -697,6 +824,15 @@ impl RunConfig {
         d.window_spec()
             .check()
             .map_err(|e| anyhow::anyhow!("data: {e}"))?;
+        d.graph.check("graph")?;
+        if let Some(g) = d.spectral_graph {
+            ensure!(
+                g.per_window(),
+                "data.spectral_graph: \"radius\" or \"knn\" (leave it out for the \
+                 message-passing graph)"
+            );
+            g.check("spectral_graph")?;
+        }
         ensure!(
             d.condition_frames == 1 || m.kind == ModelKind::LamSlide,
             "data.condition_frames = {}: model.kind = {:?} conditions on one frame (only \

@@ -4,7 +4,9 @@
 //! N-body systems (`charged`, `springs`, `gravity`) use the complete graph, as EGNO does; an edge
 //! carries the product of its ends' first node feature (charges, or masses) and, when the dataset
 //! has an edge list (springs), that edge's attribute (0 for pairs without a spring). Other
-//! datasets use their own edge list with its attributes.
+//! datasets use their own edge list with its attributes. With `data.graph = "radius" | "knn"`
+//! every window has a graph of its own, built from its condition frame (attributes as above, 0
+//! for pairs the dataset's edge list does not have).
 
 use std::collections::HashMap;
 
@@ -15,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 use traj_data::{Dataset, EdgeList, Split, TargetFrames};
 
-use crate::config::DataConfig;
+use crate::config::{DataConfig, WindowGraph};
 
 /// All windows of one split, as tensors (on the CPU until batched).
 #[derive(Debug)]
@@ -36,12 +38,16 @@ pub struct Prepared {
     pub y: Tensor,
     /// `[S, T, N, 3]` target velocities (the teacher reads them).
     pub vy: Tensor,
-    /// `[S, E, A]` edge attributes, in the order of [`Prepared::edges`].
-    pub edge_attr: Tensor,
-    /// Directed edges `(receiver, sender)` of each sample's graph.
-    pub edges: Vec<(i64, i64)>,
-    /// Undirected edges of the spatial graph (for the Laplacian).
+    /// The directed edges of each sample's graph and their attributes.
+    pub graphs: SampleGraphs,
+    /// Undirected edges of the spatial graph (for the Laplacian): every sample's, or with a
+    /// graph per sample ([`SampleGraphs::PerSample`]) the first sample's, which sizes the
+    /// model's spectral layer (each sample's own basis is built when it is met).
     pub undirected: Vec<(usize, usize)>,
+    /// Each sample's undirected graph for SGDD's spectral basis when it is not the
+    /// message-passing graph (`data.spectral_graph`); [`Prepared::undirected`] is then the first
+    /// sample's.
+    pub spectral: Option<Vec<Vec<(usize, usize)>>>,
     /// `[S, 3]` centres and `[S]` scales: original = normalised · scale + centre.
     pub center: Tensor,
     /// See `center`.
@@ -51,6 +57,52 @@ pub struct Prepared {
     /// Every frame of each window's horizon, when `data.uneven_targets` asks for random targets
     /// in training (the training split only); see [`Prepared::train_batch`].
     pub horizon: Option<Horizon>,
+}
+
+/// The samples' graphs: directed edges `(receiver, sender)` with their attributes.
+#[derive(Debug)]
+pub enum SampleGraphs {
+    /// One graph for every sample.
+    Shared {
+        /// The edges.
+        edges: Vec<(i64, i64)>,
+        /// `[S, E, A]` attributes, in the order of `edges`.
+        attr: Tensor,
+    },
+    /// A graph per sample (`data.graph = "radius" | "knn"`).
+    PerSample {
+        /// Sample `s`'s edges.
+        edges: Vec<Vec<(i64, i64)>>,
+        /// Sample `s`'s `[E_s, A]` attributes.
+        attr: Vec<Tensor>,
+    },
+}
+
+impl SampleGraphs {
+    /// Attribute width A.
+    pub fn edge_dim(&self) -> i64 {
+        match self {
+            Self::Shared { attr, .. } => attr.size()[2],
+            Self::PerSample { attr, .. } => attr[0].size()[1],
+        }
+    }
+
+    /// The graphs of the samples at `idx` (a CPU index tensor `sel` of the same).
+    fn select(&self, idx: &[i64], sel: &Tensor) -> Self {
+        match self {
+            Self::Shared { edges, attr } => Self::Shared {
+                edges: edges.clone(),
+                attr: attr.index_select(0, sel),
+            },
+            Self::PerSample { edges, attr } => Self::PerSample {
+                edges: idx.iter().map(|&i| edges[i as usize].clone()).collect(),
+                attr: idx
+                    .iter()
+                    .map(|&i| attr[i as usize].shallow_clone())
+                    .collect(),
+            },
+        }
+    }
 }
 
 /// Every frame `a + 1, …, a + Δ` of each window's horizon (`a` the condition frame), from which
@@ -99,10 +151,16 @@ pub struct Batch {
     pub y: Tensor,
     /// `[T, B·N, 3]`.
     pub vy: Tensor,
-    /// `[B·E, A]`.
+    /// `[B·E, A]` (`[ΣE_b, A]` with a graph per sample), in the order of the graph's edges.
     pub edge_attr: Tensor,
     /// The block-diagonal graph of the B samples.
     pub graph: GraphBatch,
+    /// Whether every sample has the dataset's one graph (else each has its own, and spectral
+    /// layers take each sample's basis).
+    pub shared_graph: bool,
+    /// The graphs of the spectral basis when they are not [`Batch::graph`]
+    /// (`data.spectral_graph`): each sample's own.
+    pub spectral_graph: Option<GraphBatch>,
     /// `[B, 3]`, `[B]`.
     pub center: Tensor,
     /// See `center`.
@@ -202,19 +260,40 @@ fn prepare_windows(
         .collect::<traj_data::Result<Vec<_>>>()?;
     let n = ds.num_nodes();
     let nbody = is_nbody(ds);
-    let graph = if nbody {
-        EdgeList::complete(n)
+    let shared = if cfg.graph.per_window() {
+        None
+    } else if nbody {
+        Some(EdgeList::complete(n))
     } else {
         match ds.trajectories()[0].edges() {
-            Some(e) => e.clone(),
+            Some(e) => Some(e.clone()),
             None => bail!(
-                "dataset `{}` has no edge list and is not an N-body system",
+                "dataset `{}` has no edge list and is not an N-body system: set data.graph = \
+                 \"radius\" or \"knn\" to build each window's graph from its positions",
                 ds.meta().name
             ),
         }
     };
-    let undirected = Vec::<(usize, usize)>::from(&graph);
-    let edges = graph.directed();
+    let window_graphs = windows
+        .iter()
+        .map(|s| match &shared {
+            Some(g) => Ok(g.clone()),
+            None => window_graph(s, cfg.graph),
+        })
+        .collect::<Result<Vec<EdgeList>>>()?;
+    let spectral = cfg
+        .spectral_graph
+        .map(|how| {
+            windows
+                .iter()
+                .map(|s| window_graph(s, how).map(|g| Vec::<(usize, usize)>::from(&g)))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let undirected = match &spectral {
+        Some(each) => each[0].clone(),
+        None => Vec::<(usize, usize)>::from(&window_graphs[0]),
+    };
 
     // node types one-hot over the types of the first trajectory (a molecule's elements)
     let vocabulary: Vec<i64> = match (cfg.type_one_hot, ds.trajectories()[0].node_types()) {
@@ -226,13 +305,13 @@ fn prepare_windows(
         }
         _ => Vec::new(),
     };
-    let (mut x0, mut v0, mut h, mut y, mut vy, mut ea) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut x0, mut v0, mut h, mut y, mut vy) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut sample_edges, mut sample_attr) = (Vec::new(), Vec::<Vec<f64>>::new());
     let (mut center, mut scale) = (vec![], vec![]);
     let mut target_times = vec![];
     let mut feat_dim = 0;
     let mut attr_dim = 0;
-    for s in &windows {
+    for (s, graph) in windows.iter().zip(&window_graphs) {
         let c = s.condition_frames.len();
         let last = (c - 1) * n * 3;
         x0.extend_from_slice(&s.condition_positions[last..last + n * 3]);
@@ -295,6 +374,8 @@ fn prepare_windows(
             .unwrap_or_default();
         let n_attr = s.edges.as_ref().map_or(0, |e| e.num_attributes());
         attr_dim = usize::from(nbody) + n_attr;
+        let edges = graph.directed();
+        let mut ea = Vec::with_capacity(edges.len() * attr_dim);
         for &(r, snd) in &edges {
             let (r, snd) = (r as usize, snd as usize);
             if nbody {
@@ -308,6 +389,8 @@ fn prepare_windows(
                 }
             }
         }
+        sample_edges.push(edges);
+        sample_attr.push(ea);
         center.extend_from_slice(&s.transform.center);
         scale.push(s.transform.scale);
         if target_times.is_empty() {
@@ -320,8 +403,24 @@ fn prepare_windows(
     }
     let samples = windows.len() as i64;
     let (n, t) = (n as i64, cfg.num_targets as i64);
-    let e = edges.len() as i64;
     let f32s = |v: &[f64], shape: &[i64]| Tensor::from_slice(v).to_kind(Kind::Float).reshape(shape);
+    let a = attr_dim as i64;
+    let graphs = if shared.is_some() {
+        let e = sample_edges[0].len() as i64;
+        SampleGraphs::Shared {
+            edges: sample_edges.swap_remove(0),
+            attr: f32s(&sample_attr.concat(), &[samples, e, a]),
+        }
+    } else {
+        SampleGraphs::PerSample {
+            attr: sample_attr
+                .iter()
+                .zip(&sample_edges)
+                .map(|(ea, e)| f32s(ea, &[e.len() as i64, a]))
+                .collect(),
+            edges: sample_edges,
+        }
+    };
     Ok(Prepared {
         samples,
         n,
@@ -331,9 +430,9 @@ fn prepare_windows(
         h: f32s(&h, &[samples, n, feat_dim as i64]),
         y: f32s(&y, &[samples, t, n, 3]),
         vy: f32s(&vy, &[samples, t, n, 3]),
-        edge_attr: f32s(&ea, &[samples, e, attr_dim as i64]),
-        edges,
+        graphs,
         undirected,
+        spectral,
         center: Tensor::from_slice(&center).reshape([samples, 3]),
         scale: Tensor::from_slice(&scale),
         target_times,
@@ -349,7 +448,7 @@ impl Prepared {
 
     /// Edge attribute width A.
     pub fn edge_dim(&self) -> i64 {
-        self.edge_attr.size()[2]
+        self.graphs.edge_dim()
     }
 
     /// The samples at `idx` (on the CPU) as a prepared split of their own.
@@ -370,9 +469,12 @@ impl Prepared {
             h: take(&self.h),
             y: take(&self.y),
             vy: take(&self.vy),
-            edge_attr: take(&self.edge_attr),
-            edges: self.edges.clone(),
+            graphs: self.graphs.select(idx, &sel),
             undirected: self.undirected.clone(),
+            spectral: self
+                .spectral
+                .as_ref()
+                .map(|each| idx.iter().map(|&i| each[i as usize].clone()).collect()),
             center: take(&self.center),
             scale: take(&self.scale),
             target_times: self.target_times.clone(),
@@ -402,9 +504,34 @@ impl Prepared {
             h: nodes(&self.h),
             y: frames(&self.y),
             vy: frames(&self.vy),
-            edge_attr: take(&self.edge_attr)
-                .reshape([b * self.edges.len() as i64, self.edge_dim()]),
-            graph: graphs.get(self, b, device)?,
+            edge_attr: match &self.graphs {
+                SampleGraphs::Shared { edges, attr } => {
+                    take(attr).reshape([b * edges.len() as i64, self.edge_dim()])
+                }
+                SampleGraphs::PerSample { attr, .. } => {
+                    let parts: Vec<&Tensor> = idx.iter().map(|&i| &attr[i as usize]).collect();
+                    Tensor::cat(&parts, 0).to_device(device)
+                }
+            },
+            graph: graphs.get(self, idx, device)?,
+            shared_graph: matches!(self.graphs, SampleGraphs::Shared { .. }),
+            spectral_graph: self
+                .spectral
+                .as_ref()
+                .map(|each| {
+                    let graphs = idx
+                        .iter()
+                        .map(|&i| {
+                            let bonds: Vec<(i64, i64)> = each[i as usize]
+                                .iter()
+                                .map(|&(a, b)| (a as i64, b as i64))
+                                .collect();
+                            GraphBatch::from_undirected(self.n, &bonds, device)
+                        })
+                        .collect::<graph_nets::Result<Vec<_>>>()?;
+                    GraphBatch::batch(&graphs)
+                })
+                .transpose()?,
             center: take(&self.center),
             scale: take(&self.scale),
             times: None,
@@ -458,22 +585,60 @@ impl Prepared {
     }
 }
 
-/// Batched graphs by batch size (all samples share one graph).
+/// Batched graphs by batch size, when all samples share one graph (a graph per sample is
+/// batched anew for each batch).
 #[derive(Debug, Default)]
 pub struct GraphCache {
     by_size: HashMap<i64, GraphBatch>,
 }
 
 impl GraphCache {
-    fn get(&mut self, p: &Prepared, b: i64, device: Device) -> Result<GraphBatch> {
+    fn get(&mut self, p: &Prepared, idx: &[i64], device: Device) -> Result<GraphBatch> {
+        let b = idx.len() as i64;
+        let edges = match &p.graphs {
+            SampleGraphs::Shared { edges, .. } => edges,
+            SampleGraphs::PerSample { edges, .. } => {
+                let each = idx
+                    .iter()
+                    .map(|&i| GraphBatch::from_edges(p.n, &edges[i as usize], device))
+                    .collect::<graph_nets::Result<Vec<_>>>()?;
+                return Ok(GraphBatch::batch(&each)?);
+            }
+        };
         if let Some(g) = self.by_size.get(&b) {
             return Ok(g.clone());
         }
-        let one = GraphBatch::from_edges(p.n, &p.edges, device)?;
+        let one = GraphBatch::from_edges(p.n, edges, device)?;
         let g = GraphBatch::batch(&vec![one; b as usize])?;
         self.by_size.insert(b, g.clone());
         Ok(g)
     }
+}
+
+/// The graph of one window's condition frame (`data.graph`): its radius or k-NN graph, with the
+/// cutoff in the dataset's length unit (the window's coordinates may be normalised). A radius
+/// may leave nodes, or a whole window, without edges: message passing then leaves them alone.
+fn window_graph(s: &traj_data::Sample, how: WindowGraph) -> Result<EdgeList> {
+    let n = s.num_nodes;
+    let last = (s.condition_frames.len() - 1) * n * 3;
+    let scale = s.transform.scale;
+    let points: Vec<[f64; 3]> = s.condition_positions[last..last + n * 3]
+        .chunks_exact(3)
+        .map(|p| [p[0] * scale, p[1] * scale, p[2] * scale])
+        .collect();
+    let graph = match how {
+        WindowGraph::Dataset => bail!("window_graph: the dataset's graph is not per window"),
+        WindowGraph::Radius { cutoff } => spectral_core::Graph::radius(&points, cutoff),
+        WindowGraph::Knn { k } => spectral_core::Graph::knn(&points, k),
+    }
+    .with_context(|| {
+        format!(
+            "data.graph: the graph of trajectory {}'s window at frame {}",
+            s.trajectory, s.anchor
+        )
+    })?;
+    let pairs: Vec<[usize; 2]> = graph.edges().iter().map(|&(i, j, _)| [i, j]).collect();
+    Ok(EdgeList::new(pairs)?)
 }
 
 /// `[T, B·N, 3]` normalised positions → `[B, T, N, 3]` in original units.

@@ -438,6 +438,11 @@ pub fn error_spectrum(
     bands: usize,
 ) -> Result<ErrorSpectrum> {
     ensure!(bands >= 1, "the number of bands must be ≥ 1");
+    ensure!(
+        matches!(p.graphs, data::SampleGraphs::Shared { .. }) && p.spectral.is_none(),
+        "the error spectrum needs one graph for every sample; this split has a graph per window \
+         (data.graph = \"radius\" or \"knn\")"
+    );
     let (n, t) = (p.n as usize, p.t as usize);
     let graph = spectral_core::Graph::from_edges(n, &p.undirected)?;
     let basis = spectral_core::JointBasis::from_graph(

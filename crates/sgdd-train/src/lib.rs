@@ -57,9 +57,11 @@ pub use checkpoint::{
 pub use config::{
     CheckedRunConfig, DataConfig, DecoderKind, GfNodeSettings, LambdaDecay, LrSchedule,
     ModelConfig, ModelKind, RESUMABLE_KEYS, RunConfig, ScheduleName, SelectMetric, StudentKind,
-    TeacherPath, TrainConfig,
+    TeacherPath, TrainConfig, WindowGraph,
 };
-pub use data::{Batch, GraphCache, Horizon, Prepared, load as load_split, prepare, to_original};
+pub use data::{
+    Batch, GraphCache, Horizon, Prepared, SampleGraphs, load as load_split, prepare, to_original,
+};
 pub use ddp::{DataParallel, StepTerms, shard};
 pub use device::DeviceChoice;
 pub use device_check::{

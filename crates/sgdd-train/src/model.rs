@@ -522,8 +522,12 @@ impl Model {
         batch: &Batch,
     ) -> Result<(Tensor, Tensor)> {
         let b = batch.b;
-        if batch.graph.graph_sizes().iter().any(|&n| n != self.dims.n) {
-            // graphs of different sizes: a basis per distinct graph
+        if let Some(graph) = &batch.spectral_graph {
+            // each sample's own spectral graph (`data.spectral_graph`)
+            return sge.forward_graphs(&d.other_bases, z, graph, d.apply_sge);
+        }
+        if !batch.shared_graph || batch.graph.graph_sizes().iter().any(|&n| n != self.dims.n) {
+            // a graph per sample, or graphs of different sizes: a basis per distinct graph
             return sge.forward_graphs(&d.other_bases, z, &batch.graph, d.apply_sge);
         }
         let (t, n) = (self.dims.t, self.dims.n);

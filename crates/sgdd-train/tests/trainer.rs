@@ -774,6 +774,8 @@ fn sgdd_predicts_batches_of_graphs_of_different_sizes() {
             0,
         ),
         graph,
+        shared_graph: false,
+        spectral_graph: None,
         center: tch::Tensor::cat(&[&alone.center, &alone.center], 0),
         scale: tch::Tensor::cat(&[&alone.scale, &alone.scale], 0),
         times: None,
@@ -782,6 +784,118 @@ fn sgdd_predicts_batches_of_graphs_of_different_sizes() {
     assert_eq!(got.size(), [5, 8, 3]);
     assert_eq!(got.isfinite().all().int64_value(&[]), 1);
     assert!(got.narrow(1, 0, 5).allclose(&expected, 1e-4, 1e-5, false));
+}
+
+/// Brute-force undirected edges `(i, j)`, `i < j`, of `[N, 3]` points: pairs closer than
+/// `cutoff`, or (with `k`) the symmetrised k-nearest-neighbour graph.
+fn brute_graph(x: &[f64], cutoff: Option<f64>, k: usize) -> Vec<(usize, usize)> {
+    let n = x.len() / 3;
+    let d = |i: usize, j: usize| {
+        (0..3)
+            .map(|c| (x[3 * i + c] - x[3 * j + c]).powi(2))
+            .sum::<f64>()
+    };
+    let mut set = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let mut others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+        others.sort_by(|&a, &b| d(i, a).total_cmp(&d(i, b)).then(a.cmp(&b)));
+        for (rank, &j) in others.iter().enumerate() {
+            let keep = match cutoff {
+                Some(c) => d(i, j) < c * c,
+                None => rank < k,
+            };
+            if keep {
+                set.insert((i.min(j), i.max(j)));
+            }
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// `data.graph = "knn" | "radius"`: every window has the graph of its own condition frame
+/// (checked against a brute force, the radius in original units), a batch carries each
+/// sample's edges, and SGDD predicts a batch of such windows as it predicts each alone (each
+/// with its own spectral basis).
+#[test]
+fn windows_have_graphs_of_their_own() {
+    let _g = serial();
+    let undirected_of = |edges: &[(i64, i64)]| -> Vec<(usize, usize)> {
+        let mut u: Vec<(usize, usize)> = edges
+            .iter()
+            .filter(|(r, s)| r < s)
+            .map(|&(r, s)| (r as usize, s as usize))
+            .collect();
+        u.sort_unstable();
+        u
+    };
+    for (set, cutoff, k) in [
+        (["data.graph=\"knn\"", "data.graph_k=2"], None, 2),
+        (
+            ["data.graph=\"radius\"", "data.graph_radius=3.0"],
+            Some(3.0),
+            0,
+        ),
+        // the spectral basis only: message passing keeps the complete graph
+        (
+            ["data.spectral_graph=\"knn\"", "data.spectral_graph_k=2"],
+            None,
+            2,
+        ),
+    ] {
+        let cfg = config_with("sgdd", 1, &set);
+        let (_, p) = sgdd_load(&cfg);
+        let graphs: Vec<Vec<(usize, usize)>> = match (&p.graphs, &p.spectral) {
+            (sgdd_train::SampleGraphs::PerSample { edges, .. }, None) => {
+                edges.iter().map(|e| undirected_of(e)).collect()
+            }
+            (sgdd_train::SampleGraphs::Shared { edges, .. }, Some(each)) => {
+                assert_eq!(edges.len(), 20, "the complete graph of 5 nodes");
+                each.iter()
+                    .map(|u| {
+                        let mut u = u.clone();
+                        u.sort_unstable();
+                        u
+                    })
+                    .collect()
+            }
+            _ => panic!("{set:?}: expected a graph per window"),
+        };
+        let mut distinct = std::collections::BTreeSet::new();
+        for s in 0..p.samples {
+            let scale = p.scale.double_value(&[s]);
+            let x: Vec<f64> =
+                Vec::try_from((p.x0.get(s).to_kind(Kind::Double) * scale).flatten(0, -1)).unwrap();
+            let want = brute_graph(&x, cutoff, k);
+            assert_eq!(graphs[s as usize], want, "{set:?}: sample {s}");
+            distinct.insert(want);
+        }
+        assert!(
+            distinct.len() > 1,
+            "{set:?}: every window has the same graph"
+        );
+        let (_vs, model) = sgdd_train::build_model(&cfg, &p, Device::Cpu).unwrap();
+        let idx: Vec<i64> = (0..p.samples).collect();
+        let batch = p
+            .batch(&idx, Device::Cpu, &mut GraphCache::default())
+            .unwrap();
+        if p.spectral.is_none() {
+            let total: usize = graphs.iter().map(|g| 2 * g.len()).sum();
+            assert_eq!(batch.graph.num_edges(), total as i64);
+            assert_eq!(batch.edge_attr.size()[0], total as i64);
+        }
+        let together = tch::no_grad(|| model.predict(&batch)).unwrap();
+        for s in [0, p.samples - 1] {
+            let alone = p
+                .batch(&[s], Device::Cpu, &mut GraphCache::default())
+                .unwrap();
+            let got = tch::no_grad(|| model.predict(&alone)).unwrap();
+            let want = together.narrow(1, s * p.n, p.n);
+            assert!(
+                got.allclose(&want, 1e-4, 1e-5, false),
+                "{set:?}: sample {s}"
+            );
+        }
+    }
 }
 
 /// EGNO's inputs reach every model: the speed ‖v_0‖ as a node feature, and node types one-hot.

@@ -212,6 +212,9 @@ pub struct AdkTrajectory {
     pub trajectory: &'static str,
 }
 
+/// The shuffle seed of [`AdkTrajectory::write_random_window_dir`].
+pub const RANDOM_WINDOW_SEED: u64 = 0;
+
 /// The ADK trajectories of `mdanalysistests`: two DIMS transitions with CHARMM and one targeted
 /// MD run with NAMD.
 pub const ADK_TRAJECTORIES: [AdkTrajectory; 3] = [
@@ -250,16 +253,45 @@ impl AdkTrajectory {
             &out_root.join(self.name),
         )
     }
+
+    /// The same trajectory with a random split of its windows instead (EGNO's own protein split
+    /// is chronological, as [`AdkTrajectory::write_dataset_dir`]):
+    /// `out_root/<name>-random`, every window of [`egno_protein_windows`] (16 frames, a start
+    /// every frame) a trajectory of its own, shuffled with seed [`RANDOM_WINDOW_SEED`] and
+    /// divided 60/20/20 ([`SplitMethod::WindowRandom`]). Test windows overlap training ones.
+    ///
+    /// # Errors
+    /// As [`write_protein_dataset_dir`].
+    pub fn write_random_window_dir(&self, cache: &Path, out_root: &Path) -> ImportResult<Manifest> {
+        let w = egno_protein_windows();
+        let split = crate::split::SplitSpec::new(SplitMethod::WindowRandom {
+            window_frames: w.condition_frames + w.delta_frame,
+            stride: 1,
+            seed: RANDOM_WINDOW_SEED,
+        })
+        .check()?;
+        let name = format!("{}-random", self.name);
+        write_protein_dataset_dir(
+            &name,
+            &cache.join(self.topology),
+            &cache.join(self.trajectory),
+            &ProteinSpec::default(),
+            &split,
+            &out_root.join(&name),
+        )
+    }
 }
 
 /// Converts one protein trajectory (`psf` + `dcd`) into a dataset directory: the trajectory cut
-/// chronologically by frame into `train`/`val`/`test` files (`split`, EGNO: 60/20/20) and a
+/// chronologically by frame into `train`/`val`/`test` files (`split`, EGNO: 60/20/20), or its
+/// windows shuffled into them (`window_random`), and a
 /// [`Manifest`] with sizes and sha256. The time between frames is taken from the DCD header
 /// (`DELTA · NSAVC`). Returns the manifest.
 ///
 /// # Errors
 /// Reader errors naming the file ([`read_psf`], [`read_dcd`]), conversion errors
-/// ([`protein_trajectory`]), a split spec that is not frame-chronological, I/O errors.
+/// ([`protein_trajectory`]), a split spec that is neither frame-chronological nor
+/// window-random, I/O errors.
 pub fn write_protein_dataset_dir(
     name: &str,
     psf_path: &Path,
@@ -268,10 +300,14 @@ pub fn write_protein_dataset_dir(
     split: &CheckedSplitSpec,
     out_dir: &Path,
 ) -> ImportResult<Manifest> {
-    if split.spec().method != SplitMethod::FrameChronological {
+    if !matches!(
+        split.spec().method,
+        SplitMethod::FrameChronological | SplitMethod::WindowRandom { .. }
+    ) {
         return Err(Error::spec(
             "split spec",
-            "a protein trajectory is split by frame (frame_chronological)",
+            "a protein trajectory is split by frame (frame_chronological) or by window \
+             (window_random)",
         )
         .into());
     }

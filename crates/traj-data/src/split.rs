@@ -90,6 +90,21 @@ pub enum SplitMethod {
     /// Every trajectory is cut in time: its first frames train, then val, then test (for one long
     /// trajectory, e.g. an MD run).
     FrameChronological,
+    /// Every trajectory is cut into windows of `window_frames` frames starting every `stride`
+    /// frames, each window a trajectory of its own, and the windows are shuffled with a seeded
+    /// ChaCha8 generator and divided by the fractions. Windows overlap when
+    /// `stride < window_frames`, so test windows share frames with training ones: this measures
+    /// interpolation inside the sampled conformations, not forecasting past them (EGNO's own
+    /// protein split is chronological by frame, [`SplitMethod::FrameChronological`]).
+    WindowRandom {
+        /// Frames per window (the condition frame and the horizon: `Δ + 1` for one condition
+        /// frame).
+        window_frames: usize,
+        /// Frames between consecutive window starts.
+        stride: usize,
+        /// Shuffle seed.
+        seed: u64,
+    },
 }
 
 /// Unchecked split parameters; [`SplitSpec::check`] validates them.
@@ -128,6 +143,22 @@ impl SplitSpec {
                 "split spec",
                 format!("fractions must be finite and >= 0, got {f:?}"),
             ));
+        }
+        if let SplitMethod::WindowRandom {
+            window_frames,
+            stride,
+            ..
+        } = self.method
+        {
+            if window_frames == 0 || stride == 0 {
+                return Err(Error::spec(
+                    "split spec",
+                    format!(
+                        "window_random needs window_frames and stride ≥ 1, got {window_frames} \
+                         and {stride}"
+                    ),
+                ));
+            }
         }
         let sum: f64 = f.iter().sum();
         if (sum - 1.0).abs() > 1e-9 {
@@ -244,10 +275,10 @@ impl CheckedSplitSpec {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
                 order.shuffle(&mut rng);
             }
-            SplitMethod::FrameChronological => {
+            SplitMethod::FrameChronological | SplitMethod::WindowRandom { .. } => {
                 return Err(Error::spec(
                     "split spec",
-                    "frame_chronological splits frames, not trajectory indices",
+                    "frame_chronological and window_random split frames, not trajectory indices",
                 ));
             }
         }
@@ -300,6 +331,42 @@ impl Dataset {
                 }
                 parts
             }
+            SplitMethod::WindowRandom {
+                window_frames,
+                stride,
+                seed,
+            } => {
+                let (mut windows, mut origin) = (Vec::new(), Vec::new());
+                for (i, t) in self.trajectories().iter().enumerate() {
+                    let mut a = 0;
+                    while a + window_frames <= t.num_frames() {
+                        windows.push(t.slice_frames(a..a + window_frames)?);
+                        origin.push(i);
+                        a += stride;
+                    }
+                }
+                if windows.is_empty() {
+                    return Err(Error::spec(
+                        "split spec",
+                        format!("window_random: no trajectory has {window_frames} frames"),
+                    ));
+                }
+                let mut meta = self.meta().clone();
+                if let Some(record) = &mut meta.normalization {
+                    *record = record.select(&origin);
+                }
+                let cut = Dataset::with_layout(meta, *self.layout(), windows)?;
+                let shuffle = SplitSpec {
+                    fractions: spec.spec.fractions,
+                    method: SplitMethod::TrajectoryRandom { seed },
+                }
+                .check()?;
+                let idx = shuffle.trajectory_indices(cut.len())?;
+                Split::ALL
+                    .iter()
+                    .map(|&s| cut.select(idx.get(s)))
+                    .collect::<Result<_>>()?
+            }
             _ => {
                 let idx = spec.trajectory_indices(self.len())?;
                 Split::ALL
@@ -333,6 +400,53 @@ mod tests {
         let err = "training".parse::<Split>().unwrap_err();
         assert!(err.to_string().contains("\"training\""), "{err}");
         assert_eq!(Split::Val.file_name(), "val.safetensors");
+    }
+
+    /// `window_random`: every window of `window_frames` frames every `stride` frames lands in
+    /// exactly one split, as a trajectory of its own with those frames, in a seeded order.
+    #[test]
+    fn window_random_cuts_and_shuffles_windows() {
+        let (frames, n) = (12usize, 2usize);
+        let pos: Vec<f64> = (0..frames * n * 3).map(|i| i as f64).collect();
+        let ds = Dataset::new(
+            crate::DatasetMeta::new("w", "test", 1.0),
+            vec![Trajectory::new(frames, n, pos).unwrap()],
+        )
+        .unwrap();
+        let method = SplitMethod::WindowRandom {
+            window_frames: 4,
+            stride: 2,
+            seed: 3,
+        };
+        let spec = SplitSpec::new(method).check().unwrap();
+        let s = ds.split(&spec).unwrap();
+        let mut starts: Vec<usize> = Vec::new();
+        for part in [&s.train, &s.val, &s.test] {
+            for t in part.trajectories() {
+                assert_eq!(t.num_frames(), 4);
+                // the first coordinate of frame 0 names the window's start frame
+                starts.push(t.positions()[0] as usize / (n * 3));
+            }
+        }
+        // starts 0, 2, 4, 6, 8: five windows, 3 / 1 / 1
+        assert_eq!([s.train.len(), s.val.len(), s.test.len()], [3, 1, 1]);
+        let mut sorted = starts.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![0, 2, 4, 6, 8]);
+        // seeded: the same seed, the same test window
+        let again = ds.split(&spec).unwrap();
+        assert_eq!(
+            again.test.trajectories()[0].positions(),
+            s.test.trajectories()[0].positions()
+        );
+        let bad = SplitSpec::new(SplitMethod::WindowRandom {
+            window_frames: 0,
+            stride: 1,
+            seed: 0,
+        })
+        .check()
+        .unwrap_err();
+        assert!(bad.to_string().contains("window_frames"), "{bad}");
     }
 
     #[test]

@@ -100,7 +100,8 @@ pub struct Md17XtbArgs {
 pub enum Fetch {
     /// Adenylate kinase (ADK) MD from the PyPI archive `mdanalysistests==2.11.0`: backbone
     /// N, CA, C, O (855 nodes), contacts under 8 Å, chronological 60/20/20 split (EGNO's protein
-    /// setting). Writes `adk-dims`, `adk-dims2` and `adk-tmd-namd` under `--out`, and leaves
+    /// setting). Writes `adk-dims`, `adk-dims2` and `adk-tmd-namd` under `--out` (and each
+    /// with a random split of its windows: `adk-dims-random`, …), and leaves
     /// every verified member in the cache, among them `adk_open.pdb` and `adk_closed.pdb` (the
     /// spectral benchmark's real ADK backbone).
     Adk(AdkArgs),
@@ -454,6 +455,28 @@ fn fetch_adk(args: &AdkArgs) -> Result<()> {
             counts.join(", "),
             manifest.files.len(),
             dir.display()
+        );
+    }
+    // a random split of the windows, beside the chronological one (labelled by its name)
+    for adk in ADK_TRAJECTORIES {
+        let manifest = adk.write_random_window_dir(&cache, &out)?;
+        let name = format!("{}-random", adk.name);
+        let counts = traj_data::Split::ALL
+            .iter()
+            .map(|&s| {
+                Ok(format!(
+                    "{} {}",
+                    s.as_str(),
+                    traj_data::load_split(&out.join(&name), s)?.len()
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        println!(
+            "{name}: a random split of the 16-frame windows (seed {}; EGNO's split is chronological), windows {}; {} files in {}",
+            traj_data::protein::RANDOM_WINDOW_SEED,
+            counts.join(", "),
+            manifest.files.len(),
+            out.join(&name).display()
         );
     }
     eprintln!("done in {:.1?}", started.elapsed());

@@ -54,7 +54,7 @@ pub enum ReproCommand {
     /// Real CMU motion capture, subject 09 "run" (after `sgdd data import mocap-run`).
     MocapRun(repro::MocapReproArgs),
     /// Real protein MD, ADK (after `sgdd data fetch adk`).
-    Adk(repro::ReproArgs),
+    Adk(repro::AdkReproArgs),
     /// MD17-format molecular dynamics by GFN2-xTB, EGNO's setting (after
     /// `sgdd data generate md17-xtb --molecule M --steps 60000`).
     Md17Xtb(repro::Md17ReproArgs),

@@ -58,6 +58,42 @@ pub struct MocapReproArgs {
     pub common: ReproArgs,
 }
 
+/// `sgdd repro adk`.
+#[derive(Debug, Args)]
+pub struct AdkReproArgs {
+    /// `chronological` (`adk-dims`, EGNO's split: the trajectory's first 60 % of frames train,
+    /// the last 20 % test — forecasting into conformations training never saw) or `random` (a
+    /// random split of the 16-frame windows, `adk-dims-random`: test windows overlap training
+    /// ones, so it measures interpolation).
+    #[arg(long, value_enum, default_value = "chronological")]
+    pub split: AdkSplit,
+    /// `window` (EGNO's setting: each window's contact graph, 8 Å in its own condition frame,
+    /// `data.graph = "radius"`) or `first-frame` (the contacts of the trajectory's first frame
+    /// for every window, which stretch to 30 Å along the transition).
+    #[arg(long, value_enum, default_value = "window")]
+    pub graph: AdkGraph,
+    #[command(flatten)]
+    pub common: ReproArgs,
+}
+
+/// See [`AdkReproArgs::graph`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdkGraph {
+    /// Each window's own contacts.
+    Window,
+    /// The first frame's contacts.
+    FirstFrame,
+}
+
+/// See [`AdkReproArgs::split`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdkSplit {
+    /// By frame, in order.
+    Chronological,
+    /// The windows at random.
+    Random,
+}
+
 /// `sgdd repro md17-xtb`.
 #[derive(Debug, Args)]
 pub struct Md17ReproArgs {
@@ -292,6 +328,8 @@ struct Table<'a> {
     plan: Vec<(String, Variant)>,
     /// Published figures printed beside ours (same trials and split, other runs).
     published: Vec<Published>,
+    /// Overrides of every run's config beyond its variant's (e.g. the graph of each window).
+    set: Vec<String>,
 }
 
 /// A figure from a paper, printed as such beside the measured rows.
@@ -322,6 +360,7 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         data,
         plan,
         published: Vec::new(),
+        set: Vec::new(),
     };
     run_table(args, &table)
 }
@@ -362,6 +401,7 @@ pub fn run_mocap(mocap: &MocapReproArgs) -> Result<()> {
                     s2s: 28.2,
                 },
             ],
+            set: Vec::new(),
         }
     } else {
         Table {
@@ -376,28 +416,68 @@ pub fn run_mocap(mocap: &MocapReproArgs) -> Result<()> {
                 .map(|v| (label(), v))
                 .collect(),
             published: Vec::new(),
+            set: Vec::new(),
         }
     };
     run_table(args, &table)
 }
 
-/// `sgdd repro adk`: EGNO's protein setting on the real ADK trajectory (`adk-dims`), sliding
-/// windows, targets +3, +7, +11, +15; data from `sgdd data fetch adk`.
-pub fn run_adk(args: &ReproArgs) -> Result<()> {
-    let dir = args.data_root.join("adk-dims");
+/// `sgdd repro adk`: EGNO's protein setting on the real ADK trajectory (`adk-dims`, or with
+/// `--split random` a random split of its windows, `adk-dims-random`), sliding windows,
+/// targets +3, +7, +11, +15; data from `sgdd data fetch adk`. Each window has its own 8 Å
+/// contact graph (EGNO's setting) unless `--graph first-frame`.
+pub fn run_adk(adk: &AdkReproArgs) -> Result<()> {
+    let args = &adk.common;
+    let data = match adk.split {
+        AdkSplit::Chronological => "adk-dims",
+        AdkSplit::Random => "adk-dims-random",
+    };
+    let dir = args.data_root.join(data);
     ensure_imported(&dir, "cargo xtask data fetch adk")?;
+    let window = adk.graph == AdkGraph::Window;
+    let name = format!(
+        "adk{}{}",
+        if adk.split == AdkSplit::Random {
+            "-random"
+        } else {
+            ""
+        },
+        if window { "" } else { "-first-frame-graph" }
+    );
+    let setting = format!(
+        "EGNO protein (ADK, 855 backbone atoms): {}; {}; targets +3, +7, +11, +15 frames",
+        match adk.split {
+            AdkSplit::Chronological => "chronological 60/20/20 split by frame (EGNO's)",
+            AdkSplit::Random =>
+                "a random 60/20/20 split of the 16-frame windows (test windows overlap training ones)",
+        },
+        if window {
+            "each window's own 8 Å contact graph (EGNO's)"
+        } else {
+            "8 Å contacts of the trajectory's first frame for every window"
+        }
+    );
+    let cutoff = traj_data::protein::ProteinSpec::default().contact_cutoff;
     let table = Table {
-        name: "adk",
+        name: &name,
         config: "adk",
-        setting: "EGNO protein (ADK, 855 backbone atoms, 8 Å contacts): targets +3, +7, +11, +15 frames",
+        setting: &setting,
         sizes: None,
-        data: vec![("adk-dims".into(), dir)],
+        data: vec![(data.into(), dir)],
         plan: [STATIC, CONST_VEL]
             .into_iter()
             .chain(LEARNED)
-            .map(|v| ("adk-dims".to_owned(), v))
+            .map(|v| (data.to_owned(), v))
             .collect(),
         published: Vec::new(),
+        set: if window {
+            vec![
+                "data.graph=\"radius\"".into(),
+                format!("data.graph_radius={cutoff:?}"),
+            ]
+        } else {
+            Vec::new()
+        },
     };
     run_table(args, &table)
 }
@@ -456,6 +536,7 @@ pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
             .map(|v| (label.clone(), v))
             .collect(),
         published: Vec::new(),
+        set: Vec::new(),
     };
     run_table(&args.common, &table)
 }
@@ -470,7 +551,21 @@ pub(crate) fn config(
     seed: u64,
     device: &str,
 ) -> Result<CheckedRunConfig> {
+    config_with(table, budget, data_dir, v, seed, device, &[])
+}
+
+/// [`config`] with `extra` overrides after the variant's.
+fn config_with(
+    table: &str,
+    budget: Budget,
+    data_dir: &Path,
+    v: Variant,
+    seed: u64,
+    device: &str,
+    extra: &[String],
+) -> Result<CheckedRunConfig> {
     let mut set: Vec<String> = v.set.iter().map(|s| (*s).to_owned()).collect();
+    set.extend_from_slice(extra);
     set.push(format!("data.dir={:?}", data_dir.display().to_string()));
     set.push(format!("train.seed={seed}"));
     set.push(format!("train.device={device:?}"));
@@ -515,13 +610,14 @@ pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<
 fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
     let started = Instant::now();
     let mut rows = Vec::new();
-    let base = config(
+    let base = config_with(
         table.config,
         args.budget(),
         &table.data[0].1,
         EGNO,
         0,
         &args.device,
+        &table.set,
     )?;
     for (label, v) in &table.plan {
         let dir = &table
@@ -530,7 +626,18 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
             .find(|(l, _)| l == label)
             .context("dataset of the plan")?
             .1;
-        let first = config(table.config, args.budget(), dir, *v, 0, &args.device)?;
+        let cfg_for = |seed| {
+            config_with(
+                table.config,
+                args.budget(),
+                dir,
+                *v,
+                seed,
+                &args.device,
+                &table.set,
+            )
+        };
+        let first = cfg_for(0)?;
         let seeds = if first.model.kind.trainable() {
             args.seeds
         } else {
@@ -539,7 +646,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
         let mut runs = Vec::new();
         let mut seconds = 0.0;
         for seed in 0..seeds {
-            let cfg = config(table.config, args.budget(), dir, *v, seed, &args.device)?;
+            let cfg = cfg_for(seed)?;
             let slug = v.name.to_lowercase().replace([' ', '/'], "-");
             let out = args
                 .out
