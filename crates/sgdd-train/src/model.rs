@@ -792,6 +792,40 @@ impl Model {
         Ok(Some(acc.rows()))
     }
 
+    /// The plain EGNO decoder (`model.kind = "egno"`), whose last layer's coordinate heads a
+    /// distillation run's ridge initialisation solves.
+    fn plain_egno(&self) -> Result<&Egno> {
+        match (&self.decoder, &self.distill) {
+            (Some(Decoder::Egno(net)), None) => Ok(net),
+            _ => anyhow::bail!(
+                "the closed-form readout fit needs a plain EGNO model (model.kind = \"egno\"), \
+                 not {:?}",
+                self.kind
+            ),
+        }
+    }
+
+    /// A plain EGNO's predictions on a batch as a linear function of its readout weights
+    /// `θ` ([`Egno::f_readout_rows`]): `x = base + feats · θ`.
+    ///
+    /// # Shapes
+    /// Batch of `B` samples of `N` nodes → `base: [T, B·N, 3]`, `feats: [T, B·N, 3, P]`.
+    pub(crate) fn egno_readout_rows(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        Ok(self
+            .plain_egno()?
+            .f_readout_rows(&Self::state(batch), None)?)
+    }
+
+    /// `P` of [`Model::egno_readout_rows`].
+    pub(crate) fn egno_readout_width(&self) -> Result<i64> {
+        Ok(self.plain_egno()?.readout_width())
+    }
+
+    /// Loads `θ` (`[P]`) into a plain EGNO's readout.
+    pub(crate) fn set_egno_readout(&self, theta: &Tensor) -> Result<()> {
+        Ok(self.plain_egno()?.set_readout(theta)?)
+    }
+
     /// The number of joint spectral modes K of SGE (after the cut at an eigenvalue gap).
     pub fn spectral_k(&self) -> Option<usize> {
         self.distill.as_ref().map(|d| d.basis.k())

@@ -13,8 +13,9 @@
 //! weights `α` are A2D's (eq. 13: the capped-simplex min-norm point of the teachers' KD-loss
 //! gradients `g_m = ∇_θ L_KD(S, T_m)`, recomputed every step, and the student descends along
 //! `∇_θ‖S − Y‖² + λ Σ α_m g_m`) or the plain average (AVER-MKD). Without KD (`loss = "none"`) the
-//! same code trains the student alone. The MLP student's readout can start from the closed-form
-//! ridge fit onto a teacher's predictions (`init = "ridge"`).
+//! same code trains the student alone. The student's readout (the MLP's linear readout, or the
+//! EGNO's last coordinate heads) can start from the closed-form ridge fit onto a teacher's
+//! predictions (`init = "ridge"`, seed 002).
 //!
 //! A run directory holds what a training run's does (`config.toml`, `metrics.jsonl`,
 //! `checkpoint.safetensors`, `best.safetensors`, `result.json`, `timing.json`, `tensorboard/`,
@@ -600,7 +601,7 @@ impl Distiller {
             run.state.ridge_rows = Some(rows);
             run.note(&format!(
                 "the student's readout solved in closed form (ridge onto teacher {}'s \
-                 predictions over {rows} samples)",
+                 predictions over {rows} rows)",
                 teacher.checkpoint.display()
             ));
         }
