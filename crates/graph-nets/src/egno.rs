@@ -466,13 +466,8 @@ impl Egno {
         let z = check_cond(OP, z_cond, cfg.cond_dim, t, n, self.embed.ws.kind())?;
         let k = self.trunk(state, z.as_ref());
         let last = &self.layers[self.layers.len() - 1].egnn;
-        let (base, feats) = last.readout_rows_unchecked(
-            &k.x,
-            &k.h,
-            k.v.as_ref(),
-            &k.frames,
-            k.edge_attr.as_ref(),
-        );
+        let (base, feats) =
+            last.readout_rows_unchecked(&k.x, &k.h, k.v.as_ref(), &k.frames, k.edge_attr.as_ref());
         Ok((base.view([t, n, 3]), feats.view([t, n, 3, -1])))
     }
 
@@ -495,7 +490,8 @@ impl Egno {
         let (t, n, hid) = (self.cfg.horizon, s.graph.num_nodes(), self.cfg.hidden);
         let k = self.trunk(s, z);
         let last = &self.layers[self.layers.len() - 1].egnn;
-        let next = last.forward_unchecked(&k.x, &k.h, k.v.as_ref(), &k.frames, k.edge_attr.as_ref());
+        let next =
+            last.forward_unchecked(&k.x, &k.h, k.v.as_ref(), &k.frames, k.edge_attr.as_ref());
         let (x, h, v) = (next.x, next.h, next.v);
         EgnoOutput {
             x: x.view([t, n, 3]),

@@ -56,10 +56,10 @@ use crate::data::{Batch, GraphCache, Prepared};
 use crate::eval;
 use crate::metrics::Metrics;
 use crate::optim::Adam;
-use crate::rundir::{RunDir, RunMode};
+use crate::rundir::RunMode;
 use crate::sge::gap_splitter;
 use crate::tensorboard::EventWriter;
-use crate::trainer::{Best, Observer, Splits, dataset_fingerprint, write_json};
+use crate::trainer::{Best, Observer, Splits, dataset_fingerprint};
 
 /// The distillation loss between the student's and a teacher's predictions.
 enum Kd {
@@ -538,13 +538,9 @@ impl Distiller {
     /// Claims the run directory, loads the data and the frozen teachers, builds the student
     /// (solving its readout in closed form with `init = "ridge"`) or, with [`RunMode::Resume`],
     /// restores it from the checkpoint after checking what changed.
-    pub fn new(cfg: CheckedDistillConfig, out: &Path, mut opts: DistillOptions) -> Result<Self> {
-        let dir = RunDir::claim(out, opts.mode)?;
+    pub fn new(cfg: CheckedDistillConfig, out: &Path, opts: DistillOptions) -> Result<Self> {
         let t = &cfg.train;
-        let device = t.device.resolve()?;
-        if t.threads > 0 {
-            tch::set_num_threads(t.threads);
-        }
+        let (dir, device) = run::claim(out, opts.mode, t)?;
         let data_cfg = crate::RunConfig {
             data: cfg.data.clone(),
             model: cfg.student.egno(),
@@ -576,20 +572,19 @@ impl Distiller {
             OpenRun {
                 dir,
                 out,
-                mode: opts.mode,
+                opts,
                 train: t.clone(),
                 kd: &cfg.distill,
                 config_text: cfg.to_toml(),
                 samples: splits.train.samples,
                 teachers_sha256: teachers.iter().map(|t| t.tensors_sha256.clone()).collect(),
                 dataset_sha256,
-                observer: opts.observer.take(),
                 what: "distilled",
                 differences: &differences,
             },
             &mut vs,
         )?;
-        if !run.resumed() && cfg.distill.init == InitKind::Ridge {
+        run.ridge_init(cfg.distill.init, &mut || {
             let teacher = &teachers[cfg.distill.ridge_teacher];
             let rows = student.ridge_init(
                 &splits.train,
@@ -598,13 +593,11 @@ impl Distiller {
                 cfg.distill.ridge_lambda,
                 &|idx| Ok(teacher.train_targets(idx, device)),
             )?;
-            run.state.ridge_rows = Some(rows);
-            run.note(&format!(
-                "the student's readout solved in closed form (ridge onto teacher {}'s \
-                 predictions over {rows} rows)",
-                teacher.checkpoint.display()
-            ));
-        }
+            Ok((
+                rows,
+                format!("teacher {}'s predictions", teacher.checkpoint.display()),
+            ))
+        })?;
         run.start(&vs, out)?;
         Ok(Self {
             cfg,
@@ -769,17 +762,9 @@ impl Distiller {
             ridge_rows: self.run.state.ridge_rows,
             stopped_early: self.run.state.stopped_early.clone(),
         };
-        let (train_seconds, samples_per_second) = self.run.train_rate();
-        let timing = DistillTiming {
-            train_seconds,
-            samples_per_second,
-            student_inference: student_sps,
-            teacher_inference: teacher_sps,
-        };
-        if finished {
-            write_json(&self.run.dir.join("result.json"), &result)?;
-            write_json(&self.run.dir.join("timing.json"), &timing)?;
-        }
+        let timing = self
+            .run
+            .report(&result, finished, student_sps, teacher_sps)?;
         Ok((result, timing))
     }
 }

@@ -499,6 +499,21 @@ pub(crate) fn table_run_mode(out: &Path, force: bool) -> RunMode {
     }
 }
 
+/// The directory name of a table row's run: lower case ASCII letters, digits and dots, every
+/// other run of characters one `-` (`α` spelt `alpha`), none at either end, so no name looks
+/// like an option (`+ output KD (FNO)` → `output-kd-fno`).
+pub(crate) fn run_slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.to_lowercase().replace('α', "alpha").chars() {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_owned()
+}
+
 /// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
 pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
     let mode = match table_run_mode(out, force) {
@@ -682,4 +697,19 @@ fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, budget: Budget) -> S
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_slug;
+
+    #[test]
+    fn run_slugs_are_plain_names() {
+        assert_eq!(run_slug("+ output KD (FNO)"), "output-kd-fno");
+        assert_eq!(
+            run_slug("EGNO-16 + freq KD α=0.25 (EGNO)"),
+            "egno-16-freq-kd-alpha-0.25-egno"
+        );
+        assert_eq!(run_slug("MLP alone"), "mlp-alone");
+    }
 }
