@@ -520,22 +520,10 @@ pub struct GridDistiller {
     run: KdRun<GridMetrics>,
 }
 
-impl std::fmt::Debug for GridDistiller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GridDistiller")
-            .field("dir", &self.run.dir.path())
-            .field("teachers", &self.teachers.len())
-            .field("epochs_done", &self.run.state.epochs.len())
-            .finish_non_exhaustive()
-    }
-}
-
 impl GridDistiller {
-    /// Claims the run directory, loads the data and the frozen teachers, builds the net
-    /// (solving its readout in closed form with `init = "ridge"`) or, with [`RunMode::Resume`],
-    /// restores it from the checkpoint after checking what changed.
-    ///
-    /// [`RunMode::Resume`]: crate::RunMode::Resume
+    /// A grid run as [`Distiller::new`](super::Distiller::new) starts a particle one: the
+    /// windows and the frozen grid teachers loaded, the net built (its readout solved in
+    /// closed form with `init = "ridge"`), or restored from the checkpoint on resume.
     pub fn new(cfg: CheckedGridConfig, out: &Path, opts: DistillOptions) -> Result<Self> {
         let t = cfg.train.clone();
         let (dir, device) = run::claim(out, opts.mode, &t)?;
@@ -759,6 +747,12 @@ impl GridDistiller {
         };
         let timing = self.run.report(&result, finished, sps, teacher_sps)?;
         Ok((result, timing))
+    }
+}
+
+impl std::fmt::Debug for GridDistiller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.run.debug(f, "GridDistiller")
     }
 }
 

@@ -526,11 +526,7 @@ pub struct Distiller {
 
 impl std::fmt::Debug for Distiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Distiller")
-            .field("dir", &self.run.dir.path())
-            .field("teachers", &self.teachers.len())
-            .field("epochs_done", &self.run.state.epochs.len())
-            .finish_non_exhaustive()
+        self.run.debug(f, "Distiller")
     }
 }
 

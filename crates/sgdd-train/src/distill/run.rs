@@ -171,6 +171,15 @@ impl<M: ValMetrics> KdRun<M> {
         Ok(run)
     }
 
+    /// `Debug` of a run named `name`: its directory, teachers and epochs done.
+    pub fn debug(&self, f: &mut std::fmt::Formatter<'_>, name: &str) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("dir", &self.dir.path())
+            .field("teachers", &self.state.teachers_sha256.len())
+            .field("epochs_done", &self.state.epochs.len())
+            .finish_non_exhaustive()
+    }
+
     /// The closed-form initialisation of a new run with `init = "ridge"` (nothing otherwise, and
     /// nothing on resume: the checkpoint holds the fitted weights): `solve` fits the readout and
     /// says over how many rows and onto what; the run records and announces it.
