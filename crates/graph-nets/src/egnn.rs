@@ -227,13 +227,7 @@ impl EgnnLayer {
         graph: &GraphBatch,
         edge_attr: Option<&Tensor>,
     ) -> (Tensor, Tensor) {
-        let rij = graph.edge_vectors(x);
-        let d2 = rij.square().sum_dim_intlist(-1, true, None);
-        let scalars = match edge_attr {
-            Some(e) => Tensor::cat(&[&d2, e], -1),
-            None => d2,
-        };
-        let m = self.phi_e.forward_edges(h, graph, &scalars);
+        let (rij, m) = self.messages(x, h, graph, edge_attr);
         let mut f = self.phi_x.hidden(&m);
         if self.phi_x.last().bs.is_some() {
             f = Tensor::cat(&[&f, &f.ones_like().narrow(1, 0, 1)], 1);
@@ -293,6 +287,25 @@ impl EgnnLayer {
         Ok(())
     }
 
+    /// The edge vectors `r_ij = x_i − x_j` (`[E, 3]`) and messages
+    /// `m_ij = φ_e(h_i, h_j, ‖r_ij‖², a_ij)` (`[E, H]`).
+    fn messages(
+        &self,
+        x: &Tensor,
+        h: &Tensor,
+        graph: &GraphBatch,
+        edge_attr: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
+        let rij = graph.edge_vectors(x);
+        let d2 = rij.square().sum_dim_intlist(-1, true, None);
+        let scalars = match edge_attr {
+            Some(e) => Tensor::cat(&[&d2, e], -1),
+            None => d2,
+        };
+        let m = self.phi_e.forward_edges(h, graph, &scalars);
+        (rij, m)
+    }
+
     /// The layer without input validation (callers inside the crate validate once per model).
     pub(crate) fn forward_unchecked(
         &self,
@@ -302,13 +315,7 @@ impl EgnnLayer {
         graph: &GraphBatch,
         edge_attr: Option<&Tensor>,
     ) -> EgnnState {
-        let rij = graph.edge_vectors(x);
-        let d2 = rij.square().sum_dim_intlist(-1, true, None);
-        let scalars = match edge_attr {
-            Some(e) => Tensor::cat(&[&d2, e], -1),
-            None => d2,
-        };
-        let m = self.phi_e.forward_edges(h, graph, &scalars);
+        let (rij, m) = self.messages(x, h, graph, edge_attr);
 
         let mut delta = graph.mean_at_receivers(&(&rij * self.phi_x.forward(&m)));
         if let Some(c) = self.cfg.coord_clamp {

@@ -351,18 +351,27 @@ impl Egno {
         state: &InitialState<'_>,
         z_cond: Option<&Tensor>,
     ) -> Result<EgnoOutput> {
-        const OP: &str = "Egno::forward";
+        let z = self.check_inputs("Egno::forward", state, z_cond)?;
+        Ok(self.forward_unchecked(state, z.as_ref()))
+    }
+
+    /// Checks the inputs of a forward pass (see [`Egno::f_forward`]); `z_cond` as `[T, N, d]`.
+    fn check_inputs(
+        &self,
+        op: &'static str,
+        state: &InitialState<'_>,
+        z_cond: Option<&Tensor>,
+    ) -> Result<Option<Tensor>> {
         let cfg = &self.cfg;
         state.check(
-            OP,
+            op,
             cfg.node_in,
             cfg.with_velocity,
             cfg.edge_dim,
             self.embed.ws.kind(),
         )?;
         let (t, n) = (cfg.horizon, state.graph.num_nodes());
-        let z = check_cond(OP, z_cond, cfg.cond_dim, t, n, self.embed.ws.kind())?;
-        Ok(self.forward_unchecked(state, z.as_ref()))
+        check_cond(op, z_cond, cfg.cond_dim, t, n, self.embed.ws.kind())
     }
 
     /// Forward pass; see [`Egno::f_forward`] for the shapes.
@@ -453,17 +462,8 @@ impl Egno {
         state: &InitialState<'_>,
         z_cond: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        const OP: &str = "Egno::readout_rows";
-        let cfg = &self.cfg;
-        state.check(
-            OP,
-            cfg.node_in,
-            cfg.with_velocity,
-            cfg.edge_dim,
-            self.embed.ws.kind(),
-        )?;
-        let (t, n) = (cfg.horizon, state.graph.num_nodes());
-        let z = check_cond(OP, z_cond, cfg.cond_dim, t, n, self.embed.ws.kind())?;
+        let z = self.check_inputs("Egno::readout_rows", state, z_cond)?;
+        let (t, n) = (self.cfg.horizon, state.graph.num_nodes());
         let k = self.trunk(state, z.as_ref());
         let last = &self.layers[self.layers.len() - 1].egnn;
         let (base, feats) =

@@ -877,6 +877,18 @@ mod tests {
         prepare(&ds, &cfg.data).unwrap()
     }
 
+    /// `cfg`'s model for the data of `p`, under `vs`.
+    fn build(vs: &nn::VarStore, cfg: &ModelConfig, p: &Prepared) -> Model {
+        Model::build(
+            vs,
+            cfg,
+            ProblemDims::of(p),
+            &p.undirected,
+            p.target_times.clone(),
+        )
+        .unwrap()
+    }
+
     /// An SGDD model config of the smallest sizes.
     fn tiny_sgdd() -> ModelConfig {
         ModelConfig {
@@ -979,14 +991,7 @@ mod tests {
             teacher_path: TeacherPath::Separate,
             ..tiny_sgdd()
         };
-        let mut model = Model::build(
-            &vs,
-            &mcfg,
-            ProblemDims::of(&p),
-            &p.undirected,
-            p.target_times.clone(),
-        )
-        .unwrap();
+        let mut model = build(&vs, &mcfg, &p);
         let mut total_at = |decay: LambdaDecay, step: u64| {
             model.lambda_decay = decay;
             let l = model.loss(&batch, step, &schedule).unwrap();
@@ -1023,14 +1028,7 @@ mod tests {
             structure_weight: 0.25,
             ..tiny_sgdd()
         };
-        let mut model = Model::build(
-            &vs,
-            &mcfg,
-            ProblemDims::of(&p),
-            &p.undirected,
-            p.target_times.clone(),
-        )
-        .unwrap();
+        let mut model = build(&vs, &mcfg, &p);
         let mse = |x: Tensor| x.mse_loss(&batch.y, tch::Reduction::Mean).double_value(&[]);
         let student = mse(model.predict(&batch).unwrap());
         let teacher = mse(model.predict_with_teacher(&batch).unwrap().unwrap());

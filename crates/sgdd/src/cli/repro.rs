@@ -514,6 +514,24 @@ pub(crate) fn run_slug(name: &str) -> String {
     out.trim_end_matches('-').to_owned()
 }
 
+/// Per seed, the first epoch at which a ridge-initialised run's validation score reaches the
+/// best validation score of the random-init run of the same seed, and that run's best epoch.
+/// `ridge`: each seed's `(epoch, validation score)`s; `random`: each seed's `(best score, best
+/// epoch)`. Lower scores are better.
+pub(crate) fn epochs_to_reach(
+    ridge: &[Vec<(usize, f64)>],
+    random: &[(f64, usize)],
+) -> Vec<(Option<usize>, usize)> {
+    ridge
+        .iter()
+        .zip(random)
+        .map(|(scores, &(target, best))| {
+            let first = scores.iter().find(|(_, v)| *v <= target).map(|(e, _)| *e);
+            (first, best)
+        })
+        .collect()
+}
+
 /// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
 pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
     let mode = match table_run_mode(out, force) {

@@ -320,20 +320,20 @@ pub fn run(args: &ReproArgs) -> Result<()> {
     }
     // the ridge rows: epochs to reach the random-init row's best validation, per seed
     for (ridge, random) in RIDGE_PAIRS {
-        let reached: Vec<(Option<usize>, usize)> = rows[ridge]
+        let scores: Vec<Vec<(usize, f64)>> = rows[ridge]
             .runs
             .iter()
-            .zip(&rows[random].runs)
-            .map(|(r, random)| {
-                let first = r
-                    .history
-                    .iter()
-                    .find(|e| e.val.is_some_and(|v| v.s2s <= random.result.val.s2s))
-                    .map(|e| e.epoch);
-                (first, random.result.best_epoch)
+            .map(|r| {
+                let val = |e: &DistillEpochLog| e.val.map(|v| (e.epoch, v.s2s));
+                r.history.iter().filter_map(val).collect()
             })
             .collect();
-        rows[ridge].epochs_to_random_best = reached;
+        let best: Vec<(f64, usize)> = rows[random]
+            .runs
+            .iter()
+            .map(|r| (r.result.val.s2s, r.result.best_epoch))
+            .collect();
+        rows[ridge].epochs_to_random_best = repro::epochs_to_reach(&scores, &best);
     }
     let teacher_rows = teacher_summaries(&rows);
     std::fs::create_dir_all(&args.out)?;

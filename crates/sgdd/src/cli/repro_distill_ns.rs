@@ -323,20 +323,20 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         .zip(runs)
         .map(|(row, runs)| summarise(row, runs))
         .collect();
-    let reached: Vec<(Option<usize>, usize)> = rows[RIDGE_ROW]
+    let scores: Vec<Vec<(usize, f64)>> = rows[RIDGE_ROW]
         .runs
         .iter()
-        .zip(&rows[RANDOM_ROW].runs)
-        .map(|(r, random)| {
-            let first = r
-                .history
-                .iter()
-                .find(|e| e.val.is_some_and(|v| v.mse <= random.result.val.mse))
-                .map(|e| e.epoch);
-            (first, random.result.best_epoch)
+        .map(|r| {
+            let val = |e: &DistillEpochLog<GridMetrics>| e.val.map(|v| (e.epoch, v.mse));
+            r.history.iter().filter_map(val).collect()
         })
         .collect();
-    rows[RIDGE_ROW].epochs_to_random_best = reached;
+    let best: Vec<(f64, usize)> = rows[RANDOM_ROW]
+        .runs
+        .iter()
+        .map(|r| (r.result.val.mse, r.result.best_epoch))
+        .collect();
+    rows[RIDGE_ROW].epochs_to_random_best = repro::epochs_to_reach(&scores, &best);
     // the teachers' throughput as measured beside the students (same process, same batches)
     let teacher_rows: Vec<TeacherSummary> = TEACHER_NAMES
         .iter()
