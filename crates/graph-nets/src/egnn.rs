@@ -210,6 +210,102 @@ impl EgnnLayer {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The layer's coordinate update as a linear function of the last weights of its
+    /// coordinate heads (what a closed-form readout fit solves, seed 002):
+    /// `x_new = base + feats · θ`, `θ = [w_x; b_x; w_v; b_v]` — the last linear layer of
+    /// `phi_x` (weights, and bias where it has one) then, with velocities, that of `phi_v` —
+    /// in the order of [`EgnnLayer::readout_width`]. Exact while the coordinate clamp does not
+    /// bind (`‖Δx‖ < coord_clamp`).
+    ///
+    /// # Shapes
+    /// `x`, `v`: `[N, 3]`, `h`: `[N, H]` → `base: [N, 3]`, `feats: [N, 3, P]`.
+    pub(crate) fn readout_rows_unchecked(
+        &self,
+        x: &Tensor,
+        h: &Tensor,
+        v: Option<&Tensor>,
+        graph: &GraphBatch,
+        edge_attr: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
+        let (rij, m) = self.messages(x, h, graph, edge_attr);
+        let mut f = self.phi_x.hidden(&m);
+        if self.phi_x.last().bs.is_some() {
+            f = Tensor::cat(&[&f, &f.ones_like().narrow(1, 0, 1)], 1);
+        }
+        let (e, k) = (f.size()[0], f.size()[1]);
+        // Δx = mean_j r_ij (f_ij · w_x + b_x): one column per weight
+        let mut feats = vec![
+            graph
+                .mean_at_receivers(&(rij.unsqueeze(-1) * f.unsqueeze(1)).reshape([e, 3 * k]))
+                .reshape([-1, 3, k]),
+        ];
+        if let (Some(phi_v), Some(v)) = (&self.phi_v, v) {
+            // phi_v(h) v = (g(h) · w_v + b_v) v
+            let mut g = phi_v.hidden(h);
+            if phi_v.last().bs.is_some() {
+                g = Tensor::cat(&[&g, &g.ones_like().narrow(1, 0, 1)], 1);
+            }
+            feats.push(v.unsqueeze(-1) * g.unsqueeze(1));
+        }
+        (x.shallow_clone(), Tensor::cat(&feats, -1))
+    }
+
+    /// `P`, the number of coordinate-head weights a closed-form readout fit solves for.
+    pub fn readout_width(&self) -> i64 {
+        let width = |m: &Mlp| m.last().ws.size()[1] + i64::from(m.last().bs.is_some());
+        width(&self.phi_x) + self.phi_v.as_ref().map_or(0, width)
+    }
+
+    /// Loads `θ = [w_x; b_x; w_v; b_v]` (`[P]`, the biases where the heads have them; see
+    /// [`Egno::f_readout_rows`](crate::Egno::f_readout_rows)) into the last linear layers of
+    /// the coordinate heads.
+    ///
+    /// # Errors
+    /// `θ` not of `P` values.
+    pub fn set_readout(&self, theta: &Tensor) -> Result<()> {
+        check_shape(
+            "EgnnLayer::set_readout",
+            "theta",
+            theta,
+            &[Some(self.readout_width())],
+        )?;
+        let _guard = tch::no_grad_guard();
+        let mut at = 0;
+        let heads = std::iter::once(&self.phi_x).chain(self.phi_v.as_ref());
+        for m in heads {
+            let last = m.last();
+            let k = last.ws.size()[1];
+            let w = theta.narrow(0, at, k).to_kind(last.ws.kind());
+            last.ws.shallow_clone().copy_(&w.view([1, k]));
+            at += k;
+            if let Some(b) = &last.bs {
+                b.shallow_clone()
+                    .copy_(&theta.narrow(0, at, 1).to_kind(b.kind()));
+                at += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The edge vectors `r_ij = x_i − x_j` (`[E, 3]`) and messages
+    /// `m_ij = φ_e(h_i, h_j, ‖r_ij‖², a_ij)` (`[E, H]`).
+    fn messages(
+        &self,
+        x: &Tensor,
+        h: &Tensor,
+        graph: &GraphBatch,
+        edge_attr: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
+        let rij = graph.edge_vectors(x);
+        let d2 = rij.square().sum_dim_intlist(-1, true, None);
+        let scalars = match edge_attr {
+            Some(e) => Tensor::cat(&[&d2, e], -1),
+            None => d2,
+        };
+        let m = self.phi_e.forward_edges(h, graph, &scalars);
+        (rij, m)
+    }
+
     /// The layer without input validation (callers inside the crate validate once per model).
     pub(crate) fn forward_unchecked(
         &self,
@@ -219,13 +315,7 @@ impl EgnnLayer {
         graph: &GraphBatch,
         edge_attr: Option<&Tensor>,
     ) -> EgnnState {
-        let rij = graph.edge_vectors(x);
-        let d2 = rij.square().sum_dim_intlist(-1, true, None);
-        let scalars = match edge_attr {
-            Some(e) => Tensor::cat(&[&d2, e], -1),
-            None => d2,
-        };
-        let m = self.phi_e.forward_edges(h, graph, &scalars);
+        let (rij, m) = self.messages(x, h, graph, edge_attr);
 
         let mut delta = graph.mean_at_receivers(&(&rij * self.phi_x.forward(&m)));
         if let Some(c) = self.cfg.coord_clamp {

@@ -278,6 +278,15 @@ impl EgnoConfig {
     }
 }
 
+/// The input of the last layer's EGNN (see `Egno::trunk`).
+struct Trunk {
+    x: Tensor,
+    h: Tensor,
+    v: Option<Tensor>,
+    frames: GraphBatch,
+    edge_attr: Option<Tensor>,
+}
+
 #[derive(Debug)]
 struct EgnoLayer {
     time_conv: Option<(SpectralTimeConv, EquivariantTimeConv)>,
@@ -342,18 +351,27 @@ impl Egno {
         state: &InitialState<'_>,
         z_cond: Option<&Tensor>,
     ) -> Result<EgnoOutput> {
-        const OP: &str = "Egno::forward";
+        let z = self.check_inputs("Egno::forward", state, z_cond)?;
+        Ok(self.forward_unchecked(state, z.as_ref()))
+    }
+
+    /// Checks the inputs of a forward pass (see [`Egno::f_forward`]); `z_cond` as `[T, N, d]`.
+    fn check_inputs(
+        &self,
+        op: &'static str,
+        state: &InitialState<'_>,
+        z_cond: Option<&Tensor>,
+    ) -> Result<Option<Tensor>> {
         let cfg = &self.cfg;
         state.check(
-            OP,
+            op,
             cfg.node_in,
             cfg.with_velocity,
             cfg.edge_dim,
             self.embed.ws.kind(),
         )?;
         let (t, n) = (cfg.horizon, state.graph.num_nodes());
-        let z = check_cond(OP, z_cond, cfg.cond_dim, t, n, self.embed.ws.kind())?;
-        Ok(self.forward_unchecked(state, z.as_ref()))
+        check_cond(op, z_cond, cfg.cond_dim, t, n, self.embed.ws.kind())
     }
 
     /// Forward pass; see [`Egno::f_forward`] for the shapes.
@@ -366,7 +384,8 @@ impl Egno {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn forward_unchecked(&self, s: &InitialState<'_>, z: Option<&Tensor>) -> EgnoOutput {
+    /// Every layer but the last layer's EGNN: the input that layer reads.
+    fn trunk(&self, s: &InitialState<'_>, z: Option<&Tensor>) -> Trunk {
         let cfg = &self.cfg;
         let (t, n, hid) = (cfg.horizon, s.graph.num_nodes(), cfg.hidden);
         let opts = (s.x.kind(), s.x.device());
@@ -392,7 +411,8 @@ impl Egno {
         let frames = s.graph.repeat_frames(t);
         let edge_attr = s.edge_attr.map(|e| e.repeat([t, 1]));
 
-        for layer in &self.layers {
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
             if let Some((conv_h, conv_x)) = &layer.time_conv {
                 h = conv_h
                     .forward_unchecked(&h.view([t, n, hid]))
@@ -409,12 +429,70 @@ impl Egno {
                     v = Some(out.select(3, 1).reshape([t * n, 3]));
                 }
             }
-            let next =
-                layer
-                    .egnn
-                    .forward_unchecked(&x, &h, v.as_ref(), &frames, edge_attr.as_ref());
-            (x, h, v) = (next.x, next.h, next.v);
+            if i < last {
+                let next =
+                    layer
+                        .egnn
+                        .forward_unchecked(&x, &h, v.as_ref(), &frames, edge_attr.as_ref());
+                (x, h, v) = (next.x, next.h, next.v);
+            }
         }
+        Trunk {
+            x,
+            h,
+            v,
+            frames,
+            edge_attr,
+        }
+    }
+
+    /// The decoder's predicted positions as a linear function of the last weights of its last
+    /// layer's coordinate heads (seed 002's closed-form readout, see
+    /// [`EgnnLayer::set_readout`](crate::EgnnLayer::set_readout)):
+    /// `x = base + feats · θ`, exact while the last layer's coordinate clamp does not bind.
+    ///
+    /// # Shapes
+    /// As [`Egno::f_forward`] → `base: [T, N_total, 3]`, `feats: [T, N_total, 3, P]`,
+    /// `P` = [`Egno::readout_width`].
+    ///
+    /// # Errors
+    /// As [`Egno::f_forward`].
+    pub fn f_readout_rows(
+        &self,
+        state: &InitialState<'_>,
+        z_cond: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let z = self.check_inputs("Egno::readout_rows", state, z_cond)?;
+        let (t, n) = (self.cfg.horizon, state.graph.num_nodes());
+        let k = self.trunk(state, z.as_ref());
+        let last = &self.layers[self.layers.len() - 1].egnn;
+        let (base, feats) =
+            last.readout_rows_unchecked(&k.x, &k.h, k.v.as_ref(), &k.frames, k.edge_attr.as_ref());
+        Ok((base.view([t, n, 3]), feats.view([t, n, 3, -1])))
+    }
+
+    /// `P`, the weights of the last layer's coordinate heads that [`Egno::f_readout_rows`]
+    /// is linear in.
+    pub fn readout_width(&self) -> i64 {
+        self.layers[self.layers.len() - 1].egnn.readout_width()
+    }
+
+    /// Loads `θ` (`[P]`) into the last layer's coordinate heads (see
+    /// [`Egno::f_readout_rows`]).
+    ///
+    /// # Errors
+    /// `θ` not of `P` values.
+    pub fn set_readout(&self, theta: &Tensor) -> Result<()> {
+        self.layers[self.layers.len() - 1].egnn.set_readout(theta)
+    }
+
+    fn forward_unchecked(&self, s: &InitialState<'_>, z: Option<&Tensor>) -> EgnoOutput {
+        let (t, n, hid) = (self.cfg.horizon, s.graph.num_nodes(), self.cfg.hidden);
+        let k = self.trunk(s, z);
+        let last = &self.layers[self.layers.len() - 1].egnn;
+        let next =
+            last.forward_unchecked(&k.x, &k.h, k.v.as_ref(), &k.frames, k.edge_attr.as_ref());
+        let (x, h, v) = (next.x, next.h, next.v);
         EgnoOutput {
             x: x.view([t, n, 3]),
             v: v.map(|v| v.view([t, n, 3])),

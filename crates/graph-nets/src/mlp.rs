@@ -127,6 +127,24 @@ impl Mlp {
         h
     }
 
+    /// The input of the last linear layer (every layer but the last, each followed by the
+    /// non-linearity): `forward(x) = last(hidden(x))` when the MLP has no final activation.
+    ///
+    /// # Shapes
+    /// `x: [.., in]` → `[.., width of the last layer's input]`.
+    pub(crate) fn hidden(&self, x: &Tensor) -> Tensor {
+        let mut h = x.shallow_clone();
+        for lin in &self.linears[..self.linears.len() - 1] {
+            h = self.act.apply(&h.linear(&lin.ws, lin.bs.as_ref()));
+        }
+        h
+    }
+
+    /// The last linear layer.
+    pub(crate) fn last(&self) -> &nn::Linear {
+        &self.linears[self.linears.len() - 1]
+    }
+
     /// Applies the layers to the last axis of `x`.
     ///
     /// # Shapes

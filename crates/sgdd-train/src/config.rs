@@ -562,6 +562,12 @@ pub struct ModelConfig {
     /// (the teacher with a decoder of its own). With `joint` and `separate` the schedule forces
     /// nothing; `ridge_warm_start` still runs when its first stage ends.
     pub teacher_path: TeacherPath,
+    /// λ_b of seed 002's structure-only regulariser `L(ŷ, y) + λ_b L(ŷ_struct, y)`: with
+    /// `teacher_path = "scheduled"`, a step whose decoder reads the teacher's `z^sg`
+    /// (teacher-forced, `ŷ`) also trains the decoder on the student's `z^sg` (SGDD's
+    /// structure-only path, `ŷ_struct`, what inference uses), so that path is not left behind
+    /// while the privileged one carries the prediction. 0: off (the paper's SGDD).
+    pub structure_weight: f64,
     /// Align standardised representations: teacher and student `z^sg` (per channel) and `ã`
     /// (per spectral mode and channel) are centred and scaled by detached running statistics
     /// of the teacher's, so the alignment teaches the part that varies between samples rather
@@ -608,6 +614,7 @@ impl Default for ModelConfig {
             schedule: ScheduleName::StudentEnd,
             stages: Vec::new(),
             teacher_path: TeacherPath::Scheduled,
+            structure_weight: 0.0,
             align_standardize: false,
             stats_momentum: 0.01,
             sge_lr_scale: 1.0,
@@ -926,6 +933,22 @@ impl RunConfig {
             m.ridge_lambda
         );
         ensure!(
+            m.structure_weight >= 0.0 && m.structure_weight.is_finite(),
+            "model.structure_weight must be a finite number ≥ 0, got {}",
+            m.structure_weight
+        );
+        ensure!(
+            m.structure_weight == 0.0
+                || (m.kind == ModelKind::Sgdd && m.teacher_path == TeacherPath::Scheduled),
+            "model.structure_weight = {} regularises the student path of a teacher-forced SGDD \
+             step: it needs model.kind = \"sgdd\" and model.teacher_path = \"scheduled\" (the \
+             joint and separate paths train the student path every step already), got kind \
+             {:?}, teacher_path {:?}",
+            m.structure_weight,
+            m.kind.name(),
+            m.teacher_path
+        );
+        ensure!(
             t.epochs >= 1 || !m.kind.trainable(),
             "train.epochs must be ≥ 1 for model.kind = {:?}",
             m.kind.name()
@@ -1147,10 +1170,16 @@ mod tests {
             ("train.gamma=0.0", "train.gamma"),
             ("train.divergence_factor=0.5", "train.divergence_factor"),
             ("train.lr_schedule=\"linear\"", "train.lr_schedule"),
+            ("model.structure_weight=-1.0", "model.structure_weight"),
         ] {
             let e = err(MIN, &[set]);
             assert!(e.contains(key), "{set}: {e}");
         }
+        let e = err(
+            MIN,
+            &["model.structure_weight=0.5", "model.teacher_path=\"joint\""],
+        );
+        assert!(e.contains("model.structure_weight"), "{e}");
     }
 
     #[test]

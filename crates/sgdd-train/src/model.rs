@@ -336,6 +336,8 @@ pub struct Model {
     target_times: Vec<f64>,
     /// How the alignment's λ fades over the steps of a run.
     lambda_decay: LambdaDecay,
+    /// λ_b of the structure-only regulariser ([`ModelConfig::structure_weight`]).
+    structure_weight: f64,
 }
 
 /// The loss of one training step and its parts (for logging).
@@ -500,6 +502,7 @@ impl Model {
             distill,
             target_times,
             lambda_decay: cfg.lambda_decay,
+            structure_weight: cfg.structure_weight,
         })
     }
 
@@ -684,7 +687,13 @@ impl Model {
             TeacherPath::Scheduled => {
                 let forced = schedule.decoder_input(iteration) == DecoderInput::Teacher;
                 let l = mse(decoder, if forced { &zsg_dyn } else { &zsg_init })?;
-                (l.shallow_clone(), l, forced)
+                // seed 002's structure-only regulariser L(ŷ, y) + λ_b L(ŷ_struct, y)
+                let train = if forced && self.structure_weight > 0.0 {
+                    &l + mse(decoder, &zsg_init)? * self.structure_weight
+                } else {
+                    l.shallow_clone()
+                };
+                (l, train, forced)
             }
             TeacherPath::Joint => {
                 let student = mse(decoder, &zsg_init)?;
@@ -796,6 +805,40 @@ impl Model {
         Ok(Some(acc.rows()))
     }
 
+    /// The plain EGNO decoder (`model.kind = "egno"`), whose last layer's coordinate heads a
+    /// distillation run's ridge initialisation solves.
+    fn plain_egno(&self) -> Result<&Egno> {
+        match (&self.decoder, &self.distill) {
+            (Some(Decoder::Egno(net)), None) => Ok(net),
+            _ => anyhow::bail!(
+                "the closed-form readout fit needs a plain EGNO model (model.kind = \"egno\"), \
+                 not {:?}",
+                self.kind
+            ),
+        }
+    }
+
+    /// A plain EGNO's predictions on a batch as a linear function of its readout weights
+    /// `θ` ([`Egno::f_readout_rows`]): `x = base + feats · θ`.
+    ///
+    /// # Shapes
+    /// Batch of `B` samples of `N` nodes → `base: [T, B·N, 3]`, `feats: [T, B·N, 3, P]`.
+    pub(crate) fn egno_readout_rows(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        Ok(self
+            .plain_egno()?
+            .f_readout_rows(&Self::state(batch), None)?)
+    }
+
+    /// `P` of [`Model::egno_readout_rows`].
+    pub(crate) fn egno_readout_width(&self) -> Result<i64> {
+        Ok(self.plain_egno()?.readout_width())
+    }
+
+    /// Loads `θ` (`[P]`) into a plain EGNO's readout.
+    pub(crate) fn set_egno_readout(&self, theta: &Tensor) -> Result<()> {
+        Ok(self.plain_egno()?.set_readout(theta)?)
+    }
+
     /// The number of joint spectral modes K of SGE (after the cut at an eigenvalue gap).
     pub fn spectral_k(&self) -> Option<usize> {
         self.distill.as_ref().map(|d| d.basis.k())
@@ -836,6 +879,18 @@ mod tests {
         let ds = spec.generate_split(traj_data::Split::Train).unwrap();
         let cfg = crate::RunConfig::from_toml("[data]\ndir = \"unused\"\n", &[]).unwrap();
         prepare(&ds, &cfg.data).unwrap()
+    }
+
+    /// `cfg`'s model for the data of `p`, under `vs`.
+    fn build(vs: &nn::VarStore, cfg: &ModelConfig, p: &Prepared) -> Model {
+        Model::build(
+            vs,
+            cfg,
+            ProblemDims::of(p),
+            &p.undirected,
+            p.target_times.clone(),
+        )
+        .unwrap()
     }
 
     /// An SGDD model config of the smallest sizes.
@@ -940,14 +995,7 @@ mod tests {
             teacher_path: TeacherPath::Separate,
             ..tiny_sgdd()
         };
-        let mut model = Model::build(
-            &vs,
-            &mcfg,
-            ProblemDims::of(&p),
-            &p.undirected,
-            p.target_times.clone(),
-        )
-        .unwrap();
+        let mut model = build(&vs, &mcfg, &p);
         let mut total_at = |decay: LambdaDecay, step: u64| {
             model.lambda_decay = decay;
             let l = model.loss(&batch, step, &schedule).unwrap();
@@ -964,6 +1012,44 @@ mod tests {
         assert!((at_start - full).abs() < 1e-6 * full);
         assert!((midway - (base + 0.5 * align)).abs() < 1e-6 * full);
         assert!((at_end - base).abs() < 1e-6 * full);
+    }
+
+    /// Seed 002's structure-only regulariser: a teacher-forced step trains
+    /// `L(ŷ_teacher, y) + λ_b L(ŷ_student, y)` (λ = 0 here, so nothing else); a step on the
+    /// student's path, or λ_b = 0, trains its one prediction loss.
+    #[test]
+    fn the_structure_only_regulariser_adds_the_student_path() {
+        let p = tiny_charged(4, 5);
+        let idx: Vec<i64> = (0..p.samples).collect();
+        let batch = p
+            .batch(&idx, Device::Cpu, &mut GraphCache::default())
+            .unwrap();
+        // the paper's schedule: the first third teacher-forced, later steps by coin flip
+        let schedule = distill_kd::TeacherForcingConfig::paper(0).check(9).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mcfg = ModelConfig {
+            lambda: 0.0,
+            structure_weight: 0.25,
+            ..tiny_sgdd()
+        };
+        let mut model = build(&vs, &mcfg, &p);
+        let mse = |x: Tensor| x.mse_loss(&batch.y, tch::Reduction::Mean).double_value(&[]);
+        let student = mse(model.predict(&batch).unwrap());
+        let teacher = mse(model.predict_with_teacher(&batch).unwrap().unwrap());
+        let forced = model.loss(&batch, 0, &schedule).unwrap();
+        assert!(forced.teacher_forced);
+        assert!((forced.pred - teacher).abs() < 1e-6 * teacher);
+        let total = forced.total.double_value(&[]);
+        let want = teacher + 0.25 * student;
+        assert!((total - want).abs() < 1e-5 * want, "{total} vs {want}");
+        let free = (3..9)
+            .find(|&i| schedule.decoder_input(i) == DecoderInput::Student)
+            .unwrap();
+        let step = model.loss(&batch, free, &schedule).unwrap();
+        assert!((step.total.double_value(&[]) - student).abs() < 1e-6 * student);
+        model.structure_weight = 0.0;
+        let off = model.loss(&batch, 0, &schedule).unwrap();
+        assert!((off.total.double_value(&[]) - teacher).abs() < 1e-6 * teacher);
     }
 
     #[test]

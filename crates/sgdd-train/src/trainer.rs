@@ -910,12 +910,52 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The config stored in a checkpoint, and the checkpoint's dataset fingerprint.
+/// The config stored in a checkpoint as a training run's, and the checkpoint's dataset
+/// fingerprint. A checkpoint of `sgdd distill` with an EGNO student is the plain EGNO it is
+/// (`[data]`, `[model]` from `[student]`, `[train]`), so everything that reads trained models
+/// (`sgdd eval`, `predict`, `spectrum`, a teacher of another distillation) reads it too; an MLP
+/// student or a grid run (`sgdd distill-grid`) is an error that says where their scores are.
 pub fn checkpoint_config(checkpoint: &Path) -> Result<(CheckedRunConfig, Option<String>)> {
     let (_, meta) = checkpoint::load(checkpoint)?;
-    let cfg = RunConfig::from_toml(&meta.config, &[])
+    let cfg = run_config_of(&meta.config, checkpoint)
         .with_context(|| format!("the config stored in {}", checkpoint.display()))?;
     Ok((cfg, meta.dataset_sha256))
+}
+
+/// See [`checkpoint_config`]: `text` is the config stored in `checkpoint`.
+fn run_config_of(text: &str, checkpoint: &Path) -> Result<CheckedRunConfig> {
+    let table: toml::Table = toml::from_str(text).context("not TOML")?;
+    let run = checkpoint
+        .parent()
+        .map_or_else(|| Path::new(".").to_owned(), Path::to_owned);
+    let scores = format!(
+        "its test metrics are in {} (written when the run finished)",
+        run.join("result.json").display()
+    );
+    if table.contains_key("student") {
+        let d = crate::DistillConfig::parse(text, &[])?;
+        anyhow::ensure!(
+            d.student.kind == crate::StudentArch::Egno,
+            "{} is a `sgdd distill` checkpoint of an MLP student, which `sgdd eval`, `predict` \
+             and `spectrum` do not rebuild (they read models of `sgdd train` and EGNO \
+             students); {scores}",
+            checkpoint.display()
+        );
+        return RunConfig {
+            data: d.data.clone(),
+            model: d.student.egno(),
+            train: d.train.clone(),
+        }
+        .check();
+    }
+    anyhow::ensure!(
+        !table.contains_key("distill"),
+        "{} is a checkpoint of a grid forecaster (`sgdd distill-grid`), which `sgdd eval`, \
+         `predict` and `spectrum` (particle models) do not read; {scores}, and a grid teacher \
+         is passed to `sgdd distill-grid --teacher`",
+        checkpoint.display()
+    );
+    RunConfig::from_toml(text, &[])
 }
 
 /// A trained model rebuilt from a checkpoint (its config is read from the checkpoint) for the
@@ -953,4 +993,47 @@ pub fn frames_of(t: &tch::Tensor) -> Result<Vec<Vec<Vec<[f64; 3]>>>> {
                 .collect()
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::run_config_of;
+    use crate::{DistillConfig, GridDistillConfig};
+
+    /// A distilled EGNO student reads as the plain EGNO it is; an MLP student and a grid run are
+    /// errors that say where their scores are.
+    #[test]
+    fn distillation_checkpoints_read_as_models_or_say_where_to_look() {
+        let ck = Path::new("runs/d/best.safetensors");
+        let distill = |kind: &str| {
+            DistillConfig::from_toml(
+                "[data]\ndir = \"d\"\n[distill]\nloss = \"none\"\n",
+                &[
+                    format!("student.kind=\"{kind}\""),
+                    "student.hidden=8".into(),
+                ],
+            )
+            .unwrap()
+            .to_toml()
+        };
+        let cfg = run_config_of(&distill("egno"), ck).unwrap();
+        assert_eq!(cfg.model.kind, crate::ModelKind::Egno);
+        assert_eq!(cfg.model.hidden, 8);
+        let e = format!("{:#}", run_config_of(&distill("mlp"), ck).unwrap_err());
+        assert!(
+            e.contains("MLP student") && e.contains("result.json"),
+            "{e}"
+        );
+        let grid =
+            GridDistillConfig::from_toml("[data]\ndir = \"g\"\n[distill]\nloss = \"none\"\n", &[])
+                .unwrap()
+                .to_toml();
+        let e = format!("{:#}", run_config_of(&grid, ck).unwrap_err());
+        assert!(
+            e.contains("distill-grid") && e.contains("result.json"),
+            "{e}"
+        );
+    }
 }

@@ -367,4 +367,34 @@ fn distill_smoke() {
     // a second run into the same directory is refused
     let e = fails(run_with(&[]));
     assert!(e.contains("--force"), "{e}");
+    // `sgdd eval` reads the distilled EGNO student as the plain EGNO it is: the test metrics
+    // the run reported
+    let best = run.join("best.safetensors");
+    let out = ok(sgdd(&["eval", "--device", "cpu", "--checkpoint", s(&best)]));
+    let m: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in ["s2s", "s2t"] {
+        let (got, want) = (
+            m[key].as_f64().unwrap(),
+            result["test"][key].as_f64().unwrap(),
+        );
+        assert!((got - want).abs() <= 1e-6 * want, "{key}: {got} vs {want}");
+    }
+    // one process only: under a launcher it refuses before touching the run
+    let a = args(&["--force"]);
+    let e = fails(
+        Command::new(env!("CARGO_BIN_EXE_sgdd"))
+            .args(&a)
+            .envs([
+                ("WORLD_SIZE", "2"),
+                ("RANK", "0"),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", "29500"),
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        e.contains("one process") && e.contains("WORLD_SIZE = 2"),
+        "{e}"
+    );
 }

@@ -26,7 +26,7 @@ use tch::{Device, Kind, Tensor, nn, nn::VarStore};
 use traj_data::Split;
 use traj_data::grid::{GridSplit, load_grid_split};
 
-use super::run::{KdRun, OpenRun, Pieces, ValMetrics, timed};
+use super::run::{self, KdRun, OpenRun, Pieces, ValMetrics, timed};
 use super::teachers::same_dataset;
 use super::{
     BandsKind, DistillEpochLog, DistillOptions, DistillStep, DistillTiming, InitKind, Kd, KdConfig,
@@ -34,8 +34,7 @@ use super::{
 };
 use crate::checkpoint;
 use crate::config::{self, TrainConfig};
-use crate::rundir::RunDir;
-use crate::trainer::{dataset_fingerprint, seeded_on_cpu, write_json};
+use crate::trainer::{dataset_fingerprint, seeded_on_cpu};
 
 /// Which grid data, which windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -521,29 +520,13 @@ pub struct GridDistiller {
     run: KdRun<GridMetrics>,
 }
 
-impl std::fmt::Debug for GridDistiller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GridDistiller")
-            .field("dir", &self.run.dir.path())
-            .field("teachers", &self.teachers.len())
-            .field("epochs_done", &self.run.state.epochs.len())
-            .finish_non_exhaustive()
-    }
-}
-
 impl GridDistiller {
-    /// Claims the run directory, loads the data and the frozen teachers, builds the net
-    /// (solving its readout in closed form with `init = "ridge"`) or, with [`RunMode::Resume`],
-    /// restores it from the checkpoint after checking what changed.
-    ///
-    /// [`RunMode::Resume`]: crate::RunMode::Resume
-    pub fn new(cfg: CheckedGridConfig, out: &Path, mut opts: DistillOptions) -> Result<Self> {
-        let dir = RunDir::claim(out, opts.mode)?;
+    /// A grid run as [`Distiller::new`](super::Distiller::new) starts a particle one: the
+    /// windows and the frozen grid teachers loaded, the net built (its readout solved in
+    /// closed form with `init = "ridge"`), or restored from the checkpoint on resume.
+    pub fn new(cfg: CheckedGridConfig, out: &Path, opts: DistillOptions) -> Result<Self> {
         let t = cfg.train.clone();
-        let device = t.device.resolve()?;
-        if t.threads > 0 {
-            tch::set_num_threads(t.threads);
-        }
+        let (dir, device) = run::claim(out, opts.mode, &t)?;
         let data = GridData::load(&cfg.data)?;
         let dataset_sha256 = dataset_fingerprint(&cfg.data.dir).ok();
         let teachers = cfg
@@ -604,20 +587,19 @@ impl GridDistiller {
             OpenRun {
                 dir,
                 out,
-                mode: opts.mode,
+                opts,
                 train: t.clone(),
                 kd: &cfg.distill,
                 config_text: cfg.to_toml(),
                 samples: data.train.samples(),
                 teachers_sha256: teachers.iter().map(|t| t.tensors_sha256.clone()).collect(),
                 dataset_sha256,
-                observer: opts.observer.take(),
                 what: "trained",
                 differences: &differences,
             },
             &mut vs,
         )?;
-        if !run.resumed() && cfg.distill.init == InitKind::Ridge {
+        run.ridge_init(cfg.distill.init, &mut || {
             let teacher = &teachers[cfg.distill.ridge_teacher];
             let rows = ridge_init(
                 &mut net,
@@ -627,13 +609,11 @@ impl GridDistiller {
                 cfg.distill.ridge_lambda,
                 &|idx| teacher.train_targets(idx, device),
             )?;
-            run.state.ridge_rows = Some(rows);
-            run.note(&format!(
-                "the readout solved in closed form (ridge onto teacher {}'s predictions over \
-                 {rows} rows)",
-                teacher.checkpoint.display()
-            ));
-        }
+            Ok((
+                rows,
+                format!("teacher {}'s predictions", teacher.checkpoint.display()),
+            ))
+        })?;
         run.start(&vs, out)?;
         Ok(Self {
             cfg,
@@ -765,18 +745,14 @@ impl GridDistiller {
             ridge_rows: self.run.state.ridge_rows,
             stopped_early: self.run.state.stopped_early.clone(),
         };
-        let (train_seconds, samples_per_second) = self.run.train_rate();
-        let timing = DistillTiming {
-            train_seconds,
-            samples_per_second,
-            student_inference: sps,
-            teacher_inference: teacher_sps,
-        };
-        if finished {
-            write_json(&self.run.dir.join("result.json"), &result)?;
-            write_json(&self.run.dir.join("timing.json"), &timing)?;
-        }
+        let timing = self.run.report(&result, finished, sps, teacher_sps)?;
         Ok((result, timing))
+    }
+}
+
+impl std::fmt::Debug for GridDistiller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.run.debug(f, "GridDistiller")
     }
 }
 

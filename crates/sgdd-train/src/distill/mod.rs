@@ -13,8 +13,9 @@
 //! weights `α` are A2D's (eq. 13: the capped-simplex min-norm point of the teachers' KD-loss
 //! gradients `g_m = ∇_θ L_KD(S, T_m)`, recomputed every step, and the student descends along
 //! `∇_θ‖S − Y‖² + λ Σ α_m g_m`) or the plain average (AVER-MKD). Without KD (`loss = "none"`) the
-//! same code trains the student alone. The MLP student's readout can start from the closed-form
-//! ridge fit onto a teacher's predictions (`init = "ridge"`).
+//! same code trains the student alone. The student's readout (the MLP's linear readout, or the
+//! EGNO's last coordinate heads) can start from the closed-form ridge fit onto a teacher's
+//! predictions (`init = "ridge"`, seed 002).
 //!
 //! A run directory holds what a training run's does (`config.toml`, `metrics.jsonl`,
 //! `checkpoint.safetensors`, `best.safetensors`, `result.json`, `timing.json`, `tensorboard/`,
@@ -55,10 +56,10 @@ use crate::data::{Batch, GraphCache, Prepared};
 use crate::eval;
 use crate::metrics::Metrics;
 use crate::optim::Adam;
-use crate::rundir::{RunDir, RunMode};
+use crate::rundir::RunMode;
 use crate::sge::gap_splitter;
 use crate::tensorboard::EventWriter;
-use crate::trainer::{Best, Observer, Splits, dataset_fingerprint, write_json};
+use crate::trainer::{Best, Observer, Splits, dataset_fingerprint};
 
 /// The distillation loss between the student's and a teacher's predictions.
 enum Kd {
@@ -525,11 +526,7 @@ pub struct Distiller {
 
 impl std::fmt::Debug for Distiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Distiller")
-            .field("dir", &self.run.dir.path())
-            .field("teachers", &self.teachers.len())
-            .field("epochs_done", &self.run.state.epochs.len())
-            .finish_non_exhaustive()
+        self.run.debug(f, "Distiller")
     }
 }
 
@@ -537,13 +534,9 @@ impl Distiller {
     /// Claims the run directory, loads the data and the frozen teachers, builds the student
     /// (solving its readout in closed form with `init = "ridge"`) or, with [`RunMode::Resume`],
     /// restores it from the checkpoint after checking what changed.
-    pub fn new(cfg: CheckedDistillConfig, out: &Path, mut opts: DistillOptions) -> Result<Self> {
-        let dir = RunDir::claim(out, opts.mode)?;
+    pub fn new(cfg: CheckedDistillConfig, out: &Path, opts: DistillOptions) -> Result<Self> {
         let t = &cfg.train;
-        let device = t.device.resolve()?;
-        if t.threads > 0 {
-            tch::set_num_threads(t.threads);
-        }
+        let (dir, device) = run::claim(out, opts.mode, t)?;
         let data_cfg = crate::RunConfig {
             data: cfg.data.clone(),
             model: cfg.student.egno(),
@@ -575,20 +568,19 @@ impl Distiller {
             OpenRun {
                 dir,
                 out,
-                mode: opts.mode,
+                opts,
                 train: t.clone(),
                 kd: &cfg.distill,
                 config_text: cfg.to_toml(),
                 samples: splits.train.samples,
                 teachers_sha256: teachers.iter().map(|t| t.tensors_sha256.clone()).collect(),
                 dataset_sha256,
-                observer: opts.observer.take(),
                 what: "distilled",
                 differences: &differences,
             },
             &mut vs,
         )?;
-        if !run.resumed() && cfg.distill.init == InitKind::Ridge {
+        run.ridge_init(cfg.distill.init, &mut || {
             let teacher = &teachers[cfg.distill.ridge_teacher];
             let rows = student.ridge_init(
                 &splits.train,
@@ -597,13 +589,11 @@ impl Distiller {
                 cfg.distill.ridge_lambda,
                 &|idx| Ok(teacher.train_targets(idx, device)),
             )?;
-            run.state.ridge_rows = Some(rows);
-            run.note(&format!(
-                "the student's readout solved in closed form (ridge onto teacher {}'s \
-                 predictions over {rows} samples)",
-                teacher.checkpoint.display()
-            ));
-        }
+            Ok((
+                rows,
+                format!("teacher {}'s predictions", teacher.checkpoint.display()),
+            ))
+        })?;
         run.start(&vs, out)?;
         Ok(Self {
             cfg,
@@ -768,17 +758,9 @@ impl Distiller {
             ridge_rows: self.run.state.ridge_rows,
             stopped_early: self.run.state.stopped_early.clone(),
         };
-        let (train_seconds, samples_per_second) = self.run.train_rate();
-        let timing = DistillTiming {
-            train_seconds,
-            samples_per_second,
-            student_inference: student_sps,
-            teacher_inference: teacher_sps,
-        };
-        if finished {
-            write_json(&self.run.dir.join("result.json"), &result)?;
-            write_json(&self.run.dir.join("timing.json"), &timing)?;
-        }
+        let timing = self
+            .run
+            .report(&result, finished, student_sps, teacher_sps)?;
         Ok((result, timing))
     }
 }

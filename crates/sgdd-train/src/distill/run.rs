@@ -14,11 +14,11 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tch::{Tensor, nn::VarStore};
+use tch::{Device, Tensor, nn::VarStore};
 
 use super::{
-    DistillEpochLog, DistillState, DistillStep, EpochSums, KdConfig, KdLoss, check_step,
-    step_scalars, weighted_step,
+    DistillEpochLog, DistillOptions, DistillState, DistillStep, DistillTiming, EpochSums, InitKind,
+    KdConfig, KdLoss, check_step, step_scalars, weighted_step,
 };
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::config::TrainConfig;
@@ -27,7 +27,7 @@ use crate::optim::Adam;
 use crate::rundir::{RunDir, RunMode};
 use crate::runlog;
 use crate::tensorboard::EventWriter;
-use crate::trainer::{Best, Event, Observer, lr_at, step_seed};
+use crate::trainer::{Best, Event, Observer, lr_at, step_seed, write_json};
 
 /// Validation metrics a run selects on.
 pub(super) trait ValMetrics: Copy + Serialize + DeserializeOwned {
@@ -84,18 +84,29 @@ pub(super) struct KdRun<M> {
 /// The config differences `(key, was, now)` of a run from a stored config text.
 pub(super) type Differences<'a> = &'a dyn Fn(&str) -> Result<Vec<(String, String, String)>>;
 
+/// Claims the run directory `out` (see [`RunMode`]), resolves the device of `t` and sets
+/// libtorch's threads: how every distillation run starts.
+pub(super) fn claim(out: &Path, mode: RunMode, t: &TrainConfig) -> Result<(RunDir, Device)> {
+    let dir = RunDir::claim(out, mode)?;
+    let device = t.device.resolve()?;
+    if t.threads > 0 {
+        tch::set_num_threads(t.threads);
+    }
+    Ok((dir, device))
+}
+
 /// What [`KdRun::open`] needs beside the student's variables.
 pub(super) struct OpenRun<'a> {
     pub dir: RunDir,
     pub out: &'a Path,
-    pub mode: RunMode,
+    /// The mode and the observer.
+    pub opts: DistillOptions,
     pub train: TrainConfig,
     pub kd: &'a KdConfig,
     pub config_text: String,
     pub samples: i64,
     pub teachers_sha256: Vec<String>,
     pub dataset_sha256: Option<String>,
-    pub observer: Option<Observer>,
     /// "distilled" / "trained": the verb of a refused resume's message.
     pub what: &'static str,
     /// The config differences `(key, was, now)` from a stored config text.
@@ -106,7 +117,7 @@ impl<M: ValMetrics> KdRun<M> {
     /// The optimiser and weighting over `vs`'s trainable variables; with [`RunMode::Resume`],
     /// the weights, optimiser state and history from the checkpoint after checking what
     /// changed (the teachers may not).
-    pub fn open(o: OpenRun<'_>, vs: &mut VarStore) -> Result<Self> {
+    pub fn open(mut o: OpenRun<'_>, vs: &mut VarStore) -> Result<Self> {
         let params: Vec<Tensor> = vs
             .variables()
             .into_iter()
@@ -135,8 +146,8 @@ impl<M: ValMetrics> KdRun<M> {
             state: DistillState::new(o.teachers_sha256.clone()),
             dataset_sha256: o.dataset_sha256,
             tensorboard: None,
-            observer: o.observer,
-            resumed: o.mode == RunMode::Resume,
+            observer: o.opts.observer.take(),
+            resumed: o.opts.mode == RunMode::Resume,
             train: o.train,
         };
         if run.resumed {
@@ -160,9 +171,55 @@ impl<M: ValMetrics> KdRun<M> {
         Ok(run)
     }
 
-    /// Whether the run continues a checkpoint.
-    pub fn resumed(&self) -> bool {
-        self.resumed
+    /// `Debug` of a run named `name`: its directory, teachers and epochs done.
+    pub fn debug(&self, f: &mut std::fmt::Formatter<'_>, name: &str) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("dir", &self.dir.path())
+            .field("teachers", &self.state.teachers_sha256.len())
+            .field("epochs_done", &self.state.epochs.len())
+            .finish_non_exhaustive()
+    }
+
+    /// The closed-form initialisation of a new run with `init = "ridge"` (nothing otherwise, and
+    /// nothing on resume: the checkpoint holds the fitted weights): `solve` fits the readout and
+    /// says over how many rows and onto what; the run records and announces it.
+    pub fn ridge_init(
+        &mut self,
+        init: InitKind,
+        solve: &mut dyn FnMut() -> Result<(u64, String)>,
+    ) -> Result<()> {
+        if self.resumed || init != InitKind::Ridge {
+            return Ok(());
+        }
+        let (rows, onto) = solve()?;
+        self.state.ridge_rows = Some(rows);
+        self.note(&format!(
+            "the readout solved in closed form (ridge onto {onto} over {rows} rows)"
+        ));
+        Ok(())
+    }
+
+    /// The run's [`DistillTiming`] with the inference throughputs measured at its end, and for
+    /// a `finished` run `result.json` (`result`) and `timing.json` written.
+    pub fn report<R: Serialize>(
+        &self,
+        result: &R,
+        finished: bool,
+        student_inference: f64,
+        teacher_inference: Vec<f64>,
+    ) -> Result<DistillTiming> {
+        let (train_seconds, samples_per_second) = self.train_rate();
+        let timing = DistillTiming {
+            train_seconds,
+            samples_per_second,
+            student_inference,
+            teacher_inference,
+        };
+        if finished {
+            write_json(&self.dir.join("result.json"), result)?;
+            write_json(&self.dir.join("timing.json"), &timing)?;
+        }
+        Ok(timing)
     }
 
     /// Writes `config.toml`, opens TensorBoard, rewrites `metrics.jsonl` from the history,

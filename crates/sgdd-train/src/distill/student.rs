@@ -1,5 +1,5 @@
 //! The light students of a distillation run: a small EGNO (a [`Model`]) or SDKD's MLP student,
-//! and the closed-form ridge initialisation of the MLP's readout (seed 002).
+//! and the closed-form ridge initialisation of their readout (seed 002).
 
 use anyhow::Result;
 use distill_kd::RidgeConfig;
@@ -162,11 +162,18 @@ impl Student {
         }
     }
 
-    /// Closed-form initialisation (seed 002): streams the split through the MLP's hidden layers
-    /// and solves its readout by ridge regression (`distill_kd::RidgeAccumulator`: f64 sums,
-    /// memory `O(H² + H·T·N·3)`, Cholesky with jitter retries, `λ_eff = λ · mean diag XᵀX`,
-    /// with an intercept) onto the teacher's corrections `target(idx) − (x_0 + v_0 τ)`,
-    /// then loads the solution into the readout. Returns the rows used.
+    /// Closed-form initialisation (seed 002): streams the split through the student and solves
+    /// its readout by ridge regression onto the teacher's predictions
+    /// (`distill_kd::RidgeAccumulator`: f64 sums, memory `O(D² + D·H)` whatever the number of
+    /// samples, Cholesky with jitter retries, `λ_eff = λ · mean diag XᵀX`), then loads the
+    /// solution into it. Returns the rows used.
+    ///
+    /// - MLP: its linear readout (with an intercept) from the last hidden activation onto the
+    ///   teacher's corrections `target(idx) − (x_0 + v_0 τ)`, a row per sample.
+    /// - EGNO: the last layer's coordinate heads (the last linear layers of `phi_x` and
+    ///   `phi_v`), in which the predicted positions are linear (`x̂ = base + feats · θ`, see
+    ///   [`graph_nets::Egno::f_readout_rows`]); a row per (frame, node, axis), no intercept, so
+    ///   the student stays E(3)-equivariant.
     ///
     /// `target` gives the teacher's predictions `[T, B·N, 3]` for the samples `idx` of `p`.
     pub fn ridge_init(
@@ -177,29 +184,54 @@ impl Student {
         lambda: f64,
         target: &dyn Fn(&[i64]) -> Result<Tensor>,
     ) -> Result<u64> {
-        let Self::Mlp(mlp) = self else {
-            anyhow::bail!("the ridge initialisation solves the MLP student's readout");
-        };
         let _guard = tch::no_grad_guard();
-        let mut graphs = GraphCache::default();
-        let idx: Vec<i64> = (0..p.samples).collect();
+        let (width, out, intercept) = match self {
+            Self::Mlp(m) => (m.readout.ws.size()[1], m.readout.ws.size()[0], true),
+            Self::Egno(m) => (m.egno_readout_width()?, 1, false),
+        };
         let mut acc = RidgeConfig {
             lambda,
-            intercept: true,
+            intercept,
             ..Default::default()
         }
-        .check(
-            mlp.readout.ws.size()[1] as usize,
-            mlp.readout.ws.size()[0] as usize,
-        )?;
+        .check(width as usize, out as usize)?;
+        let mut graphs = GraphCache::default();
+        let idx: Vec<i64> = (0..p.samples).collect();
         for chunk in idx.chunks(batch_size.max(1)) {
             let batch = p.batch(chunk, device, &mut graphs)?;
-            let x = mlp.features(&batch)?;
-            let h = mlp.displacement(&batch, &target(chunk)?.to_kind(x.kind()));
+            let (x, h) = self.ridge_rows(&batch, &target(chunk)?)?;
             acc.push(&x, &h)?;
         }
-        acc.solve()?.load_into(&mut mlp.readout)?;
+        let sol = acc.solve()?;
+        match self {
+            Self::Mlp(m) => sol.load_into(&mut m.readout)?,
+            Self::Egno(m) => {
+                let theta: Vec<f64> = (0..sol.weight.nrows())
+                    .map(|i| sol.weight[(i, 0)])
+                    .collect();
+                m.set_egno_readout(&Tensor::from_slice(&theta))?;
+            }
+        }
         Ok(acc.rows())
+    }
+
+    /// The rows of the readout fit on a batch: the readout's inputs `[R, D]` and the targets
+    /// `[R, O]` that the teacher's predictions `target` (`[T, B·N, 3]`) set (see
+    /// [`Student::ridge_init`]).
+    fn ridge_rows(&self, batch: &Batch, target: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok(match self {
+            Self::Mlp(m) => {
+                let x = m.features(batch)?;
+                let h = m.displacement(batch, &target.to_kind(x.kind()));
+                (x, h)
+            }
+            Self::Egno(m) => {
+                let (base, feats) = m.egno_readout_rows(batch)?;
+                let p = feats.size()[3];
+                let h = (target.to_kind(base.kind()) - base).reshape([-1, 1]);
+                (feats.reshape([-1, p]), h)
+            }
+        })
     }
 
     /// The number of trainable scalars.
@@ -211,14 +243,13 @@ impl Student {
     }
 }
 
-/// The rows a ridge fit of `mlp`'s readout sees (features, displacement targets) for a batch,
+/// The rows a ridge fit of the student's readout sees (inputs, targets) for a batch, in f64,
 /// for tests that check the solution against the closed form.
 #[cfg(test)]
-pub(crate) fn ridge_rows(mlp: &CoordMlp, batch: &Batch, target: &Tensor) -> (Tensor, Tensor) {
+pub(crate) fn ridge_rows(student: &Student, batch: &Batch, target: &Tensor) -> (Tensor, Tensor) {
     let _guard = tch::no_grad_guard();
-    let x = mlp.features(batch).unwrap().to_kind(tch::Kind::Double);
-    let h = mlp.displacement(batch, target).to_kind(tch::Kind::Double);
-    (x, h)
+    let (x, h) = student.ridge_rows(batch, target).unwrap();
+    (x.to_kind(tch::Kind::Double), h.to_kind(tch::Kind::Double))
 }
 
 /// The readout's weight `[O, H]` and bias `[O]`.

@@ -91,8 +91,25 @@ fn toml_string(s: &str) -> String {
     out
 }
 
+/// Refuses to run under a launcher (`WORLD_SIZE > 1`, as torchrun or SLURM set it): a
+/// distillation run is one process, and several would race for one run directory.
+fn single_process(command: &str) -> Result<()> {
+    if let Some(env) = torch_dist::DistEnv::from_env()?
+        && env.world_size > 1
+    {
+        anyhow::bail!(
+            "`sgdd {command}` trains in one process (data-parallel distillation is not built), \
+             but it was started under a launcher (WORLD_SIZE = {}): run it without torchrun or \
+             srun",
+            env.world_size
+        );
+    }
+    Ok(())
+}
+
 /// Distils `args`' config into its run directory; the result and timing.
 pub fn run(args: &DistillArgs) -> Result<(DistillResult, DistillTiming)> {
+    single_process("distill")?;
     let cfg = args.load()?;
     let (bar, observer) = progress(args.quiet, cfg.train.epochs);
     let mut d = Distiller::new(
@@ -120,6 +137,7 @@ pub fn distill(args: &DistillArgs) -> Result<()> {
 /// Trains or distils the grid run of `args`' config into its run directory; the result and
 /// timing.
 pub fn run_grid(args: &DistillArgs) -> Result<(GridResult, DistillTiming)> {
+    single_process("distill-grid")?;
     let cfg = args.load_grid()?;
     let (bar, observer) = progress(args.quiet, cfg.train.epochs);
     let mut d = GridDistiller::new(

@@ -37,7 +37,8 @@ impl From<SplitArg> for Split {
 /// `sgdd eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A checkpoint written by `sgdd train` (e.g. `RUN/best.safetensors`).
+    /// A checkpoint written by `sgdd train`, or by `sgdd distill` with an EGNO student (e.g.
+    /// `RUN/best.safetensors`).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// The split of the run's dataset to score.

@@ -594,6 +594,39 @@ pub(crate) fn table_run_mode(out: &Path, force: bool) -> RunMode {
     }
 }
 
+/// The directory name of a table row's run: lower case ASCII letters, digits and dots, every
+/// other run of characters one `-` (`α` spelt `alpha`), none at either end, so no name looks
+/// like an option (`+ output KD (FNO)` → `output-kd-fno`).
+pub(crate) fn run_slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.to_lowercase().replace('α', "alpha").chars() {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_owned()
+}
+
+/// Per seed, the first epoch at which a ridge-initialised run's validation score reaches the
+/// best validation score of the random-init run of the same seed, and that run's best epoch.
+/// `ridge`: each seed's `(epoch, validation score)`s; `random`: each seed's `(best score, best
+/// epoch)`. Lower scores are better.
+pub(crate) fn epochs_to_reach(
+    ridge: &[Vec<(usize, f64)>],
+    random: &[(f64, usize)],
+) -> Vec<(Option<usize>, usize)> {
+    ridge
+        .iter()
+        .zip(random)
+        .map(|(scores, &(target, best))| {
+            let first = scores.iter().find(|(_, v)| *v <= target).map(|(e, _)| *e);
+            (first, best)
+        })
+        .collect()
+}
+
 /// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
 pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
     let mode = match table_run_mode(out, force) {
@@ -789,4 +822,19 @@ fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, budget: Budget) -> S
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_slug;
+
+    #[test]
+    fn run_slugs_are_plain_names() {
+        assert_eq!(run_slug("+ output KD (FNO)"), "output-kd-fno");
+        assert_eq!(
+            run_slug("EGNO-16 + freq KD α=0.25 (EGNO)"),
+            "egno-16-freq-kd-alpha-0.25-egno"
+        );
+        assert_eq!(run_slug("MLP alone"), "mlp-alone");
+    }
 }

@@ -1,8 +1,9 @@
 //! `sgdd repro distill-ns`: SDKD's own setting — 2-D Navier–Stokes vorticity, `T_in` frames in,
 //! `T_out` frames out — a light grid student alone, + output KD, + frequency-aligned KD (DFT
 //! bands over time and space), two teachers (an FNO and a deliberately weak FNO trained one
-//! epoch) by average weighting and by A2D, and the closed-form ridge initialisation of the
-//! student's readout, beside the teachers, over seeds, one budget. Writes
+//! epoch) by average weighting and by A2D, the closed-form ridge initialisation of the
+//! student's readout, hidden-state KD through an adapter, and a U-Net student alone and with
+//! frequency-aligned KD, beside the teachers, over seeds, one budget. Writes
 //! `OUT/distill-ns.json` and `OUT/distill-ns.md`.
 
 use std::fmt::Write as _;
@@ -13,57 +14,93 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sgdd_train::{
     CheckedGridConfig, DistillEpochLog, DistillOptions, DistillTiming, GridDistillConfig,
-    GridDistiller, GridMetrics, GridResult, RunMode,
+    GridDistiller, GridMetrics, GridResult,
 };
 use traj_data::navier_stokes::NsDatasetSpec;
 
 use super::repro::{self, Budget, ReproArgs};
 
-/// One row: a name, its config keys, how many of the teachers (FNO, weak FNO) it uses.
+/// One row: a name, its config keys, how many of the teachers (FNO, weak FNO) it uses, and
+/// the row of the same student trained alone (the gap it closes is measured from there).
 #[derive(Debug, Clone, Copy)]
 struct Row {
     name: &'static str,
     set: &'static [&'static str],
     teachers: usize,
+    alone: usize,
 }
 
 const TEACHER_NAMES: [&str; 2] = ["FNO", "FNO, 1 epoch (weak)"];
 
 /// The rows. The frequency-aligned rows weigh the low band by `distill.alpha` of the base
-/// config, fixed before any run.
+/// config, and the hidden-state KD row its readout inputs by β = 1 (through a learned adapter:
+/// the student's width is not the FNO's), fixed before any run.
 const ROWS: &[Row] = &[
     Row {
         name: "student alone",
         set: &["distill.loss=\"none\""],
         teachers: 0,
+        alone: 0,
     },
     Row {
         name: "+ output KD (FNO)",
         set: &["distill.loss=\"output\""],
         teachers: 1,
+        alone: 0,
     },
     Row {
         name: "+ freq KD (FNO)",
         set: &["distill.loss=\"freq\""],
         teachers: 1,
+        alone: 0,
     },
     Row {
         name: "+ freq KD, FNO + weak, average",
         set: &["distill.loss=\"freq\"", "distill.weighting=\"average\""],
         teachers: 2,
+        alone: 0,
     },
     Row {
         name: "+ freq KD, FNO + weak, A2D",
         set: &["distill.loss=\"freq\"", "distill.weighting=\"a2d\""],
         teachers: 2,
+        alone: 0,
     },
     Row {
         name: "+ freq KD (FNO) + ridge init",
         set: &["distill.loss=\"freq\"", "distill.init=\"ridge\""],
         teachers: 1,
+        alone: 0,
+    },
+    Row {
+        name: "+ freq KD + hidden KD (FNO)",
+        set: &["distill.loss=\"freq\"", "distill.hidden_weight=1.0"],
+        teachers: 1,
+        alone: 0,
+    },
+    Row {
+        name: "U-Net student alone",
+        set: &[
+            "model.arch=\"unet\"",
+            "model.width=8",
+            "model.layers=2",
+            "distill.loss=\"none\"",
+        ],
+        teachers: 0,
+        alone: 7,
+    },
+    Row {
+        name: "U-Net + freq KD (FNO)",
+        set: &[
+            "model.arch=\"unet\"",
+            "model.width=8",
+            "model.layers=2",
+            "distill.loss=\"freq\"",
+        ],
+        teachers: 1,
+        alone: 7,
     },
 ];
-const ALONE_ROW: usize = 0;
 const FREQ_ROW: usize = 2;
 const RANDOM_ROW: usize = 2;
 const RIDGE_ROW: usize = 5;
@@ -119,13 +156,7 @@ struct RunRecord {
 
 /// A run: reuses a finished run, resumes an unfinished one, or starts it.
 fn one_run(cfg: CheckedGridConfig, out: &Path, force: bool) -> Result<RunRecord> {
-    let mode = if force {
-        RunMode::Force
-    } else if out.join("checkpoint.safetensors").exists() {
-        RunMode::Resume
-    } else {
-        RunMode::Fresh
-    };
+    let mode = repro::table_run_mode(out, force);
     let mut d = GridDistiller::new(
         cfg,
         out,
@@ -157,6 +188,9 @@ struct Summary {
     train_seconds_mean: f64,
     inference_samples_per_second: f64,
     mean_alpha: Vec<Option<f64>>,
+    /// `(alone − row) / (alone − FNO teacher)` test MSE, `alone` the same student trained
+    /// alone (rows with a teacher).
+    gap_closed: Option<f64>,
     /// Ridge row: per seed, (first epoch whose validation MSE reaches the random-init run's
     /// best, that run's best epoch).
     epochs_to_random_best: Vec<(Option<usize>, usize)>,
@@ -188,6 +222,7 @@ fn summarise(row: &Row, runs: Vec<RunRecord>) -> Summary {
         train_seconds_mean: repro::mean_std(&col(&|r| r.timing.train_seconds)).0,
         inference_samples_per_second: repro::mean_std(&col(&|r| r.timing.student_inference)).0,
         mean_alpha,
+        gap_closed: None,
         epochs_to_random_best: Vec::new(),
         runs,
     }
@@ -257,10 +292,10 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         teachers.push(dir.join("best.safetensors"));
         teacher_runs.push(rec);
     }
-    let mut rows = Vec::new();
-    for row in ROWS {
-        let mut runs = Vec::new();
-        for seed in 0..args.seeds {
+    // seeds outermost, so an interrupted table has every row of its first seeds
+    let mut runs: Vec<Vec<RunRecord>> = ROWS.iter().map(|_| Vec::new()).collect();
+    for seed in 0..args.seeds {
+        for (row, row_runs) in ROWS.iter().zip(&mut runs) {
             let mut set: Vec<String> = row.set.iter().map(|s| (*s).to_owned()).collect();
             let list: Vec<String> = teachers[..row.teachers]
                 .iter()
@@ -268,10 +303,7 @@ pub fn run(args: &ReproArgs) -> Result<()> {
                 .collect();
             set.push(format!("distill.teachers=[{}]", list.join(", ")));
             let cfg = config(budget, &data, &set, seed, &args.device)?;
-            let slug = row
-                .name
-                .to_lowercase()
-                .replace([' ', '/', ',', '(', ')', '+'], "-");
+            let slug = repro::run_slug(row.name);
             let out = root.join("students").join(format!("{slug}-s{seed}"));
             let t0 = Instant::now();
             let rec = one_run(cfg, &out, args.force)
@@ -283,24 +315,28 @@ pub fn run(args: &ReproArgs) -> Result<()> {
                 rec.result.test.rel_l2,
                 t0.elapsed()
             );
-            runs.push(rec);
+            row_runs.push(rec);
         }
-        rows.push(summarise(row, runs));
     }
-    let reached: Vec<(Option<usize>, usize)> = rows[RIDGE_ROW]
+    let mut rows: Vec<Summary> = ROWS
+        .iter()
+        .zip(runs)
+        .map(|(row, runs)| summarise(row, runs))
+        .collect();
+    let scores: Vec<Vec<(usize, f64)>> = rows[RIDGE_ROW]
         .runs
         .iter()
-        .zip(&rows[RANDOM_ROW].runs)
-        .map(|(r, random)| {
-            let first = r
-                .history
-                .iter()
-                .find(|e| e.val.is_some_and(|v| v.mse <= random.result.val.mse))
-                .map(|e| e.epoch);
-            (first, random.result.best_epoch)
+        .map(|r| {
+            let val = |e: &DistillEpochLog<GridMetrics>| e.val.map(|v| (e.epoch, v.mse));
+            r.history.iter().filter_map(val).collect()
         })
         .collect();
-    rows[RIDGE_ROW].epochs_to_random_best = reached;
+    let best: Vec<(f64, usize)> = rows[RANDOM_ROW]
+        .runs
+        .iter()
+        .map(|r| (r.result.val.mse, r.result.best_epoch))
+        .collect();
+    rows[RIDGE_ROW].epochs_to_random_best = repro::epochs_to_reach(&scores, &best);
     // the teachers' throughput as measured beside the students (same process, same batches)
     let teacher_rows: Vec<TeacherSummary> = TEACHER_NAMES
         .iter()
@@ -327,7 +363,14 @@ pub fn run(args: &ReproArgs) -> Result<()> {
             }
         })
         .collect();
-    let gap = gap_closed(&rows, &teacher_rows[0]);
+    let fno = teacher_rows[0].mse;
+    for (i, row) in ROWS.iter().enumerate() {
+        if row.teachers > 0 {
+            let alone = rows[row.alone].mse_mean;
+            rows[i].gap_closed = Some((alone - rows[i].mse_mean) / (alone - fno));
+        }
+    }
+    let gap = rows[FREQ_ROW].gap_closed.unwrap_or(f64::NAN);
     std::fs::create_dir_all(&args.out)?;
     let report = serde_json::json!({
         "setting": "2-D Navier–Stokes vorticity (ν = 1e-3, FNO forcing), T_in frames → T_out frames; test MSE and relative L2 in the data's units",
@@ -342,13 +385,6 @@ pub fn run(args: &ReproArgs) -> Result<()> {
     });
     let md = markdown(&rows, &teacher_rows, gap, budget, args.seeds);
     repro::write_table(&args.out, "distill-ns", &report, &md, started)
-}
-
-/// The share of the student–teacher test-MSE gap the frequency-aligned student closes:
-/// `(alone − freq) / (alone − teacher)`.
-fn gap_closed(rows: &[Summary], teacher: &TeacherSummary) -> f64 {
-    let (alone, freq) = (rows[ALONE_ROW].mse_mean, rows[FREQ_ROW].mse_mean);
-    (alone - freq) / (alone - teacher.mse)
 }
 
 fn markdown(
@@ -374,13 +410,13 @@ fn markdown(
     );
     let _ = writeln!(
         s,
-        "| model | test MSE | rel L2 | params | train s | inference samples/s | α |"
+        "| model | test MSE | rel L2 | gap closed | params | train s | inference samples/s | α |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for t in teachers {
         let _ = writeln!(
             s,
-            "| teacher: {} | {:.4e} | {:.4} | {} | {:.0} | {:.0} | |",
+            "| teacher: {} | {:.4e} | {:.4} | | {} | {:.0} | {:.0} | |",
             t.model, t.mse, t.rel_l2, t.parameters, t.train_seconds, t.inference_samples_per_second
         );
     }
@@ -396,12 +432,14 @@ fn markdown(
         };
         let _ = writeln!(
             s,
-            "| {} | {:.4e} ± {:.1e} | {:.4} ± {:.4} | {} | {:.0} | {:.0} | {} |",
+            "| {} | {:.4e} ± {:.1e} | {:.4} ± {:.4} | {} | {} | {:.0} | {:.0} | {} |",
             r.model,
             r.mse_mean,
             r.mse_std,
             r.rel_l2_mean,
             r.rel_l2_std,
+            r.gap_closed
+                .map_or(String::new(), |g| format!("{:.0} %", g * 100.0)),
             r.parameters,
             r.train_seconds_mean,
             r.inference_samples_per_second,
@@ -410,7 +448,8 @@ fn markdown(
     }
     let _ = writeln!(
         s,
-        "\nGap closed by `{}`: (alone − distilled) / (alone − teacher) test MSE = {:.0} %.",
+        "\nGap closed: (alone − distilled) / (alone − FNO teacher) test MSE, `alone` the same \
+         student trained alone; by `{}`: {:.0} %.",
         rows[FREQ_ROW].model,
         gap * 100.0
     );
