@@ -78,14 +78,8 @@ impl Conditioning {
     /// `mask: [B, frames, L]`.
     pub fn new(given_latents: &Tensor, frames: i64) -> Result<Self> {
         const OP: &str = "Conditioning::new";
-        check_shape(
-            OP,
-            "given_latents",
-            given_latents,
-            &[None, None, None, None],
-        )?;
-        let s = given_latents.size();
-        let (b, g, l, d) = (s[0], s[1], s[2], s[3]);
+        check_shape(OP, "given_latents", given_latents, &[None; 4])?;
+        let g = given_latents.size()[1];
         if g < 1 || g > frames {
             return Err(Error::Input {
                 op: OP,
@@ -93,7 +87,9 @@ impl Conditioning {
             });
         }
         let mean = given_latents.mean_dim(&[1i64][..], true, given_latents.kind());
-        Self::with_fill(given_latents, &mean.expand([b, frames - g, l, d], true))
+        let mut rest = mean.size();
+        rest[1] = frames - g;
+        Self::with_fill(given_latents, &mean.expand(rest.as_slice(), true))
     }
 
     /// The conditioning of a latent trajectory whose first `G` frames are `given_latents` and

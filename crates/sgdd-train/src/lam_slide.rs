@@ -289,12 +289,11 @@ impl LamWindows {
             "constant velocity needs ≥ 2 given frames, got {}",
             self.given
         );
-        let w = self.frames.index_select(0, idx);
-        let last = w.select(1, self.given - 1);
-        let v = &last - w.select(1, self.given - 2);
-        let t = self.frames_per_window() - self.given;
-        let k = Tensor::arange_start(1, t + 1, (Kind::Float, Device::Cpu)).view([1, t, 1, 1]);
-        Ok(last.unsqueeze(1) + v.unsqueeze(1) * k)
+        let given = self.frames.index_select(0, idx).narrow(1, 0, self.given);
+        Ok(latent_ids::const_vel_frames(
+            &given,
+            self.frames_per_window(),
+        )?)
     }
 }
 
@@ -444,27 +443,9 @@ impl LamSlide {
     /// # Shapes
     /// → `[B, K, T, N, 3]`.
     pub fn sample(&self, w: &LamWindows, idx: &[i64], draws: usize, seed: u64) -> Result<Tensor> {
-        let device = self.vs.device();
         let it = Tensor::from_slice(idx);
-        let samples: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
-        let given = w
-            .frames
-            .index_select(0, &it)
-            .narrow(1, 0, w.given)
-            .to_device(device)
-            / self.scale();
-        let types = self.type_ids(w, &it, device)?;
-        let ids = self
-            .codec_ema
-            .ids()
-            .draw(w.entities(), seed, &samples)
-            .context("drawing identifiers")?;
-        let batch = TrajectoryBatch {
-            positions: &given,
-            types: types.as_ref(),
-            ids: &ids,
-            samples: &samples,
-        };
+        let inputs = self.given_inputs(w, idx, seed)?;
+        let batch = inputs.batch();
         let t = w.frames_per_window() - w.given;
         let mut out = Vec::with_capacity(draws);
         for k in 0..draws {
@@ -481,6 +462,33 @@ impl LamSlide {
             out.push(w.to_original(&pred.to_device(Device::Cpu), &it));
         }
         Ok(Tensor::stack(&out, 1))
+    }
+
+    /// What sampling reads of windows `idx`: the given frames (normalised units, on the model's
+    /// device), the entity types, the identifiers (window `i`: the stream `(seed, i)`) and the
+    /// sample indices.
+    fn given_inputs(&self, w: &LamWindows, idx: &[i64], seed: u64) -> Result<GivenInputs> {
+        let device = self.vs.device();
+        let it = Tensor::from_slice(idx);
+        let samples: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
+        let given = w
+            .frames
+            .index_select(0, &it)
+            .narrow(1, 0, w.given)
+            .to_device(device)
+            / self.scale();
+        let types = self.type_ids(w, &it, device)?;
+        let ids = self
+            .codec_ema
+            .ids()
+            .draw(w.entities(), seed, &samples)
+            .context("drawing identifiers")?;
+        Ok(GivenInputs {
+            given,
+            types,
+            ids,
+            samples,
+        })
     }
 
     /// ADE/FDE over `draws` samples of every window of `w` (original units).
@@ -554,28 +562,14 @@ impl LamSlide {
     /// # Shapes
     /// → `[B, T, N, 3]`.
     pub fn decode_fill(&self, w: &LamWindows, idx: &[i64], seed: u64) -> Result<Tensor> {
-        let device = self.vs.device();
         let it = Tensor::from_slice(idx);
-        let samples: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
         let (b, n, t) = (
             idx.len() as i64,
             w.entities(),
             w.frames_per_window() - w.given,
         );
-        let given = w
-            .frames
-            .index_select(0, &it)
-            .narrow(1, 0, w.given)
-            .to_device(device)
-            / self.scale();
-        let types = self.type_ids(w, &it, device)?;
-        let ids = self.codec_ema.ids().draw(n, seed, &samples)?;
-        let batch = TrajectoryBatch {
-            positions: &given,
-            types: types.as_ref(),
-            ids: &ids,
-            samples: &samples,
-        };
+        let inputs = self.given_inputs(w, idx, seed)?;
+        let batch = inputs.batch();
         let z = latent_ids::encode_frames(&self.codec_ema, &batch, w.given)?;
         let cond = latent_ids::conditioning(
             &self.codec_ema,
@@ -586,7 +580,7 @@ impl LamSlide {
         )?;
         let fill = cond.x_cond.narrow(1, w.given, t);
         let s = fill.size();
-        let ids_f = latent_ids::repeat_frames(&ids, t)?;
+        let ids_f = latent_ids::repeat_frames(&inputs.ids, t)?;
         let out = tch::no_grad(|| {
             self.codec_ema
                 .f_decode(&fill.reshape([b * t, s[2], s[3]]), &ids_f)
@@ -671,6 +665,25 @@ impl LamSlide {
             count += b as f64;
         }
         Ok(sum / count.max(1.0))
+    }
+}
+
+/// What sampling reads of a batch of windows ([`LamSlide::given_inputs`]).
+struct GivenInputs {
+    given: Tensor,
+    types: Option<Tensor>,
+    ids: Tensor,
+    samples: Vec<u64>,
+}
+
+impl GivenInputs {
+    fn batch(&self) -> TrajectoryBatch<'_> {
+        TrajectoryBatch {
+            positions: &self.given,
+            types: self.types.as_ref(),
+            ids: &self.ids,
+            samples: &self.samples,
+        }
     }
 }
 
