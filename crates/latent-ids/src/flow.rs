@@ -12,7 +12,7 @@
 //! `[q, k, v, u] = W_1 x`, RMS qk-norm) behind an adaptive LayerNorm
 //! `x ← x + g ⊙ Block((1 + s) ⊙ LN(x) + b)` whose shift `b`, scale `s` and gate `g` are
 //! linear in `SiLU(emb(t))` (DiT, Peebles & Xie 2023). The output layer is modulated the same
-//! way and maps back to `D`.
+//! way and maps back to `D` (with `residual`, added to `x_cond`).
 
 use graph_nets::{Activation, Mlp, linear};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,11 @@ pub struct LatentFlowConfig {
     pub theta: f64,
     /// Width of the sinusoidal embedding of `t`.
     pub time_dim: i64,
+    /// Predict the data as the conditioning plus a correction, `x̂_1 = x_cond + out(h)`, the
+    /// output layer starting at zero: the untrained model predicts its conditioning (the given
+    /// latents at the given frames, the fill elsewhere) and training learns the correction.
+    /// `false`: `x̂_1 = out(h)` (the authors').
+    pub residual: bool,
 }
 
 impl Default for LatentFlowConfig {
@@ -52,6 +57,7 @@ impl Default for LatentFlowConfig {
             mlp_ratio: 2.0,
             theta: 10_000.0,
             time_dim: 64,
+            residual: false,
         }
     }
 }
@@ -131,7 +137,16 @@ impl LatentFlowConfig {
             ),
             layers,
             final_modulation: linear(&p / "final_modulation", h, 2 * h, true),
-            out: linear(&p / "out", h, self.latent_dim, true),
+            out: if self.residual {
+                let zero = nn::LinearConfig {
+                    ws_init: nn::Init::Const(0.0),
+                    bs_init: Some(nn::Init::Const(0.0)),
+                    bias: true,
+                };
+                nn::linear(&p / "out", h, self.latent_dim, zero)
+            } else {
+                linear(&p / "out", h, self.latent_dim, true)
+            },
             rope: Rope::new(head_dim, self.theta),
             config: self.clone(),
         })
@@ -276,7 +291,8 @@ impl LatentFlow {
             x = &x + gate(&m[5]) * y;
         }
         let m = vec.silu().apply(&self.final_modulation).chunk(2, -1);
-        Ok(modulate(&x, &m[0], &m[1]).apply(&self.out))
+        let y = modulate(&x, &m[0], &m[1]).apply(&self.out);
+        Ok(if self.config.residual { y + x_cond } else { y })
     }
 
     /// [`f_forward`](Self::f_forward), panicking on its errors.
@@ -342,5 +358,32 @@ mod tests {
         );
         assert!(flow.f_forward(&x, &t.narrow(0, 0, 1), &c, &mask).is_err());
         assert!(LatentFlowConfig { heads: 3, ..tiny() }.validate().is_err());
+    }
+
+    #[test]
+    fn a_residual_flow_starts_at_its_conditioning() {
+        let _g = model_lock(7);
+        let mut vs = VarStore::new(Device::Cpu);
+        let flow = LatentFlowConfig {
+            residual: true,
+            ..tiny()
+        }
+        .build(vs.root())
+        .unwrap();
+        vs.double();
+        let mut d = Draws::new(8);
+        let (x, c) = (d.normal(&[2, 3, 2, 4]), d.normal(&[2, 3, 2, 4]));
+        let mask = Tensor::ones([2, 3, 2], (Kind::Int64, Device::Cpu));
+        let t = Tensor::from_slice(&[0.1, 0.9]);
+        assert!(flow.forward(&x, &t, &c, &mask).equal(&c));
+        // a step on the output layer moves it off the conditioning
+        tch::no_grad(|| {
+            let _ = vs.variables()["out.bias"].shallow_clone().fill_(0.5);
+        });
+        assert!(
+            !flow
+                .forward(&x, &t, &c, &mask)
+                .allclose(&c, 1e-6, 1e-6, false)
+        );
     }
 }

@@ -141,7 +141,7 @@ impl IdentifierPool {
 
     /// Draws the identifiers of `N = entities` entities for each sample of a batch: sample `s`
     /// gets `N` distinct identifiers, a uniformly random injection drawn from the ChaCha8
-    /// stream `(seed, s)` — the same for every frame of that sample and whatever batch it sits
+    /// stream `(seed, s)` of [`Purpose::Identifiers`](crate::random::Purpose) — the same for every frame of that sample and whatever batch it sits
     /// in. An error when `N > u`.
     ///
     /// # Shapes
@@ -163,8 +163,7 @@ impl IdentifierPool {
         }
         let mut ids = Vec::with_capacity(samples.len() * entities as usize);
         for &s in samples {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(s);
+            let mut rng = crate::random::Purpose::Identifiers.rng(seed, s);
             let pick = rand::seq::index::sample(&mut rng, u as usize, entities as usize);
             ids.extend(pick.iter().map(|i| i as i64));
         }

@@ -48,6 +48,6 @@ pub use flow::{LatentFlow, LatentFlowConfig};
 pub use ids::{IdentifierKind, IdentifierPool, IdentifierPoolConfig, repeat_frames};
 pub use interpolant::Gvp;
 pub use sample::{
-    Conditioning, FlowLoss, FlowLossWeights, SamplerConfig, TrajectoryBatch, encode_frames,
-    flow_loss, sample_latents, sample_trajectories,
+    Conditioning, Fill, FlowLoss, FlowLossWeights, SamplerConfig, TrajectoryBatch, conditioning,
+    const_vel_frames, encode_frames, flow_loss, sample_latents, sample_trajectories,
 };

@@ -14,6 +14,42 @@ pub fn seeded_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     rng
 }
 
+/// What a stream is drawn for. One training step uses one seed and the sample index as the
+/// stream for several kinds of draw; each kind has its own ChaCha8 key, so that the draws of one
+/// sample are independent of each other. (Drawn from one stream, the noise `x_0` of the
+/// interpolant would repeat the Gaussian words that chose the sample's rotation and
+/// identifiers, and so tell the model, during training only, the rotation it has to predict.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The injection of identifiers of a sample.
+    Identifiers,
+    /// The random rotation and translation of a sample.
+    RigidMotion,
+    /// The interpolation time and the noise of a training sample.
+    Interpolant,
+    /// The initial noise of a sampled trajectory.
+    SamplingNoise,
+}
+
+impl Purpose {
+    /// The ChaCha8 stream `stream` of `seed` for this purpose: the key is `seed` and a tag of the
+    /// purpose, so streams of different purposes never share words.
+    pub fn rng(self, seed: u64, stream: u64) -> ChaCha8Rng {
+        let tag: u64 = match self {
+            Purpose::Identifiers => 0x1D5,
+            Purpose::RigidMotion => 0x5E3,
+            Purpose::Interpolant => 0x1E7,
+            Purpose::SamplingNoise => 0x0A5E,
+        };
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..16].copy_from_slice(&tag.to_le_bytes());
+        let mut rng = ChaCha8Rng::from_seed(key);
+        rng.set_stream(stream);
+        rng
+    }
+}
+
 /// A tensor of standard-normal draws.
 ///
 /// # Shapes
@@ -92,5 +128,33 @@ mod tests {
             &[3],
             (Kind::Double, Device::Cpu)
         )));
+    }
+
+    #[test]
+    fn purposes_draw_independent_words() {
+        let all = [
+            Purpose::Identifiers,
+            Purpose::RigidMotion,
+            Purpose::Interpolant,
+            Purpose::SamplingNoise,
+        ];
+        let words = |p: Purpose, seed, stream| -> Vec<u64> {
+            let mut rng = p.rng(seed, stream);
+            (0..16).map(|_| rng.random::<u64>()).collect()
+        };
+        for (i, &p) in all.iter().enumerate() {
+            assert_eq!(words(p, 3, 7), words(p, 3, 7), "{p:?}: not deterministic");
+            assert_ne!(words(p, 3, 7), words(p, 3, 8), "{p:?}: streams collide");
+            assert_ne!(words(p, 3, 7), words(p, 4, 7), "{p:?}: seeds collide");
+            let a = words(p, 3, 7);
+            for &q in &all[i + 1..] {
+                // no word of one purpose's stream reappears in another's, at any offset
+                let b = words(q, 3, 7);
+                assert!(
+                    a.iter().all(|w| !b.contains(w)),
+                    "{p:?} and {q:?} share words"
+                );
+            }
+        }
     }
 }

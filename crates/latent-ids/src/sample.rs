@@ -19,12 +19,51 @@ use crate::error::{Error, Result, check_shape, ensure_config, ensure_in};
 use crate::flow::LatentFlow;
 use crate::ids::repeat_frames;
 use crate::interpolant::Gvp;
-use crate::random::{normal, seeded_rng, uniform};
+use crate::random::{Purpose, normal, uniform};
+
+/// What the flow model reads at the frames it predicts ([`Conditioning::x_cond`] there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fill {
+    /// The mean of the given frames' latents (the authors' `mask_cond_mean`).
+    #[default]
+    Mean,
+    /// The latents of the constant-velocity extrapolation of the last two given frames, each
+    /// frame encoded with the sample's identifiers: the flow model starts from that guess
+    /// instead of a static one (needs two given frames).
+    ConstVel,
+}
+
+/// The constant-velocity extrapolation of given frames: frame `G − 1 + k` is
+/// `x_{G−1} + k (x_{G−1} − x_{G−2})`, `k = 1 … frames − G`.
+///
+/// # Shapes
+/// `given: [B, G, N, 3]` (`G ≥ 2`) → `[B, frames − G, N, 3]`.
+pub fn const_vel_frames(given: &Tensor, frames: i64) -> Result<Tensor> {
+    const OP: &str = "const_vel_frames";
+    check_shape(OP, "given", given, &[None, None, None, Some(3)])?;
+    let g = given.size()[1];
+    if g < 2 || g > frames {
+        return Err(Error::Input {
+            op: OP,
+            reason: format!("need 2 ≤ given frames ≤ frames, got {g} given of {frames}"),
+        });
+    }
+    let last = given.select(1, g - 1);
+    let v = &last - given.select(1, g - 2);
+    let k = Tensor::arange_start(1, frames - g + 1, (given.kind(), given.device())).view([
+        1,
+        frames - g,
+        1,
+        1,
+    ]);
+    Ok(last.unsqueeze(1) + v.unsqueeze(1) * k)
+}
 
 /// What the flow model is conditioned on.
 #[derive(Debug)]
 pub struct Conditioning {
-    /// `[B, T, L, D]`: the true latents of the given frames, the mean of those elsewhere.
+    /// `[B, T, L, D]`: the true latents of the given frames, the [`Fill`] elsewhere.
     pub x_cond: Tensor,
     /// `[B, T, L]` int64: 1 at the given frames.
     pub mask: Tensor,
@@ -39,6 +78,28 @@ impl Conditioning {
     /// `mask: [B, frames, L]`.
     pub fn new(given_latents: &Tensor, frames: i64) -> Result<Self> {
         const OP: &str = "Conditioning::new";
+        check_shape(OP, "given_latents", given_latents, &[None; 4])?;
+        let g = given_latents.size()[1];
+        if g < 1 || g > frames {
+            return Err(Error::Input {
+                op: OP,
+                reason: format!("need 1 ≤ given frames ≤ frames, got {g} given of {frames}"),
+            });
+        }
+        let mean = given_latents.mean_dim(&[1i64][..], true, given_latents.kind());
+        let mut rest = mean.size();
+        rest[1] = frames - g;
+        Self::with_fill(given_latents, &mean.expand(rest.as_slice(), true))
+    }
+
+    /// The conditioning of a latent trajectory whose first `G` frames are `given_latents` and
+    /// whose other frames read `fill`.
+    ///
+    /// # Shapes
+    /// `given_latents: [B, G, L, D]`, `fill: [B, F, L, D]` → `x_cond: [B, G + F, L, D]`,
+    /// `mask: [B, G + F, L]`.
+    pub fn with_fill(given_latents: &Tensor, fill: &Tensor) -> Result<Self> {
+        const OP: &str = "Conditioning::with_fill";
         check_shape(
             OP,
             "given_latents",
@@ -47,15 +108,9 @@ impl Conditioning {
         )?;
         let s = given_latents.size();
         let (b, g, l, d) = (s[0], s[1], s[2], s[3]);
-        if g < 1 || g > frames {
-            return Err(Error::Input {
-                op: OP,
-                reason: format!("need 1 ≤ given frames ≤ frames, got {g} given of {frames}"),
-            });
-        }
-        let mean = given_latents.mean_dim(&[1i64][..], true, given_latents.kind());
-        let rest = mean.expand([b, frames - g, l, d], true);
-        let x_cond = Tensor::cat(&[given_latents.shallow_clone(), rest], 1);
+        check_shape(OP, "fill", fill, &[Some(b), None, Some(l), Some(d)])?;
+        let frames = g + fill.size()[1];
+        let x_cond = Tensor::cat(&[given_latents.shallow_clone(), fill.shallow_clone()], 1);
         let dev = given_latents.device();
         let mask = Tensor::cat(
             &[
@@ -179,29 +234,62 @@ pub fn encode_frames(codec: &Codec, batch: &TrajectoryBatch<'_>, frames: i64) ->
     Ok(z.view([b, frames, s[1], s[2]]))
 }
 
+/// The conditioning of trajectories of `frames` frames whose first `G` frames are given:
+/// `given_latents` (`[B, G, L, D]`, the encodings of `batch.positions`' first `G` frames)
+/// and the [`Fill`] of the others (for [`Fill::ConstVel`], the constant-velocity frames encoded
+/// with the batch's identifiers and types).
+pub fn conditioning(
+    codec: &Codec,
+    batch: &TrajectoryBatch<'_>,
+    given_latents: &Tensor,
+    frames: i64,
+    fill: Fill,
+) -> Result<Conditioning> {
+    let g = given_latents.size()[1];
+    match fill {
+        Fill::Mean => Conditioning::new(given_latents, frames),
+        Fill::ConstVel => {
+            let cv = const_vel_frames(&batch.positions.narrow(1, 0, g.max(0)), frames)?;
+            let cv_batch = TrajectoryBatch {
+                positions: &cv,
+                types: batch.types,
+                ids: batch.ids,
+                samples: batch.samples,
+            };
+            let z = encode_frames(codec, &cv_batch, frames - g)?;
+            Conditioning::with_fill(given_latents, &z)
+        }
+    }
+}
+
 /// The stage-2 loss of a batch whose first `given` frames condition the rest. Gradients reach
 /// the flow model and, through the decoded losses, the codec's decoder: train with an optimiser
 /// over the flow's variables only (the codec frozen, as the authors').
 ///
-/// Interpolation times and noise come from the ChaCha8 stream `(seed, samples[b])`.
+/// Interpolation times and noise come from the stream `(seed, samples[b])` of
+/// [`Purpose::Interpolant`] (independent of the identifiers' and the rigid motions' streams of
+/// the same seed).
+#[allow(clippy::too_many_arguments)]
 pub fn flow_loss(
     flow: &LatentFlow,
     codec: &Codec,
     batch: &TrajectoryBatch<'_>,
     given: i64,
+    fill: Fill,
     weights: &FlowLossWeights,
     seed: u64,
 ) -> Result<FlowLoss> {
     weights.validate()?;
     let (b, frames, _) = batch.check("flow_loss")?;
     let x1 = encode_frames(codec, batch, frames)?;
-    let cond = Conditioning::new(&x1.narrow(1, 0, given.clamp(0, frames)), frames)?;
+    let given_latents = x1.narrow(1, 0, given.clamp(0, frames));
+    let cond = conditioning(codec, batch, &given_latents, frames, fill)?;
     let (kind, dev) = (x1.kind(), x1.device());
     let s = x1.size();
     let mut t = Vec::with_capacity(b as usize);
     let mut x0 = Vec::with_capacity(b as usize);
     for &sample in batch.samples {
-        let mut rng = seeded_rng(seed, sample);
+        let mut rng = Purpose::Interpolant.rng(seed, sample);
         t.extend(uniform(&mut rng, 1, weights.eps, 1.0 - weights.eps));
         x0.push(normal(&mut rng, &s[1..], (kind, dev)));
     }
@@ -292,7 +380,8 @@ impl SamplerConfig {
     }
 }
 
-/// Samples latent trajectories: Gaussian noise from the ChaCha8 stream `(seed, samples[b])`
+/// Samples latent trajectories: Gaussian noise from the stream `(seed, samples[b])` of
+/// [`Purpose::SamplingNoise`]
 /// integrated along the probability-flow ODE; the given frames of the result are replaced by
 /// the conditioning latents (exactly). No gradient.
 ///
@@ -322,7 +411,7 @@ pub fn sample_latents(
     let x0 = Tensor::stack(
         &samples
             .iter()
-            .map(|&i| normal(&mut seeded_rng(seed, i), &s[1..], opts))
+            .map(|&i| normal(&mut Purpose::SamplingNoise.rng(seed, i), &s[1..], opts))
             .collect::<Vec<_>>(),
         0,
     );
@@ -360,12 +449,13 @@ pub fn sample_trajectories(
     codec: &Codec,
     batch: &TrajectoryBatch<'_>,
     frames: i64,
+    fill: Fill,
     sampler: &SamplerConfig,
     seed: u64,
 ) -> Result<Tensor> {
     let (b, given, n) = batch.check("sample_trajectories")?;
     let z = encode_frames(codec, batch, given)?;
-    let cond = Conditioning::new(&z, frames)?;
+    let cond = conditioning(codec, batch, &z, frames, fill)?;
     let latents = sample_latents(flow, &cond, sampler, seed, batch.samples)?;
     let s = latents.size();
     let ids = repeat_frames(batch.ids, frames)?;
@@ -442,6 +532,27 @@ mod tests {
     }
 
     #[test]
+    fn const_vel_fill_extrapolates_the_last_two_given_frames() {
+        let mut d = Draws::new(9);
+        let given = d.normal(&[2, 3, 4, 3]);
+        let cv = const_vel_frames(&given, 6).unwrap();
+        assert_eq!(cv.size(), [2, 3, 4, 3]);
+        // slow reference, one frame at a time
+        let (last, prev) = (given.select(1, 2), given.select(1, 1));
+        for k in 1..=3 {
+            let want = &last + (&last - &prev) * (k as f64);
+            assert!(cv.select(1, k - 1).allclose(&want, 1e-12, 1e-12, false));
+        }
+        assert!(const_vel_frames(&given.narrow(1, 0, 1), 6).is_err());
+        assert!(const_vel_frames(&given, 2).is_err());
+        let z = d.normal(&[2, 3, 5, 7]);
+        let fill = d.normal(&[2, 3, 5, 7]);
+        let c = Conditioning::with_fill(&z, &fill).unwrap();
+        assert!(c.x_cond.narrow(1, 3, 3).equal(&fill));
+        assert!(Conditioning::with_fill(&z, &fill.narrow(2, 0, 4)).is_err());
+    }
+
+    #[test]
     fn sampling_reproduces_given_frames_and_is_deterministic_for_a_seed() {
         let _g = model_lock(2);
         let (_vs, codec, flow) = models();
@@ -454,20 +565,24 @@ mod tests {
             ids: &ids,
             samples: &[10, 11],
         };
-        for solver in [Solver::Euler, Solver::Dopri5] {
+        for (solver, fill) in [
+            (Solver::Euler, Fill::Mean),
+            (Solver::Dopri5, Fill::Mean),
+            (Solver::Euler, Fill::ConstVel),
+        ] {
             let sampler = SamplerConfig {
                 solver,
                 ..Default::default()
             };
-            let a = sample_trajectories(&flow, &codec, &batch, 6, &sampler, 7).unwrap();
+            let a = sample_trajectories(&flow, &codec, &batch, 6, fill, &sampler, 7).unwrap();
             assert_eq!(a.size(), [2, 6, 5, 3]);
             assert!(
                 a.narrow(1, 0, 3).equal(&given),
                 "{solver:?}: given frames changed"
             );
-            let b = sample_trajectories(&flow, &codec, &batch, 6, &sampler, 7).unwrap();
+            let b = sample_trajectories(&flow, &codec, &batch, 6, fill, &sampler, 7).unwrap();
             assert!(a.equal(&b), "{solver:?}: same seed, other samples");
-            let c = sample_trajectories(&flow, &codec, &batch, 6, &sampler, 8).unwrap();
+            let c = sample_trajectories(&flow, &codec, &batch, 6, fill, &sampler, 8).unwrap();
             assert!(
                 !a.narrow(1, 3, 3)
                     .allclose(&c.narrow(1, 3, 3), 1e-6, 1e-6, false)
@@ -503,11 +618,11 @@ mod tests {
             samples: &[0, 1],
         };
         let w = FlowLossWeights::default();
-        let l = flow_loss(&flow, &codec, &batch, 2, &w, 3).unwrap();
+        let l = flow_loss(&flow, &codec, &batch, 2, Fill::Mean, &w, 3).unwrap();
         assert!(l.total.double_value(&[]).is_finite());
-        let again = flow_loss(&flow, &codec, &batch, 2, &w, 3).unwrap();
+        let again = flow_loss(&flow, &codec, &batch, 2, Fill::Mean, &w, 3).unwrap();
         assert_eq!(l.total.double_value(&[]), again.total.double_value(&[]));
-        let other = flow_loss(&flow, &codec, &batch, 2, &w, 4).unwrap();
+        let other = flow_loss(&flow, &codec, &batch, 2, Fill::Mean, &w, 4).unwrap();
         assert_ne!(l.total.double_value(&[]), other.total.double_value(&[]));
         l.total.backward();
         let out_grad = vs.variables()["flow.out.weight"].grad();

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use latent_ids::{
-    Codec, CodecConfig, Ema, FlowLossWeights, LatentFlow, LatentFlowConfig, SamplerConfig,
+    Codec, CodecConfig, Ema, Fill, FlowLossWeights, LatentFlow, LatentFlowConfig, SamplerConfig,
     TrajectoryBatch, augment_rigid, flow_loss, sample_trajectories,
 };
 use rand::SeedableRng;
@@ -52,6 +52,10 @@ pub struct LamSlideConfig {
     pub flow: LatentFlowConfig,
     /// Stage-2 loss weights and time margin.
     pub flow_loss: FlowLossWeights,
+    /// What the flow model reads at the predicted frames: `mean` (the mean of the given
+    /// frames' latents, the authors') or `const-vel` (the encoded constant-velocity
+    /// extrapolation of the last two given frames).
+    pub fill: Fill,
     /// The sampler used for validation, testing and predictions.
     pub sampler: SamplerConfig,
     /// Stage-1 epochs (passes over every frame of the training windows).
@@ -68,6 +72,11 @@ pub struct LamSlideConfig {
     /// Standard deviation of the random translations, in normalised units (rotations are
     /// uniform on SO(3)).
     pub translation_std: f64,
+    /// Stage 2 trains on windows starting every `flow_stride` frames of each training
+    /// trajectory (as many as fit) instead of the data's windows — more windows from the same
+    /// trajectories; validation, testing and stage 1 keep the data's windows. `None`: the data's
+    /// windows.
+    pub flow_stride: Option<usize>,
     /// Draws `K` per test window (ADE/FDE averaged over them, and minADE/minFDE).
     pub draws: usize,
     /// Draws per validation window (model selection on their mean ADE).
@@ -80,6 +89,7 @@ impl Default for LamSlideConfig {
             codec: CodecConfig::default(),
             flow: LatentFlowConfig::default(),
             flow_loss: FlowLossWeights::default(),
+            fill: Fill::Mean,
             sampler: SamplerConfig::default(),
             codec_epochs: 10,
             flow_epochs: None,
@@ -87,6 +97,7 @@ impl Default for LamSlideConfig {
             flow_lr: None,
             ema_decay: 0.999,
             translation_std: 0.1,
+            flow_stride: None,
             draws: 5,
             val_draws: 1,
         }
@@ -107,6 +118,11 @@ impl LamSlideConfig {
             self.codec.latent_dim
         );
         ensure!(condition_frames >= 1, "data.condition_frames must be ≥ 1");
+        ensure!(
+            self.fill != Fill::ConstVel || condition_frames >= 2,
+            "model.lam_slide.fill = \"const-vel\" needs data.condition_frames ≥ 2, got \
+             {condition_frames}"
+        );
         ensure!(self.codec_epochs >= 1, "codec_epochs must be ≥ 1");
         ensure!(
             self.flow_epochs != Some(0),
@@ -132,6 +148,10 @@ impl LamSlideConfig {
             self.translation_std.is_finite() && self.translation_std >= 0.0,
             "translation_std must be finite and ≥ 0, got {}",
             self.translation_std
+        );
+        ensure!(
+            self.flow_stride != Some(0),
+            "flow_stride must be ≥ 1 (or unset: the data's windows)"
         );
         ensure!(self.draws >= 1, "draws must be ≥ 1");
         ensure!(self.val_draws >= 1, "val_draws must be ≥ 1");
@@ -269,12 +289,11 @@ impl LamWindows {
             "constant velocity needs ≥ 2 given frames, got {}",
             self.given
         );
-        let w = self.frames.index_select(0, idx);
-        let last = w.select(1, self.given - 1);
-        let v = &last - w.select(1, self.given - 2);
-        let t = self.frames_per_window() - self.given;
-        let k = Tensor::arange_start(1, t + 1, (Kind::Float, Device::Cpu)).view([1, t, 1, 1]);
-        Ok(last.unsqueeze(1) + v.unsqueeze(1) * k)
+        let given = self.frames.index_select(0, idx).narrow(1, 0, self.given);
+        Ok(latent_ids::const_vel_frames(
+            &given,
+            self.frames_per_window(),
+        )?)
     }
 }
 
@@ -424,6 +443,31 @@ impl LamSlide {
     /// # Shapes
     /// → `[B, K, T, N, 3]`.
     pub fn sample(&self, w: &LamWindows, idx: &[i64], draws: usize, seed: u64) -> Result<Tensor> {
+        let it = Tensor::from_slice(idx);
+        let inputs = self.given_inputs(w, idx, seed)?;
+        let batch = inputs.batch();
+        let t = w.frames_per_window() - w.given;
+        let mut out = Vec::with_capacity(draws);
+        for k in 0..draws {
+            let x = sample_trajectories(
+                &self.flow_ema,
+                &self.codec_ema,
+                &batch,
+                w.frames_per_window(),
+                self.cfg.fill,
+                &self.cfg.sampler,
+                seed.wrapping_add(k as u64),
+            )?;
+            let pred = x.narrow(1, w.given, t) * self.scale();
+            out.push(w.to_original(&pred.to_device(Device::Cpu), &it));
+        }
+        Ok(Tensor::stack(&out, 1))
+    }
+
+    /// What sampling reads of windows `idx`: the given frames (normalised units, on the model's
+    /// device), the entity types, the identifiers (window `i`: the stream `(seed, i)`) and the
+    /// sample indices.
+    fn given_inputs(&self, w: &LamWindows, idx: &[i64], seed: u64) -> Result<GivenInputs> {
         let device = self.vs.device();
         let it = Tensor::from_slice(idx);
         let samples: Vec<u64> = idx.iter().map(|&i| i as u64).collect();
@@ -439,27 +483,12 @@ impl LamSlide {
             .ids()
             .draw(w.entities(), seed, &samples)
             .context("drawing identifiers")?;
-        let batch = TrajectoryBatch {
-            positions: &given,
-            types: types.as_ref(),
-            ids: &ids,
-            samples: &samples,
-        };
-        let t = w.frames_per_window() - w.given;
-        let mut out = Vec::with_capacity(draws);
-        for k in 0..draws {
-            let x = sample_trajectories(
-                &self.flow_ema,
-                &self.codec_ema,
-                &batch,
-                w.frames_per_window(),
-                &self.cfg.sampler,
-                seed.wrapping_add(k as u64),
-            )?;
-            let pred = x.narrow(1, w.given, t) * self.scale();
-            out.push(w.to_original(&pred.to_device(Device::Cpu), &it));
-        }
-        Ok(Tensor::stack(&out, 1))
+        Ok(GivenInputs {
+            given,
+            types,
+            ids,
+            samples,
+        })
     }
 
     /// ADE/FDE over `draws` samples of every window of `w` (original units).
@@ -525,6 +554,54 @@ impl LamSlide {
         Ok(w.to_original(&pos.to_device(Device::Cpu), &Tensor::from_slice(idx)))
     }
 
+    /// The conditioning fill of the predicted frames decoded (what the flow model reads at the
+    /// predicted frames, `model.lam_slide.fill`), in original units;
+    /// identifiers as in [`sample`](Self::sample). A flow model that does not beat it has learnt
+    /// nothing of the dynamics.
+    ///
+    /// # Shapes
+    /// → `[B, T, N, 3]`.
+    pub fn decode_fill(&self, w: &LamWindows, idx: &[i64], seed: u64) -> Result<Tensor> {
+        let it = Tensor::from_slice(idx);
+        let (b, n, t) = (
+            idx.len() as i64,
+            w.entities(),
+            w.frames_per_window() - w.given,
+        );
+        let inputs = self.given_inputs(w, idx, seed)?;
+        let batch = inputs.batch();
+        let z = latent_ids::encode_frames(&self.codec_ema, &batch, w.given)?;
+        let cond = latent_ids::conditioning(
+            &self.codec_ema,
+            &batch,
+            &z,
+            w.frames_per_window(),
+            self.cfg.fill,
+        )?;
+        let fill = cond.x_cond.narrow(1, w.given, t);
+        let s = fill.size();
+        let ids_f = latent_ids::repeat_frames(&inputs.ids, t)?;
+        let out = tch::no_grad(|| {
+            self.codec_ema
+                .f_decode(&fill.reshape([b * t, s[2], s[3]]), &ids_f)
+        })?;
+        let pos = out.positions.view([b, t, n, 3]) * self.scale();
+        Ok(w.to_original(&pos.to_device(Device::Cpu), &it))
+    }
+
+    /// Replaces the sampler used by [`sample`](Self::sample) (e.g. to compare Euler with
+    /// Dopri5 on a trained model).
+    pub fn set_sampler(&mut self, sampler: SamplerConfig) -> Result<()> {
+        sampler.validate()?;
+        self.cfg.sampler = sampler;
+        Ok(())
+    }
+
+    /// The sampler's settings.
+    pub fn sampler(&self) -> &SamplerConfig {
+        &self.cfg.sampler
+    }
+
     /// The end-to-end metrics over `draws` samples of every window of `w` and, with
     /// `stages`, the two stages' shares apart: stage 1 (the codec's reconstruction of the
     /// true predicted frames against them) and stage 2 (the samples against that
@@ -541,6 +618,7 @@ impl LamSlide {
         let mut model = SampledMetricSums::default();
         let mut codec = SampledMetricSums::default();
         let mut flow = SampledMetricSums::default();
+        let mut fill = SampledMetricSums::default();
         let t = w.frames_per_window() - w.given;
         let all: Vec<i64> = (0..w.samples()).collect();
         for chunk in all.chunks(batch_size.max(1)) {
@@ -552,12 +630,14 @@ impl LamSlide {
                 let rec = self.reconstruct_targets(w, chunk, seed)?;
                 codec.add(&rec.unsqueeze(1), &target);
                 flow.add(&preds, &rec);
+                fill.add(&self.decode_fill(w, chunk, seed)?.unsqueeze(1), &target);
             }
         }
         Ok(StageMetrics {
             model: model.finish(),
             codec: stages.then(|| codec.finish()),
             flow_vs_codec: stages.then(|| flow.finish()),
+            fill: stages.then(|| fill.finish()),
         })
     }
 
@@ -588,6 +668,25 @@ impl LamSlide {
     }
 }
 
+/// What sampling reads of a batch of windows ([`LamSlide::given_inputs`]).
+struct GivenInputs {
+    given: Tensor,
+    types: Option<Tensor>,
+    ids: Tensor,
+    samples: Vec<u64>,
+}
+
+impl GivenInputs {
+    fn batch(&self) -> TrajectoryBatch<'_> {
+        TrajectoryBatch {
+            positions: &self.given,
+            types: self.types.as_ref(),
+            ids: &self.ids,
+            samples: &self.samples,
+        }
+    }
+}
+
 /// [`LamSlide::evaluate_stages`]: the end-to-end metrics and each stage's share.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StageMetrics {
@@ -597,6 +696,9 @@ pub struct StageMetrics {
     pub codec: Option<SampledMetrics>,
     /// Stage 2 alone: samples against the codec's reconstruction of the true future.
     pub flow_vs_codec: Option<SampledMetrics>,
+    /// The conditioning fill decoded ([`LamSlide::decode_fill`]) against the true future
+    /// (`K = 1`): the prediction of a flow model that learnt no dynamics.
+    pub fill: Option<SampledMetrics>,
 }
 
 /// Which stage(s) `sgdd train --stage` runs.
@@ -695,6 +797,8 @@ pub struct LamSlideTrainer {
     config_text: String,
     dir: RunDir,
     train: LamWindows,
+    /// Stage 2's training windows when `model.lam_slide.flow_stride` is set.
+    flow_train: Option<LamWindows>,
     val: LamWindows,
     test: LamWindows,
     model: LamSlide,
@@ -771,6 +875,17 @@ impl LamSlideTrainer {
             tch::set_num_threads(cfg.train.threads);
         }
         let train = LamWindows::load(&cfg, Split::Train)?;
+        let flow_train = match cfg.model.lam_slide.flow_stride {
+            Some(stride) => {
+                let mut sliding = (*cfg).clone();
+                sliding.data.starts = traj_data::Starts::Sliding { stride };
+                Some(
+                    LamWindows::load(&sliding, Split::Train)
+                        .context("the stage-2 training windows (model.lam_slide.flow_stride)")?,
+                )
+            }
+            None => None,
+        };
         let val = LamWindows::load(&cfg, Split::Val)?;
         let test = LamWindows::load(&cfg, Split::Test)?;
         ensure!(
@@ -835,8 +950,10 @@ impl LamSlideTrainer {
         };
         if let Some(o) = observer.as_mut() {
             o(Event::Note(&format!(
-                "LaM-SLidE: {} training windows of {} given + {} predicted frames, {} entities",
+                "LaM-SLidE: {} training windows ({} for stage 2) of {} given + {} predicted \
+                 frames, {} entities",
                 train.samples(),
+                flow_train.as_ref().unwrap_or(&train).samples(),
                 train.given,
                 train.frames_per_window() - train.given,
                 train.entities()
@@ -847,6 +964,7 @@ impl LamSlideTrainer {
             config_text,
             dir,
             train,
+            flow_train,
             val,
             test,
             model,
@@ -892,6 +1010,14 @@ impl LamSlideTrainer {
     fn emit(&mut self, e: Event<'_>) {
         if let Some(o) = self.observer.as_mut() {
             o(e);
+        }
+    }
+
+    /// The training windows of a stage.
+    fn windows(&self, stage: Stage) -> &LamWindows {
+        match (stage, &self.flow_train) {
+            (Stage::Flow, Some(w)) => w,
+            _ => &self.train,
         }
     }
 
@@ -957,6 +1083,79 @@ impl LamSlideTrainer {
         )
     }
 
+    /// Takes stage 1 from another run: the trained codec, its average and the normalisation of
+    /// `checkpoint` (a LaM-SLidE checkpoint whose stage 1 finished, with the same codec
+    /// settings, `codec_epochs` and dataset), so that this fresh run starts at stage 2 —
+    /// stage-2 variants on one trained codec. The other run's stage-1 logs become this run's.
+    pub fn adopt_codec(&mut self, checkpoint: &Path) -> Result<()> {
+        ensure!(
+            self.state.codec.is_empty() && self.state.flow.is_empty(),
+            "{} has already trained; only a fresh run can take another run's codec",
+            self.dir.path().display()
+        );
+        let (tensors, meta) = checkpoint::load(checkpoint)?;
+        let other = RunConfig::parse(&meta.config, &[])
+            .with_context(|| format!("the config stored in {}", checkpoint.display()))?;
+        ensure!(
+            other.model.kind == crate::ModelKind::LamSlide,
+            "{} holds a {:?} model, not lam-slide",
+            checkpoint.display(),
+            other.model.kind.name()
+        );
+        let (was, now) = (&other.model.lam_slide, &self.cfg.model.lam_slide);
+        ensure!(
+            was.codec == now.codec
+                && was.codec_epochs == now.codec_epochs
+                && was.codec_lr == now.codec_lr,
+            "{}: its codec was trained with other model.lam_slide.codec / codec_epochs / codec_lr \
+             settings than this run's",
+            checkpoint.display()
+        );
+        ensure!(
+            other.data.dir == self.cfg.data.dir && meta.dataset_sha256 == self.dataset_sha256,
+            "{}: its codec was trained on other data ({}) than this run's ({})",
+            checkpoint.display(),
+            other.data.dir.display(),
+            self.cfg.data.dir.display()
+        );
+        let history: LamState = serde_json::from_value(meta.history)
+            .with_context(|| format!("{}: the run history", checkpoint.display()))?;
+        ensure!(
+            history.codec.len() >= now.codec_epochs,
+            "{}: its codec has trained {} of {} epochs (model.lam_slide.codec_epochs)",
+            checkpoint.display(),
+            history.codec.len(),
+            now.codec_epochs
+        );
+        tch::no_grad(|| -> Result<()> {
+            for (name, var) in self.model.vs.variables() {
+                if !["codec.", "codec_ema.", "norm."]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+                {
+                    continue;
+                }
+                let key = format!("model.{name}");
+                let src = tensors.get(&key).with_context(|| {
+                    format!("checkpoint {} has no weight `{key}`", checkpoint.display())
+                })?;
+                ensure!(
+                    src.size() == var.size(),
+                    "checkpoint {}: `{key}` has shape {:?}, the model {:?}",
+                    checkpoint.display(),
+                    src.size(),
+                    var.size()
+                );
+                var.shallow_clone().copy_(src);
+            }
+            Ok(())
+        })?;
+        self.state.train_seconds = history.train_seconds;
+        self.state.codec = history.codec;
+        self.switch_to_flow()?;
+        self.rewrite_log()
+    }
+
     /// Moves on to stage 2 with a fresh optimiser (checkpointed at once).
     fn switch_to_flow(&mut self) -> Result<()> {
         self.stage = Stage::Flow;
@@ -1013,7 +1212,7 @@ impl LamSlideTrainer {
     fn flow_step_loss(&self, items: &[i64], seed: u64) -> Result<(Tensor, Vec<(String, f64)>)> {
         let m = &self.model;
         let device = m.vs.device();
-        let w = &self.train;
+        let w = self.windows(Stage::Flow);
         let it = Tensor::from_slice(items);
         let samples: Vec<u64> = items.iter().map(|&i| i as u64).collect();
         let x = augment_rigid(
@@ -1036,6 +1235,7 @@ impl LamSlideTrainer {
             &m.codec_ema,
             &batch,
             w.given,
+            self.cfg.model.lam_slide.fill,
             &self.cfg.model.lam_slide.flow_loss,
             seed,
         )?;
@@ -1059,7 +1259,7 @@ impl LamSlideTrainer {
         let (epoch, _) = self.epochs_of(stage);
         let items = match stage {
             Stage::Codec => self.train.samples() * self.train.frames_per_window(),
-            Stage::Flow => self.train.samples(),
+            Stage::Flow => self.windows(Stage::Flow).samples(),
         };
         let spe = (items as u64).div_ceil(t.batch_size as u64);
         let total = spe * t.epochs as u64;
@@ -1242,7 +1442,7 @@ impl LamSlideTrainer {
             let c = train_for(&t.cfg, stage);
             let items = match stage {
                 Stage::Codec => t.train.samples() * t.train.frames_per_window(),
-                Stage::Flow => t.train.samples(),
+                Stage::Flow => t.windows(Stage::Flow).samples(),
             };
             (items as u64).div_ceil(c.batch_size as u64) * c.epochs as u64
         };

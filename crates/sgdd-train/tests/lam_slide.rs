@@ -1,6 +1,6 @@
 //! LaM-SLidE through the trainer on a tiny generated N-body dataset: the two stages resume bit
 //! for bit at every epoch boundary (across the switch from stage 1 to stage 2), `--stage flow`
-//! needs a trained codec, samples read only the given frames, and a checkpoint restores the
+//! needs a trained codec (or takes another run's), samples read only the given frames, and a checkpoint restores the
 //! model that samples the same futures.
 //!
 //! The trainer seeds libtorch's global generator when it builds the model: the tests hold
@@ -123,10 +123,38 @@ fn stage_flow_needs_a_trained_codec_and_a_changed_model_is_refused() {
     let mut other = (*config(1, 1)).clone();
     other.model.lam_slide.flow.hidden = 16;
     let other = other.check().unwrap();
-    let e = LamSlideTrainer::new(other, &dir, RunMode::Resume, None)
+    let e = LamSlideTrainer::new(other.clone(), &dir, RunMode::Resume, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("model.lam_slide.flow.hidden"), "{e}");
+    // a fresh run with another flow model takes the trained codec and starts at stage 2
+    let ck = dir.join("checkpoint.safetensors");
+    let adopted = out("adopt");
+    let mut a = LamSlideTrainer::new(other, &adopted, RunMode::Fresh, None).unwrap();
+    a.adopt_codec(&ck).unwrap();
+    assert_eq!(a.stage(), Stage::Flow);
+    assert!(a.stage_done(Stage::Codec));
+    let theirs = weights(&dir);
+    for (name, w) in weights(&adopted) {
+        if name.starts_with("model.codec") || name.starts_with("model.norm") {
+            let (_, v) = theirs.iter().find(|(n, _)| *n == name).unwrap();
+            assert!(w.equal(v), "{name} was not taken");
+        }
+    }
+    assert!(a.adopt_codec(&ck).is_err(), "a run adopts a codec once");
+    drop(a);
+    let mut wider = (*config(1, 1)).clone();
+    wider.model.lam_slide.codec.query_dim = 16;
+    let mut b = LamSlideTrainer::new(
+        wider.check().unwrap(),
+        &out("adopt-other"),
+        RunMode::Fresh,
+        None,
+    )
+    .unwrap();
+    let e = format!("{:#}", b.adopt_codec(&ck).unwrap_err());
+    assert!(e.contains("model.lam_slide.codec"), "{e}");
+    drop(b);
     let mut t = LamSlideTrainer::new(config(1, 1), &dir, RunMode::Resume, None).unwrap();
     t.train(StageChoice::Flow).unwrap();
     assert!(t.finish().is_ok());
@@ -163,8 +191,9 @@ fn samples_read_only_the_given_frames_and_restore_from_the_checkpoint() {
     // each stage's share: samples vs truth ≤ codec vs truth + samples vs codec, per distance
     let s = t.model().evaluate_stages(&w, 2, 2, 5, true).unwrap();
     assert_eq!(s.model, t.model().evaluate(&w, 2, 2, 5).unwrap());
-    let (codec, flow) = (s.codec.unwrap(), s.flow_vs_codec.unwrap());
-    assert_eq!((codec.draws, flow.draws), (1, 2));
+    let (codec, flow, fill) = (s.codec.unwrap(), s.flow_vs_codec.unwrap(), s.fill.unwrap());
+    assert_eq!((codec.draws, flow.draws, fill.draws), (1, 2, 1));
+    assert!(fill.ade > 0.0 && fill.ade.is_finite());
     assert!(codec.ade > 0.0 && flow.ade > 0.0);
     assert!(s.model.ade <= codec.ade + flow.ade + 1e-9, "{s:?}");
     assert!(s.model.min_ade <= codec.ade + flow.min_ade + 1e-9, "{s:?}");
@@ -192,4 +221,24 @@ fn flow_epochs_and_flow_lr_override_the_shared_train_settings_without_types() {
         .map(|e| e.lr)
         .collect();
     assert_eq!(flow, [3e-3, 3e-3]);
+    // stage 2 on sliding windows of the training trajectories: more steps per epoch, the same
+    // validation and test windows
+    let steps = |t: &LamSlideTrainer| {
+        t.history()
+            .iter()
+            .filter(|e| e.stage == Stage::Flow)
+            .map(|e| e.step)
+            .next()
+            .unwrap()
+    };
+    let one = steps(&t);
+    drop(t);
+    let mut cfg = (*config(1, 1)).clone();
+    cfg.model.lam_slide.flow_stride = Some(20);
+    let mut t =
+        LamSlideTrainer::new(cfg.check().unwrap(), &out("stride"), RunMode::Fresh, None).unwrap();
+    t.train(StageChoice::Both).unwrap();
+    let sliding = t.finish().unwrap();
+    assert_eq!(sliding.test.samples, r.test.samples);
+    assert!(steps(&t) > one, "{} vs {one} steps", steps(&t));
 }

@@ -55,6 +55,13 @@ pub struct EvalArgs {
     /// LaM-SLidE: samples `K` per window (default: the run's `model.lam_slide.draws`).
     #[arg(long, value_name = "K")]
     pub draws: Option<usize>,
+    /// LaM-SLidE: the sampler's ODE solver, `euler` or `dopri5` (default: the run's
+    /// `model.lam_slide.sampler.solver`).
+    #[arg(long, value_name = "SOLVER")]
+    pub solver: Option<String>,
+    /// LaM-SLidE: Euler's time points (default: the run's `model.lam_slide.sampler.points`).
+    #[arg(long, value_name = "N")]
+    pub points: Option<usize>,
 }
 
 /// The checkpoint's config and its data config — the dataset verified to be the data it was

@@ -46,28 +46,38 @@ pub fn is_lam_slide(checkpoint: &Path) -> Result<bool> {
 
 /// `sgdd train` for `model.kind = "lam-slide"`.
 pub fn train(args: &TrainArgs, cfg: CheckedRunConfig, mode: RunMode) -> Result<()> {
-    anyhow::ensure!(
-        args.init_from.is_none(),
-        "--init-from is not available for model.kind = \"lam-slide\""
-    );
-    if let Some(result) = run(cfg, &args.out, mode, args.stage.into(), args.quiet)? {
+    if let Some(result) = run(
+        cfg,
+        &args.out,
+        mode,
+        args.stage.into(),
+        args.init_from.as_deref(),
+        args.quiet,
+    )? {
         println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
 }
 
 /// Trains the chosen stage(s) of a LaM-SLidE run into `out` and, once stage 2 is done,
-/// scores it (`result.json`); `None` while a stage is still to train.
+/// scores it (`result.json`); `None` while a stage is still to train. `codec_from`: a fresh run
+/// takes its trained codec (stage 1) from this checkpoint and starts at stage 2.
 pub fn run(
     cfg: CheckedRunConfig,
     out: &Path,
     mode: RunMode,
     stage: StageChoice,
+    codec_from: Option<&Path>,
     quiet: bool,
 ) -> Result<Option<LamSlideResult>> {
     let (bar, observer) = progress(quiet, cfg.train.epochs);
     let mut trainer = LamSlideTrainer::new(cfg, out, mode, Some(observer))
         .with_context(|| format!("run {}", out.display()))?;
+    if let Some(ck) = codec_from {
+        trainer
+            .adopt_codec(ck)
+            .with_context(|| format!("run {}: the codec of {}", out.display(), ck.display()))?;
+    }
     trainer
         .train(stage)
         .with_context(|| format!("run {}", out.display()))?;
@@ -172,6 +182,20 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     run.data = data;
     let w = LamWindows::load(&run, args.split.into())?;
     let (cfg, model) = sgdd_train::restore_lam_slide(&args.checkpoint, device)?;
+    let mut model = model;
+    if let Some(solver) = &args.solver {
+        let mut sampler = model.sampler().clone();
+        sampler.solver = serde_json::from_value(serde_json::Value::String(solver.clone()))
+            .with_context(|| format!("--solver {solver}: expected euler or dopri5"))?;
+        if let Some(p) = args.points {
+            sampler.points = p;
+        }
+        model.set_sampler(sampler)?;
+    } else if let Some(p) = args.points {
+        let mut sampler = model.sampler().clone();
+        sampler.points = p;
+        model.set_sampler(sampler)?;
+    }
     let k = args.draws.unwrap_or(cfg.model.lam_slide.draws);
     let m = model.evaluate_stages(&w, k, cfg.train.batch_size, cfg.train.seed, true)?;
     println!("{}", serde_json::to_string(&m)?);

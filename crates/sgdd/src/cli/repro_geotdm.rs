@@ -150,7 +150,7 @@ fn config(
 fn lam_slide_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<Run> {
     let mode = repro::table_run_mode(out, force);
     let seed = cfg.train.seed;
-    let r = lam_slide::run(cfg, out, mode, StageChoice::Both, true)?
+    let r = lam_slide::run(cfg, out, mode, StageChoice::Both, None, true)?
         .context("both stages were asked for")?;
     let seconds: f64 = std::fs::read_to_string(out.join("timing.json"))
         .ok()

@@ -68,7 +68,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub force: bool,
     /// Fine-tune: start from the weights of this checkpoint (same model settings), with a fresh
-    /// optimiser.
+    /// optimiser. LaM-SLidE: take the trained codec (stage 1) of this checkpoint — same codec
+    /// settings and dataset — and start at stage 2.
     #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
     /// No progress bar.
