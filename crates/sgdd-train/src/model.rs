@@ -961,10 +961,6 @@ mod tests {
         }
     }
 
-    /// `teacher_path = separate`: the teacher trains its own decoder, the student's decoder
-    /// learns only from the student's path (so its train and test inputs agree), the step's
-    /// reported `pred` is the student's loss, and predictions never run the teacher decoder.
-    /// `joint`: one decoder trained on both paths.
     /// A decaying λ scales the alignment by its factor at the step: full at the first step,
     /// nothing at the last (the loss is then the prediction losses alone), in between as the
     /// formula says; `constant` is λ everywhere.
@@ -1052,6 +1048,11 @@ mod tests {
         assert!((off.total.double_value(&[]) - teacher).abs() < 1e-6 * teacher);
     }
 
+    /// `teacher_path = separate`: the teacher trains its own decoder, the student's decoder
+    /// learns only from the student's path (so its train and test inputs agree), the step's
+    /// reported `pred` is the student's loss, and predictions never run the teacher decoder.
+    /// `joint`: one decoder trained on both paths. With `decoder = gf-node` the teacher's own
+    /// decoder is a GF-NODE of the same shape as the student's.
     #[test]
     fn teacher_paths_train_the_decoders_they_say() {
         let p = tiny_charged(4, 5);
@@ -1076,14 +1077,22 @@ mod tests {
                 })
                 .sum()
         };
-        for path in [TeacherPath::Separate, TeacherPath::Joint] {
+        // SGDD-GFNODE with `separate`: the teacher's own decoder is a GF-NODE too
+        for (path, decoder) in [
+            (TeacherPath::Separate, DecoderKind::Egno),
+            (TeacherPath::Joint, DecoderKind::Egno),
+            (TeacherPath::Separate, DecoderKind::GfNode),
+        ] {
             tch::manual_seed(1);
             let vs = nn::VarStore::new(Device::Cpu);
-            let mcfg = ModelConfig {
+            let mut mcfg = ModelConfig {
                 lambda: 0.0,
                 teacher_path: path,
+                decoder,
                 ..tiny_sgdd()
             };
+            // one Euler step per interval keeps it short (graph-nets tests the solvers)
+            mcfg.gf_node.ode.solver = graph_nets::ode::Solver::Euler;
             let model = Model::build(
                 &vs,
                 &mcfg,
@@ -1097,6 +1106,22 @@ mod tests {
                 .keys()
                 .any(|k| k.starts_with("teacher_decoder."));
             assert_eq!(has_own, path == TeacherPath::Separate);
+            if has_own {
+                // the same architecture on both paths: the same parameter names and shapes
+                let shapes = |prefix: &str| -> std::collections::BTreeMap<String, Vec<i64>> {
+                    vs.variables()
+                        .into_iter()
+                        .filter_map(|(k, v)| {
+                            k.strip_prefix(prefix).map(|s| (s.to_owned(), v.size()))
+                        })
+                        .collect()
+                };
+                let own = shapes("teacher_decoder.");
+                assert_eq!(own, shapes("decoder."), "{decoder:?}");
+                // `ode_h` is GF-NODE's feature ODE, which EGNO does not have
+                let is_gf = own.keys().any(|k| k.starts_with("ode_h."));
+                assert_eq!(is_gf, decoder == DecoderKind::GfNode, "{own:?}");
+            }
             // iteration 0 is teacher-forced under the paper schedule: these paths ignore it
             let step = model.loss(&batch, 0, &schedule).unwrap();
             assert!(!step.teacher_forced);
@@ -1106,7 +1131,7 @@ mod tests {
                 .double_value(&[]);
             assert!(
                 (step.pred - student).abs() < 1e-6 * student.max(1.0),
-                "{path:?}"
+                "{path:?} {decoder:?}"
             );
             let oracle = model.predict_with_teacher(&batch).unwrap().unwrap();
             let teacher = oracle
@@ -1114,7 +1139,10 @@ mod tests {
                 .double_value(&[]);
             // λ = 0: the total is exactly the two prediction losses
             let total = step.total.double_value(&[]);
-            assert!((total - student - teacher).abs() < 1e-5 * total, "{path:?}");
+            assert!(
+                (total - student - teacher).abs() < 1e-5 * total,
+                "{path:?} {decoder:?}"
+            );
             step.total.backward();
             assert!(
                 grad_norm(&vs, "teacher.") > 0.0,
