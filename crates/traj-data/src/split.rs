@@ -149,16 +149,15 @@ impl SplitSpec {
             stride,
             ..
         } = self.method
+            && (window_frames == 0 || stride == 0)
         {
-            if window_frames == 0 || stride == 0 {
-                return Err(Error::spec(
-                    "split spec",
-                    format!(
-                        "window_random needs window_frames and stride ≥ 1, got {window_frames} \
-                         and {stride}"
-                    ),
-                ));
-            }
+            return Err(Error::spec(
+                "split spec",
+                format!(
+                    "window_random needs window_frames and stride ≥ 1, got {window_frames} \
+                     and {stride}"
+                ),
+            ));
         }
         let sum: f64 = f.iter().sum();
         if (sum - 1.0).abs() > 1e-9 {

@@ -467,7 +467,7 @@ fn fetch_adk(args: &AdkArgs) -> Result<()> {
                 Ok(format!(
                     "{} {}",
                     s.as_str(),
-                    traj_data::load_split(&out.join(&name), s)?.len()
+                    traj_data::load_split(out.join(&name), s)?.len()
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
