@@ -274,13 +274,16 @@ fn prepare_windows(
             ),
         }
     };
-    let window_graphs = windows
-        .iter()
-        .map(|s| match &shared {
-            Some(g) => Ok(g.clone()),
-            None => window_graph(s, cfg.graph),
-        })
-        .collect::<Result<Vec<EdgeList>>>()?;
+    // one edge list for every window, or each window's own
+    let shared_edges = shared.as_ref().map(EdgeList::directed);
+    let own = if shared.is_some() {
+        Vec::new()
+    } else {
+        windows
+            .iter()
+            .map(|s| window_graph(s, cfg.graph))
+            .collect::<Result<Vec<EdgeList>>>()?
+    };
     let spectral = cfg
         .spectral_graph
         .map(|how| {
@@ -290,9 +293,10 @@ fn prepare_windows(
                 .collect::<Result<Vec<_>>>()
         })
         .transpose()?;
-    let undirected = match &spectral {
-        Some(each) => each[0].clone(),
-        None => Vec::<(usize, usize)>::from(&window_graphs[0]),
+    let undirected = match (&spectral, &shared) {
+        (Some(each), _) => each[0].clone(),
+        (None, Some(g)) => Vec::<(usize, usize)>::from(g),
+        (None, None) => Vec::<(usize, usize)>::from(&own[0]),
     };
 
     // node types one-hot over the types of the first trajectory (a molecule's elements)
@@ -311,7 +315,7 @@ fn prepare_windows(
     let mut target_times = vec![];
     let mut feat_dim = 0;
     let mut attr_dim = 0;
-    for (s, graph) in windows.iter().zip(&window_graphs) {
+    for (k, s) in windows.iter().enumerate() {
         let c = s.condition_frames.len();
         let last = (c - 1) * n * 3;
         x0.extend_from_slice(&s.condition_positions[last..last + n * 3]);
@@ -374,9 +378,13 @@ fn prepare_windows(
             .unwrap_or_default();
         let n_attr = s.edges.as_ref().map_or(0, |e| e.num_attributes());
         attr_dim = usize::from(nbody) + n_attr;
-        let edges = graph.directed();
+        let directed = shared_edges.is_none().then(|| own[k].directed());
+        let edges = directed
+            .as_deref()
+            .or(shared_edges.as_deref())
+            .context("internal: no edges for a window")?;
         let mut ea = Vec::with_capacity(edges.len() * attr_dim);
-        for &(r, snd) in &edges {
+        for &(r, snd) in edges {
             let (r, snd) = (r as usize, snd as usize);
             if nbody {
                 ea.push(feats[r * raw_dim] * feats[snd * raw_dim]);
@@ -389,7 +397,9 @@ fn prepare_windows(
                 }
             }
         }
-        sample_edges.push(edges);
+        if let Some(d) = directed {
+            sample_edges.push(d);
+        }
         sample_attr.push(ea);
         center.extend_from_slice(&s.transform.center);
         scale.push(s.transform.scale);
@@ -405,10 +415,10 @@ fn prepare_windows(
     let (n, t) = (n as i64, cfg.num_targets as i64);
     let f32s = |v: &[f64], shape: &[i64]| Tensor::from_slice(v).to_kind(Kind::Float).reshape(shape);
     let a = attr_dim as i64;
-    let graphs = if shared.is_some() {
-        let e = sample_edges[0].len() as i64;
+    let graphs = if let Some(edges) = shared_edges {
+        let e = edges.len() as i64;
         SampleGraphs::Shared {
-            edges: sample_edges.swap_remove(0),
+            edges,
             attr: f32s(&sample_attr.concat(), &[samples, e, a]),
         }
     } else {
