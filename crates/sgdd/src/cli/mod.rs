@@ -72,6 +72,9 @@ pub enum ReproCommand {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Repro(cmd) = &cli.command {
+        cmd.check_rows()?;
+    }
     match cli.command {
         Command::Data(cmd) => data::run(cmd),
         Command::Train(args) => train::train(&args),

@@ -36,6 +36,12 @@ pub struct ReproArgs {
     /// Seeds per (system, model).
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
+    /// Only these learned rows, comma-separated, named as their run directories are: `egno`,
+    /// `egno-encoder-no-teacher`, `sgdd-egno`, `sgdd-egno-paper-recipe`, `gf-node`,
+    /// `sgdd-gfnode`, and on nbody the ablations (`sgdd-egno-w-o-sge`, …). The untrained
+    /// baselines always run. Taken by the nbody, mocap-run, adk and md17-xtb tables.
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -104,6 +110,18 @@ pub struct Md17ReproArgs {
     pub common: ReproArgs,
 }
 
+impl super::ReproCommand {
+    /// `--rows` is for the tables of [`run_table`]; the others refuse it by name.
+    pub(crate) fn check_rows(&self) -> Result<()> {
+        match self {
+            Self::Nbody(_) | Self::MocapRun(_) | Self::Adk(_) | Self::Md17Xtb(_) => Ok(()),
+            Self::DistillNbody(a) => a.refuse_rows("distill-nbody"),
+            Self::DistillNs(a) => a.refuse_rows("distill-ns"),
+            Self::NbodyGeotdm(a) => a.refuse_rows("nbody-geotdm"),
+        }
+    }
+}
+
 /// The budget of a table (see [`ReproArgs::budget`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -128,6 +146,17 @@ impl Budget {
 }
 
 impl ReproArgs {
+    /// An error when `--rows` is given to a table that has no such rows.
+    pub(crate) fn refuse_rows(&self, table: &str) -> Result<()> {
+        if !self.rows.is_empty() {
+            anyhow::bail!(
+                "--rows selects rows of the nbody, mocap-run, adk and md17-xtb tables; \
+                 `repro {table}` runs its rows as a whole"
+            );
+        }
+        Ok(())
+    }
+
     pub(crate) fn budget(&self) -> Budget {
         if self.quick {
             Budget::Quick
@@ -627,6 +656,36 @@ pub(crate) fn epochs_to_reach(
         .collect()
 }
 
+/// The plan's rows that `--rows` keeps (all of them when it is empty): the untrained baselines
+/// and the learned rows named by their run slugs. A name no row has is an error listing them.
+fn select_rows<'p>(
+    plan: &'p [(String, Variant)],
+    rows: &[String],
+) -> Result<Vec<&'p (String, Variant)>> {
+    let untrained = |v: &Variant| v.name == STATIC.name || v.name == CONST_VEL.name;
+    for want in rows {
+        if !plan
+            .iter()
+            .any(|(_, v)| !untrained(v) && run_slug(v.name) == *want)
+        {
+            let mut names: Vec<String> = plan
+                .iter()
+                .filter(|(_, v)| !untrained(v))
+                .map(|(_, v)| run_slug(v.name))
+                .collect();
+            names.dedup();
+            anyhow::bail!(
+                "--rows: this table has no row `{want}`; its learned rows are {}",
+                names.join(", ")
+            );
+        }
+    }
+    Ok(plan
+        .iter()
+        .filter(|(_, v)| rows.is_empty() || untrained(v) || rows.contains(&run_slug(v.name)))
+        .collect())
+}
+
 /// Trains one run of a table: reuses a finished run, resumes an unfinished one, or starts it.
 pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<(RunResult, f64)> {
     let mode = match table_run_mode(out, force) {
@@ -642,6 +701,9 @@ pub(crate) fn one_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<
 
 fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
     let started = Instant::now();
+    // one directory and one pair of outputs per budget: a quick table never resumes, reuses or
+    // overwrites a standard one
+    let name = format!("{}{}", table.name, args.budget().suffix());
     let mut rows = Vec::new();
     let base = config_with(
         table.config,
@@ -652,7 +714,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
         &args.device,
         &table.set,
     )?;
-    for (label, v) in &table.plan {
+    for (label, v) in select_rows(&table.plan, &args.rows)? {
         let dir = &table
             .data
             .iter()
@@ -683,7 +745,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
             let slug = v.name.to_lowercase().replace([' ', '/'], "-");
             let out = args
                 .out
-                .join(table.name)
+                .join(&name)
                 .join(label)
                 .join(format!("{slug}-s{seed}"));
             let t0 = Instant::now();
@@ -737,7 +799,7 @@ fn run_table(args: &ReproArgs, table: &Table<'_>) -> Result<()> {
         "published": table.published,
     });
     let md = markdown(table, &rows, &base, args.budget());
-    write_table(&args.out, table.name, &report, &md, started)
+    write_table(&args.out, &name, &report, &md, started)
 }
 
 /// Writes a table's `OUT/<name>.json` and `OUT/<name>.md`, and prints the Markdown.
@@ -826,7 +888,40 @@ fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, budget: Budget) -> S
 
 #[cfg(test)]
 mod tests {
-    use super::run_slug;
+    use super::{CONST_VEL, EGNO, LEARNED, SGDD, run_slug, select_rows};
+
+    #[test]
+    fn rows_select_learned_models_and_keep_the_baselines() {
+        let plan: Vec<_> = [CONST_VEL]
+            .into_iter()
+            .chain(LEARNED)
+            .map(|v| ("charged".to_owned(), v))
+            .collect();
+        let names = |rows: &[&str]| {
+            let rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+            select_rows(&plan, &rows)
+                .unwrap()
+                .iter()
+                .map(|(_, v)| v.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&[]).len(), plan.len());
+        assert_eq!(
+            names(&["sgdd-egno", "egno"]),
+            [CONST_VEL.name, EGNO.name, SGDD.name]
+        );
+        assert_eq!(
+            names(&["egno-encoder-no-teacher"]),
+            [CONST_VEL.name, "EGNO + encoder (no teacher)"]
+        );
+        let err = select_rows(&plan, &["sgdd".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no row `sgdd`") && err.contains("sgdd-gfnode"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn run_slugs_are_plain_names() {
