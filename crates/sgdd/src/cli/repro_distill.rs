@@ -240,25 +240,26 @@ struct TeacherSummary {
 /// 0, reused from that table's run directories when they are finished), and a weak EGNO.
 fn teachers(args: &ReproArgs, data: &Path) -> Result<Vec<PathBuf>> {
     let label = System::Charged.to_string();
+    let suffix = args.budget().suffix();
+    // the nbody table's runs of the same budget (see `repro::run_table`)
+    let nbody = args.out.join(format!("nbody{suffix}"));
+    let root = args.out.join(format!("distill-nbody{suffix}"));
     let mut out = Vec::new();
     for (id, variant, dir) in [
         (
             TeacherId::Egno,
             repro::EGNO,
-            args.out.join("nbody").join(&label).join("egno-s0"),
+            nbody.join(&label).join("egno-s0"),
         ),
         (
             TeacherId::Sgdd,
             repro::SGDD,
-            args.out.join("nbody").join(&label).join("sgdd-egno-s0"),
+            nbody.join(&label).join("sgdd-egno-s0"),
         ),
         (
             TeacherId::Weak,
             repro::EGNO,
-            args.out
-                .join("distill-nbody")
-                .join("teachers")
-                .join("egno-1-epoch"),
+            root.join("teachers").join("egno-1-epoch"),
         ),
     ] {
         let mut cfg = repro::config("nbody", args.budget(), data, variant, 0, &args.device)?;
@@ -301,7 +302,7 @@ pub fn run(args: &ReproArgs) -> Result<()> {
             let slug = repro::run_slug(row.name);
             let out = args
                 .out
-                .join("distill-nbody")
+                .join(format!("distill-nbody{}", budget.suffix()))
                 .join("students")
                 .join(format!("{slug}-s{seed}"));
             let t0 = Instant::now();
@@ -347,7 +348,8 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         "rows": rows,
     });
     let md = markdown(&rows, &teacher_rows, budget, args.seeds);
-    repro::write_table(&args.out, "distill-nbody", &report, &md, started)
+    let name = format!("distill-nbody{}", budget.suffix());
+    repro::write_table(&args.out, &name, &report, &md, started)
 }
 
 fn summarise(row: &Row, runs: Vec<RunRecord>) -> Summary {

@@ -267,7 +267,9 @@ pub fn run(args: &ReproArgs) -> Result<()> {
     let started = Instant::now();
     let budget = args.budget();
     let data = dataset(&args.data_root, budget)?;
-    let root = args.out.join("distill-ns");
+    // a directory and outputs per budget, as every table's (see `repro::run_table`)
+    let name = format!("distill-ns{}", budget.suffix());
+    let root = args.out.join(&name);
     let mut teachers = Vec::new();
     let mut teacher_runs = Vec::new();
     for (i, name) in TEACHER_NAMES.iter().enumerate() {
@@ -384,7 +386,7 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         "rows": rows,
     });
     let md = markdown(&rows, &teacher_rows, gap, budget, args.seeds);
-    repro::write_table(&args.out, "distill-ns", &report, &md, started)
+    repro::write_table(&args.out, &name, &report, &md, started)
 }
 
 fn markdown(
