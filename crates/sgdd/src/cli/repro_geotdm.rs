@@ -239,8 +239,26 @@ pub fn run_md17(args: &Md17ReproArgs) -> Result<()> {
     let m = args.molecule;
     let common = &args.common;
     let dir = ensure_md17_geotdm(&common.data_root, m)?;
-    let train = traj_data::load_split(&dir, traj_data::Split::Train)
-        .with_context(|| format!("loading the train split of {}", dir.display()))?;
+    let [train, val, test] = [
+        traj_data::Split::Train,
+        traj_data::Split::Val,
+        traj_data::Split::Test,
+    ]
+    .map(|split| {
+        let ds = traj_data::load_split(&dir, split)
+            .with_context(|| format!("loading the {split:?} split of {}", dir.display()))?;
+        anyhow::ensure!(
+            ds.len() == 1,
+            "{}: the {split:?} split holds {} trajectories; GeoTDM's setting cuts one \
+                 trajectory into three parts",
+            dir.display(),
+            ds.len()
+        );
+        Ok(ds)
+    });
+    let (train, val, test) = (train?, val?, test?);
+    let frames = |d: &traj_data::Dataset| d.trajectories()[0].num_frames();
+    let (frames, val, test) = (frames(&train), frames(&val), frames(&test));
     let atoms = train.num_nodes();
     let mut elements: Vec<i64> = train
         .trajectories()
@@ -257,13 +275,6 @@ pub fn run_md17(args: &Md17ReproArgs) -> Result<()> {
         dir.display(),
         elements.len()
     );
-    let (splits, frames) = (
-        [traj_data::Split::Val, traj_data::Split::Test]
-            .map(|s| traj_data::load_split(&dir, s).map(|d| d.trajectories()[0].num_frames())),
-        train.trajectories()[0].num_frames(),
-    );
-    let [val, test] = splits;
-    let (val, test) = (val?, test?);
     let table = GeoTable {
         name: format!("md17-geotdm-{m}"),
         config: "md17-geotdm",
