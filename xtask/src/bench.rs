@@ -7,7 +7,8 @@
 //!    and `tch::set_num_threads` and the peer to `torch.set_num_threads` / threadpoolctl);
 //! 2. runs the criterion bench `benches/benches/NAME.rs` (built once beforehand, so no compile
 //!    runs inside a measurement) and then the peer `benches/peers/NAME.py`, both writing into
-//!    `target/bench/NAME/threads-t/`;
+//!    `target/bench/NAME/threads-t/` — unless the Rust side wrote the final `NAME.json` itself,
+//!    having driven the peer (`SGDD_BENCH_PYTHON`) in alternating rounds (`latent`);
 //! 3. records `/proc/loadavg` before and after each side, and warns loudly (on screen and in
 //!    the report) when the machine was not quiet before a side started: a one-minute load above
 //!    [`QUIET_LOAD_PER_CORE`] per core.
@@ -281,10 +282,17 @@ pub fn run(name: &str, args: &[String]) -> Result<()> {
         std::fs::create_dir_all(&dir)?;
         let mut loads = serde_json::Map::new();
 
+        // A report left by an earlier run must not pass for this run's.
+        let own_report = dir.join(format!("{name}.json"));
+        if own_report.exists() {
+            std::fs::remove_file(&own_report)
+                .with_context(|| format!("removing the stale {}", own_report.display()))?;
+        }
         let mut cmd = env::cargo(&torch);
         cmd.args(["bench", "--package", "sgdd-benches", "--bench", name, "--"])
             .args(&opts.criterion)
-            .env("SGDD_BENCH_OUT", &dir);
+            .env("SGDD_BENCH_OUT", &dir)
+            .env("SGDD_BENCH_PYTHON", torch.venv.join("bin/python"));
         if !opts.criterion.iter().any(|a| a.contains("baseline")) {
             // criterion compares with the last run of the same setting, not the other one
             cmd.args(["--save-baseline", &format!("threads-{t}")]);
@@ -294,7 +302,14 @@ pub fn run(name: &str, args: &[String]) -> Result<()> {
         loads.insert("rust".into(), load);
         warnings.extend(warning);
 
-        if peer.exists() {
+        if own_report.exists() {
+            // The Rust side drove its peer itself, alternating the two sides round by round
+            // (`latent`), and wrote the final report.
+            println!(
+                "bench {name}: the Rust side ran its peer alternately and wrote {}",
+                own_report.display()
+            );
+        } else if peer.exists() {
             let mut py = Command::new(torch.venv.join("bin/python"));
             py.arg(&peer).arg("--out").arg(&dir).current_dir(&root);
             env::with_torch_env(&mut py, &torch);

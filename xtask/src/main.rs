@@ -42,8 +42,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
-    /// Reproduce a paper table: `repro nbody|mocap-run|adk [--quick]`, `repro md17-xtb --molecule M
-    /// [--quick]` (runs `sgdd repro ...` in release).
+    /// Reproduce a paper table: `repro nbody|mocap-run|adk|nbody-geotdm [--quick]`,
+    /// `repro md17-xtb|md17-geotdm --molecule M [--quick]` (runs `sgdd repro ...` in release).
     Repro {
         /// Passed to `sgdd repro ...`, e.g. `nbody --quick`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]

@@ -158,6 +158,10 @@ fn every_shipped_config_parses_unchanged() {
                 "lam-slide-charged" | "nbody-geotdm-quick" | "nbody-geotdm-standard" => {
                     (Starts::Fixed(vec![9]), 20, 20, TargetFrames::Consecutive)
                 }
+                // GeoTDM's MD17 windows: the anchors the conversion records (frames 9, 10, …)
+                "md17-geotdm-quick" | "md17-geotdm-standard" => {
+                    (Starts::Metadata, 20, 20, TargetFrames::Consecutive)
+                }
                 other => panic!("a new config {other}: add its windows here"),
             };
             assert_eq!(
@@ -173,7 +177,7 @@ fn every_shipped_config_parses_unchanged() {
             seen += 1;
         }
     }
-    assert_eq!((seen, grids), (20, 3));
+    assert_eq!((seen, grids), (22, 3));
 }
 
 /// The flat `[data]` keys map onto the typed window starts, defaults included; keys a choice

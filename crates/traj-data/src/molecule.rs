@@ -3,7 +3,8 @@
 //! - **GeoTDM / LaM-SLidE** ([`GeoTdmMd17Spec`]): all atoms; velocities from consecutive frames
 //!   before downsampling by 10; one trajectory cut chronologically 60/20/20 by frame; positions
 //!   centred on each part's first-frame centroid and divided by the training RMS scale (one scale
-//!   per molecule); windows of 10 conditioning + 20 predicted frames ([`geotdm_windows`]).
+//!   per molecule); windows of 10 conditioning + 20 predicted frames ([`geotdm_windows`]), whose
+//!   anchors each trajectory also records as its start frames (for models given one frame).
 //! - **EGNO / SGDD** ([`EgnoMd17Spec`]): heavy atoms only; edges = bonds (heavy-atom pairs closer
 //!   than 1.6 Å in the first frame, type 1) plus 2-hop neighbours (type 2); `delta_frame = 3000`
 //!   raw frames, `T = 8`; 500 / 2000 / 2000 windows at EGNO's own start frames: numpy's legacy
@@ -503,12 +504,26 @@ pub fn md17_geotdm(
         }
         let norm = spec.normalization.fit(&splits.train)?;
         Ok([
-            norm.apply(&splits.train)?,
-            norm.apply(&splits.val)?,
-            norm.apply(&splits.test)?,
+            with_geotdm_anchors(norm.apply(&splits.train)?)?,
+            with_geotdm_anchors(norm.apply(&splits.val)?)?,
+            with_geotdm_anchors(norm.apply(&splits.test)?)?,
         ])
     };
     build().map_err(|e| ImportError::in_file(path, e))
+}
+
+/// Records the anchors of GeoTDM's windows ([`geotdm_windows`]: frames 9, 10, … while 20 frames
+/// follow) in every trajectory's metadata ([`crate::START_FRAMES_KEY`]), so that a model given
+/// fewer frames (one, with its velocity) reads exactly GeoTDM's windows with
+/// [`crate::Starts::Metadata`].
+fn with_geotdm_anchors(ds: Dataset) -> crate::Result<Dataset> {
+    let spec = geotdm_windows().check()?;
+    let trajectories = ds
+        .trajectories()
+        .iter()
+        .map(|t| Ok(t.clone().with_start_frames(&spec.anchors(t.num_frames())?)))
+        .collect::<crate::Result<Vec<_>>>()?;
+    Dataset::new(ds.meta().clone(), trajectories)
 }
 
 /// EGNO's start frames of the train, val and test windows for a trajectory of `num_frames`

@@ -209,6 +209,33 @@ fn geotdm_setting() {
     let w = geotdm_windows().check().unwrap();
     assert_eq!(w.index(&splits[0]).unwrap().len(), 60 - 30 + 1);
     assert_eq!(w.index(&splits[1]).unwrap().len(), 0);
+    // the same anchors recorded for models given one frame: frames 9 ..= 60 − 21
+    let anchors = splits[0].trajectories()[0].start_frames().unwrap();
+    assert_eq!(anchors, (9..=39).collect::<Vec<_>>());
+    let one = geotdm_windows()
+        .condition_frames(1)
+        .metadata_starts()
+        .check()
+        .unwrap();
+    let (ten, ones) = (w.index(&splits[0]).unwrap(), one.index(&splits[0]).unwrap());
+    assert_eq!(ten.len(), ones.len());
+    for (a, b) in ten.iter().zip(&ones) {
+        let (sa, sb) = (
+            w.sample(&splits[0], *a).unwrap(),
+            one.sample(&splits[0], *b).unwrap(),
+        );
+        assert_eq!(
+            (sa.anchor, &sa.target_frames),
+            (sb.anchor, &sb.target_frames)
+        );
+        assert_eq!(sa.target_positions, sb.target_positions);
+    }
+    assert!(
+        splits[1].trajectories()[0]
+            .start_frames()
+            .unwrap()
+            .is_empty()
+    );
     // normalised: the training scale is recorded and undoes exactly
     let rec = splits[0].meta().normalization.clone().unwrap();
     assert!(

@@ -68,6 +68,10 @@ pub enum ReproCommand {
     /// GeoTDM's N-body protocol (frames 0–9 given, 10–29 predicted): LaM-SLidE beside EGNO,
     /// SGDD-EGNO and constant velocity, and LaM-SLidE's published Table 1 rows.
     NbodyGeotdm(repro::ReproArgs),
+    /// GeoTDM's MD17 setting (all atoms, every 10th frame, 10 given + 20 predicted frames
+    /// sliding by one) on a GFN2-xTB trajectory (after `sgdd data generate md17-xtb --molecule
+    /// M --steps 20000`): LaM-SLidE beside EGNO, SGDD-EGNO and constant velocity.
+    Md17Geotdm(repro::Md17ReproArgs),
 }
 
 /// Runs the parsed command line.
@@ -90,5 +94,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Repro(ReproCommand::DistillNbody(args)) => repro_distill::run(&args),
         Command::Repro(ReproCommand::DistillNs(args)) => repro_distill_ns::run(&args),
         Command::Repro(ReproCommand::NbodyGeotdm(args)) => repro_geotdm::run(&args),
+        Command::Repro(ReproCommand::Md17Geotdm(args)) => repro_geotdm::run_md17(&args),
     }
 }

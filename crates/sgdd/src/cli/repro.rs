@@ -118,6 +118,7 @@ impl super::ReproCommand {
             Self::DistillNbody(a) => a.refuse_rows("distill-nbody"),
             Self::DistillNs(a) => a.refuse_rows("distill-ns"),
             Self::NbodyGeotdm(a) => a.refuse_rows("nbody-geotdm"),
+            Self::Md17Geotdm(a) => a.common.refuse_rows("md17-geotdm"),
         }
     }
 }
@@ -195,6 +196,10 @@ fn base_config(table: &str, budget: Budget) -> Result<&'static str> {
         }
         ("nbody-geotdm", Standard) => {
             include_str!("../../../../configs/repro/nbody-geotdm-standard.toml")
+        }
+        ("md17-geotdm", Quick) => include_str!("../../../../configs/repro/md17-geotdm-quick.toml"),
+        ("md17-geotdm", Standard) => {
+            include_str!("../../../../configs/repro/md17-geotdm-standard.toml")
         }
         _ => anyhow::bail!("no repro config for {table:?}"),
     })
@@ -306,7 +311,7 @@ pub(crate) fn mean_std(xs: &[f64]) -> (f64, f64) {
 }
 
 /// The manifest of a dataset directory whose files all match their sha256, or `None`.
-fn intact_manifest(dir: &Path) -> Option<traj_data::Manifest> {
+pub(crate) fn intact_manifest(dir: &Path) -> Option<traj_data::Manifest> {
     let man = traj_data::Manifest::read(dir).ok()?;
     man.verify_all(dir).ok()?;
     Some(man)
@@ -584,7 +589,7 @@ pub(crate) fn config(
 }
 
 /// [`config`] with `extra` overrides after the variant's.
-fn config_with(
+pub(crate) fn config_with(
     table: &str,
     budget: Budget,
     data_dir: &Path,

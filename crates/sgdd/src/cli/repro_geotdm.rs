@@ -1,10 +1,18 @@
-//! `sgdd repro nbody-geotdm`: GeoTDM's N-body protocol (the one of LaM-SLidE's Table 1) —
-//! charged (5 bodies), springs (5) and gravity (10) from our generators with the published
-//! parameters, frames 0–9 given, frames 10–29 predicted. LaM-SLidE (conditioned on the ten given
-//! frames, `K` samples) beside the deterministic models of this workspace on the same windows:
-//! EGNO and SGDD-EGNO conditioned on the last given frame and its velocity, and constant
-//! velocity; ADE / FDE in original units by the same metric code, and the published rows printed
-//! beside ours. Writes `OUT/nbody-geotdm.json` and `OUT/nbody-geotdm.md`.
+//! `sgdd repro nbody-geotdm` and `sgdd repro md17-geotdm`: GeoTDM's protocols (the ones of
+//! LaM-SLidE's Tables 1 and 2) — frames 0–9 given, frames 10–29 predicted. LaM-SLidE (conditioned
+//! on the ten given frames, `K` samples) beside the deterministic models of this workspace on the
+//! same windows: EGNO and SGDD-EGNO conditioned on the last given frame and its velocity, and
+//! constant velocity; ADE / FDE in original units by the same metric code.
+//!
+//! - `nbody-geotdm`: charged (5 bodies), springs (5) and gravity (10) from our generators with
+//!   the published parameters, one window per trajectory, and the published rows of Table 1
+//!   printed beside ours.
+//! - `md17-geotdm --molecule M`: the GFN2-xTB trajectory of `sgdd data generate md17-xtb` in
+//!   GeoTDM's MD17 setting (all atoms, every 10th frame, chronological 60 / 20 / 20), windows
+//!   sliding by one frame at the anchors the conversion records. No published rows: the papers'
+//!   MD17 is DFT dynamics, not xTB.
+//!
+//! Each writes `OUT/<table>.json` and `OUT/<table>.md`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,16 +20,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use traj_data::molecule::{GeoTdmMd17Spec, Md17Molecule, Md17Setting};
 use traj_data::nbody::System;
 
 use sgdd_train::{CheckedRunConfig, SampledMetrics, StageChoice};
 
 use super::lam_slide;
 use super::repro::{
-    self, Budget, CONST_VEL, EGNO, ReproArgs, SGDD, Variant, mean_std, one_run, write_table,
+    self, Budget, CONST_VEL, EGNO, Md17ReproArgs, ReproArgs, SGDD, Variant, mean_std, one_run,
+    write_table,
 };
-
-const TABLE: &str = "nbody-geotdm";
 
 /// LaM-SLidE: ten given frames (`[model.lam_slide]` of the base config).
 const LAM_SLIDE: Variant = Variant {
@@ -131,19 +139,39 @@ struct Row {
     runs: Vec<Run>,
 }
 
+/// What one GeoTDM table runs.
+struct GeoTable {
+    /// File stem of the outputs and the run directory under `OUT`.
+    name: String,
+    /// The base config (`configs/repro/<config>-quick|-standard.toml`).
+    config: &'static str,
+    /// The datasets, in table order.
+    datasets: Vec<GeoData>,
+    /// The first paragraph of the markdown table.
+    intro: String,
+}
+
+/// One dataset of a table and the config keys it sets beyond every row's.
+struct GeoData {
+    label: String,
+    dir: std::path::PathBuf,
+    set: Vec<String>,
+}
+
 fn config(
     budget: Budget,
+    table: &str,
     data: &Path,
     v: Variant,
     seed: u64,
     device: &str,
+    extra: &[String],
 ) -> Result<CheckedRunConfig> {
     anyhow::ensure!(
         budget != Budget::Full,
-        "repro {TABLE} has the budgets quick and standard (the papers' sizes: 3000 / 2000 / \
-         2000 trajectories); pass --quick or --budget standard"
+        "repro {table} has the budgets quick and standard; pass --quick or --budget standard"
     );
-    repro::config(TABLE, budget, data, v, seed, device)
+    repro::config_with(table, budget, data, v, seed, device, extra)
 }
 
 /// Trains (or resumes, or reuses) one LaM-SLidE run and scores it.
@@ -171,15 +199,166 @@ fn lam_slide_run(cfg: CheckedRunConfig, out: &Path, force: bool) -> Result<Run> 
 
 /// `sgdd repro nbody-geotdm`.
 pub fn run(args: &ReproArgs) -> Result<()> {
+    let budget = args.budget();
+    let datasets = System::ALL
+        .into_iter()
+        .map(|system| {
+            Ok(GeoData {
+                label: system.to_string(),
+                dir: repro::ensure_dataset(&args.data_root, system, budget)?,
+                set: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n = datasets.len();
+    let table = GeoTable {
+        name: "nbody-geotdm".into(),
+        config: "nbody-geotdm",
+        datasets,
+        intro: nbody_intro(budget, n),
+    };
+    run_table(args, &table)
+}
+
+/// The first paragraph of the N-body table.
+fn nbody_intro(budget: Budget, systems: usize) -> String {
+    format!(
+        "GeoTDM N-body protocol over {systems} systems: frames 0–9 given, 10–29 predicted; test \
+         ADE / FDE in original units (mean ± std over seeds). Budget{}",
+        match budget {
+            Budget::Quick =>
+                " (--quick: 400 / 200 / 200 trajectories, not the protocol's 3000 / 2000 / 2000)",
+            Budget::Standard => " (--budget standard: 3000 / 2000 / 2000 trajectories)",
+            Budget::Full => " (full)",
+        },
+    )
+}
+
+/// `sgdd repro md17-geotdm --molecule M`.
+pub fn run_md17(args: &Md17ReproArgs) -> Result<()> {
+    let m = args.molecule;
+    let common = &args.common;
+    let dir = ensure_md17_geotdm(&common.data_root, m)?;
+    let [train, val, test] = [
+        traj_data::Split::Train,
+        traj_data::Split::Val,
+        traj_data::Split::Test,
+    ]
+    .map(|split| {
+        let ds = traj_data::load_split(&dir, split)
+            .with_context(|| format!("loading the {split:?} split of {}", dir.display()))?;
+        anyhow::ensure!(
+            ds.len() == 1,
+            "{}: the {split:?} split holds {} trajectories; GeoTDM's setting cuts one \
+                 trajectory into three parts",
+            dir.display(),
+            ds.len()
+        );
+        Ok(ds)
+    });
+    let (train, val, test) = (train?, val?, test?);
+    let frames = |d: &traj_data::Dataset| d.trajectories()[0].num_frames();
+    let (frames, val, test) = (frames(&train), frames(&val), frames(&test));
+    let atoms = train.num_nodes();
+    let mut elements: Vec<i64> = train
+        .trajectories()
+        .iter()
+        .filter_map(|t| t.node_types())
+        .flatten()
+        .copied()
+        .collect();
+    elements.sort_unstable();
+    elements.dedup();
+    anyhow::ensure!(
+        atoms >= 2 && !elements.is_empty(),
+        "{}: {atoms} atoms with {} element types: not a molecule of the GeoTDM setting",
+        dir.display(),
+        elements.len()
+    );
+    let table = GeoTable {
+        name: format!("md17-geotdm-{m}"),
+        config: "md17-geotdm",
+        datasets: vec![GeoData {
+            label: m.to_string(),
+            dir,
+            set: vec![
+                format!("data.graph_k={}", atoms - 1),
+                format!("model.lam_slide.codec.num_types={}", elements.len()),
+            ],
+        }],
+        intro: format!(
+            "GeoTDM's MD17 setting on the GFN2-xTB trajectory of {m} ({atoms} atoms, all kept; \
+             every 10th frame of 0.5 fs steps; the trajectory cut chronologically into {frames} \
+             / {val} / {test} frames): windows of frames 0–9 given, 10–29 predicted, sliding by \
+             one frame; test ADE / FDE in Å (mean ± std over seeds); EGNO and SGDD-EGNO on the \
+             complete graph. GFN2-xTB, not the DFT of the papers' MD17: no published figure is \
+             comparable. Budget{}",
+            match common.budget() {
+                Budget::Quick => " (--quick)",
+                Budget::Standard => " (--budget standard)",
+                Budget::Full => " (full)",
+            },
+        ),
+    };
+    run_table(common, &table)
+}
+
+/// The GeoTDM conversion of `DATA_ROOT/md17xtb_<M>.npz` in `DATA_ROOT/md17xtb-<M>-geotdm`, made
+/// on first use and again when it is not intact or was made with another setting.
+fn ensure_md17_geotdm(root: &Path, m: Md17Molecule) -> Result<std::path::PathBuf> {
+    let dir = root.join(format!("md17xtb-{m}-geotdm"));
+    let setting = serde_json::to_value(GeoTdmMd17Spec::default())?;
+    if repro::intact_manifest(&dir)
+        .is_some_and(|man| man.generator.get("setting") == Some(&setting))
+    {
+        return Ok(dir);
+    }
+    let npz = root.join(format!("md17xtb_{m}.npz"));
+    anyhow::ensure!(
+        npz.exists(),
+        "no {}: make it first with `cargo xtask data generate md17-xtb --molecule {m} --steps 20000 \
+         --out {}` (GFN2-xTB at 500 K, 0.5 fs steps; every 10th frame is kept, so 20,000 steps \
+         give 2,000 frames; about 10–40 ms/step for aspirin on two CPU cores; resumable)",
+        npz.display(),
+        npz.display()
+    );
+    eprintln!("repro: converting {} to {}", npz.display(), dir.display());
+    let c = traj_data::molecule::convert_md17(
+        &npz,
+        &format!("md17xtb_{m}"),
+        Md17Setting::Geotdm,
+        0,
+        &dir,
+    )
+    .with_context(|| format!("converting {}", npz.display()))?;
+    eprintln!(
+        "repro: {} frames of {} atoms → train / val / test trajectories {} / {} / {}",
+        c.num_frames,
+        c.num_atoms,
+        c.num_trajectories[0],
+        c.num_trajectories[1],
+        c.num_trajectories[2]
+    );
+    Ok(dir)
+}
+
+fn run_table(args: &ReproArgs, table: &GeoTable) -> Result<()> {
     let started = Instant::now();
     let budget = args.budget();
+    // a directory and outputs per budget, as every table's (see `repro::run_table`)
+    let name = format!("{}{}", table.name, budget.suffix());
     let mut rows = Vec::new();
-    let mut data = Vec::new();
-    for system in System::ALL {
-        let dir = repro::ensure_dataset(&args.data_root, system, budget)?;
-        data.push(dir.display().to_string());
+    for data in &table.datasets {
         for v in ROWS {
-            let first = config(budget, &dir, v, 0, &args.device)?;
+            let first = config(
+                budget,
+                table.config,
+                &data.dir,
+                v,
+                0,
+                &args.device,
+                &data.set,
+            )?;
             let seeds = if first.model.kind.trainable() {
                 args.seeds
             } else {
@@ -187,12 +366,20 @@ pub fn run(args: &ReproArgs) -> Result<()> {
             };
             let mut runs = Vec::new();
             for seed in 0..seeds {
-                let cfg = config(budget, &dir, v, seed, &args.device)?;
+                let cfg = config(
+                    budget,
+                    table.config,
+                    &data.dir,
+                    v,
+                    seed,
+                    &args.device,
+                    &data.set,
+                )?;
                 let slug = v.name.to_lowercase().replace([' ', '/'], "-");
                 let out = args
                     .out
-                    .join(TABLE)
-                    .join(system.to_string())
+                    .join(&name)
+                    .join(&data.label)
                     .join(format!("{slug}-s{seed}"));
                 let t0 = Instant::now();
                 let run = if v.name == LAM_SLIDE.name {
@@ -209,9 +396,10 @@ pub fn run(args: &ReproArgs) -> Result<()> {
                         dir: out.display().to_string(),
                     })
                 }
-                .with_context(|| format!("{system} / {} / seed {seed}", v.name))?;
+                .with_context(|| format!("{} / {} / seed {seed}", data.label, v.name))?;
                 eprintln!(
-                    "repro: {system:<8} {:<18} seed {seed}: ADE {:.4} FDE {:.4} in {:.0?}",
+                    "repro: {:<8} {:<18} seed {seed}: ADE {:.4} FDE {:.4} in {:.0?}",
+                    data.label,
                     v.name,
                     run.ade,
                     run.fde,
@@ -219,25 +407,41 @@ pub fn run(args: &ReproArgs) -> Result<()> {
                 );
                 runs.push(run);
             }
-            rows.push(summarise(&system.to_string(), v, runs));
+            rows.push(summarise(&data.label, v, runs));
         }
     }
     std::fs::create_dir_all(&args.out)?;
-    let first = config(budget, Path::new(&data[0]), LAM_SLIDE, 0, &args.device)?;
+    let d0 = &table.datasets[0];
+    let first = config(
+        budget,
+        table.config,
+        &d0.dir,
+        LAM_SLIDE,
+        0,
+        &args.device,
+        &d0.set,
+    )?;
+    let published: Vec<&Published> = PUBLISHED
+        .iter()
+        .filter(|p| {
+            table.config == "nbody-geotdm" && table.datasets.iter().any(|d| d.label == p.system)
+        })
+        .collect();
     let report = serde_json::json!({
-        "setting": "GeoTDM N-body: frames 0–9 given, 10–29 predicted; ADE / FDE on the test \
-                    split in original units (LaM-SLidE: averaged over K draws)",
-        "config": format!("configs/repro/{TABLE}{}.toml", budget.suffix()),
+        "setting": table.intro,
+        "config": format!("configs/repro/{}{}.toml", table.config, budget.suffix()),
         "base_config": first.to_toml(),
-        "data": data,
+        "data": table.datasets.iter().map(|d| d.dir.display().to_string()).collect::<Vec<_>>(),
+        "overrides": table.datasets.iter().map(|d| (&d.label, &d.set)).collect::<Vec<_>>(),
         "budget": budget,
         "device": args.device,
+        "seeds": args.seeds,
         "wall_seconds": started.elapsed().as_secs_f64(),
         "rows": rows,
-        "published": PUBLISHED,
+        "published": published,
     });
-    let md = markdown(&rows, &first, budget, data.len());
-    write_table(&args.out, TABLE, &report, &md, started)
+    let md = markdown(&rows, &first, &table.intro, &published);
+    write_table(&args.out, &name, &report, &md, started)
 }
 
 fn summarise(system: &str, v: Variant, runs: Vec<Run>) -> Row {
@@ -263,25 +467,22 @@ fn summarise(system: &str, v: Variant, runs: Vec<Run>) -> Row {
     }
 }
 
-fn markdown(rows: &[Row], lam: &CheckedRunConfig, budget: Budget, systems: usize) -> String {
+fn markdown(rows: &[Row], lam: &CheckedRunConfig, intro: &str, published: &[&Published]) -> String {
     let mut s = String::new();
     let l = &lam.model.lam_slide;
     let _ = writeln!(
         s,
-        "GeoTDM N-body protocol over {systems} systems: frames 0–9 given, 10–29 predicted; test \
-         ADE / FDE in original units (mean ± std over seeds). Budget{}: LaM-SLidE {} codec + {} \
-         flow epochs, K = {} draws (minADE / minFDE: the best of the K); EGNO and SGDD-EGNO read \
-         the last given frame and its velocity. The published rows come from LaM-SLidE's \
-         Table 1: same generator parameters, other samples and the full budget.\n",
-        match budget {
-            Budget::Quick =>
-                " (--quick: 400 / 200 / 200 trajectories, not the protocol's 3000 / 2000 / 2000)",
-            Budget::Standard => " (--budget standard: 3000 / 2000 / 2000 trajectories)",
-            Budget::Full => " (full)",
-        },
+        "{intro}: LaM-SLidE {} codec + {} flow epochs, K = {} draws (minADE / minFDE: the best \
+         of the K); EGNO and SGDD-EGNO read the last given frame and its velocity.{}\n",
         l.codec_epochs,
         l.flow_epochs.unwrap_or(lam.train.epochs),
-        l.draws
+        l.draws,
+        if published.is_empty() {
+            ""
+        } else {
+            " The published rows come from LaM-SLidE's Table 1: same generator parameters, \
+             other samples and the full budget."
+        }
     );
     let _ = writeln!(
         s,
@@ -305,7 +506,7 @@ fn markdown(rows: &[Row], lam: &CheckedRunConfig, budget: Budget, systems: usize
             r.train_seconds
         );
         if r.model == LAM_SLIDE.name {
-            for p in PUBLISHED.iter().filter(|p| p.system == r.system) {
+            for p in published.iter().filter(|p| p.system == r.system) {
                 let _ = writeln!(
                     s,
                     "| {} | {} — published (same generator parameters, other samples) | {:.4} | {:.4} | | | | |",
@@ -342,7 +543,8 @@ mod tests {
     fn every_row_checks_on_both_budgets_and_full_is_refused() {
         for budget in [Budget::Quick, Budget::Standard] {
             for v in ROWS {
-                let cfg = config(budget, Path::new("nbody"), v, 1, "cpu").unwrap();
+                let cfg =
+                    config(budget, "nbody-geotdm", Path::new("nbody"), v, 1, "cpu", &[]).unwrap();
                 assert_eq!(
                     cfg.data.starts,
                     traj_data::Starts::Fixed(vec![9]),
@@ -352,10 +554,54 @@ mod tests {
                 assert_eq!(cfg.data.num_targets, 20, "{}", v.name);
                 let given = if v.name == LAM_SLIDE.name { 10 } else { 1 };
                 assert_eq!(cfg.data.condition_frames, given, "{}", v.name);
+                // MD17: the anchors the conversion records, the molecule's sizes from the table
+                let set = [
+                    "data.graph_k=8".to_owned(),
+                    "model.lam_slide.codec.num_types=3".to_owned(),
+                ];
+                let cfg =
+                    config(budget, "md17-geotdm", Path::new("md17"), v, 1, "cpu", &set).unwrap();
+                assert_eq!(cfg.data.starts, traj_data::Starts::Metadata, "{}", v.name);
+                assert_eq!(cfg.data.delta_frame, 20, "{}", v.name);
+                assert_eq!(cfg.data.condition_frames, given, "{}", v.name);
+                assert_eq!(cfg.model.lam_slide.codec.num_types, 3);
             }
         }
-        let e = config(Budget::Full, Path::new("nbody"), EGNO, 0, "cpu").unwrap_err();
+        let e = config(
+            Budget::Full,
+            "nbody-geotdm",
+            Path::new("nbody"),
+            EGNO,
+            0,
+            "cpu",
+            &[],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--quick"), "{e}");
+    }
+
+    #[test]
+    fn md17_without_its_trajectory_says_how_to_make_it() {
+        let root = tempfile::tempdir().unwrap();
+        let args = Md17ReproArgs {
+            molecule: Md17Molecule::Aspirin,
+            common: ReproArgs {
+                budget: Budget::Quick,
+                quick: true,
+                data_root: root.path().to_path_buf(),
+                out: root.path().join("repro"),
+                seeds: 1,
+                device: "cpu".into(),
+                force: false,
+            },
+        };
+        let e = format!("{:#}", run_md17(&args).unwrap_err());
+        assert!(e.contains("md17xtb_aspirin.npz"), "{e}");
+        assert!(
+            e.contains("data generate md17-xtb --molecule aspirin"),
+            "{e}"
+        );
+        assert!(!root.path().join("repro").exists());
     }
 
     #[test]
@@ -382,8 +628,19 @@ mod tests {
             summarise("springs", CONST_VEL, vec![run(0.5, None)]),
             summarise("springs", LAM_SLIDE, vec![run(0.4, Some(m(0.4)))]),
         ];
-        let lam = config(Budget::Quick, Path::new("nbody"), LAM_SLIDE, 0, "cpu").unwrap();
-        let md = markdown(&rows, &lam, Budget::Quick, 1);
+        let lam = config(
+            Budget::Quick,
+            "nbody-geotdm",
+            Path::new("nbody"),
+            LAM_SLIDE,
+            0,
+            "cpu",
+            &[],
+        )
+        .unwrap();
+        let published: Vec<&Published> =
+            PUBLISHED.iter().filter(|p| p.system == "springs").collect();
+        let md = markdown(&rows, &lam, &nbody_intro(Budget::Quick, 1), &published);
         let lines: Vec<&str> = md.lines().filter(|l| l.starts_with("| springs")).collect();
         assert_eq!(lines.len(), 4, "{md}");
         assert!(lines[1].contains("| LaM-SLidE | 0.4000 ± 0.0000 | 0.8000 ± 0.0000 | 0.2000 |"));
