@@ -593,6 +593,7 @@ mod tests {
                 seeds: 1,
                 device: "cpu".into(),
                 force: false,
+                rows: Vec::new(),
             },
         };
         let e = format!("{:#}", run_md17(&args).unwrap_err());
