@@ -673,12 +673,14 @@ fn select_rows<'p>(
             .iter()
             .any(|(_, v)| !untrained(v) && run_slug(v.name) == *want)
         {
-            let mut names: Vec<String> = plan
-                .iter()
-                .filter(|(_, v)| !untrained(v))
-                .map(|(_, v)| run_slug(v.name))
-                .collect();
-            names.dedup();
+            // each row once, in table order (a table repeats its rows per dataset)
+            let mut names: Vec<String> = Vec::new();
+            for (_, v) in plan.iter().filter(|(_, v)| !untrained(v)) {
+                let slug = run_slug(v.name);
+                if !names.contains(&slug) {
+                    names.push(slug);
+                }
+            }
             anyhow::bail!(
                 "--rows: this table has no row `{want}`; its learned rows are {}",
                 names.join(", ")
@@ -897,10 +899,14 @@ mod tests {
 
     #[test]
     fn rows_select_learned_models_and_keep_the_baselines() {
-        let plan: Vec<_> = [CONST_VEL]
+        let plan: Vec<_> = ["charged", "springs"]
             .into_iter()
-            .chain(LEARNED)
-            .map(|v| ("charged".to_owned(), v))
+            .flat_map(|system| {
+                [CONST_VEL]
+                    .into_iter()
+                    .chain(LEARNED)
+                    .map(move |v| (system.to_owned(), v))
+            })
             .collect();
         let names = |rows: &[&str]| {
             let rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
@@ -913,11 +919,11 @@ mod tests {
         assert_eq!(names(&[]).len(), plan.len());
         assert_eq!(
             names(&["sgdd-egno", "egno"]),
-            [CONST_VEL.name, EGNO.name, SGDD.name]
+            [CONST_VEL.name, EGNO.name, SGDD.name].repeat(2)
         );
         assert_eq!(
             names(&["egno-encoder-no-teacher"]),
-            [CONST_VEL.name, "EGNO + encoder (no teacher)"]
+            [CONST_VEL.name, "EGNO + encoder (no teacher)"].repeat(2)
         );
         let err = select_rows(&plan, &["sgdd".to_owned()])
             .unwrap_err()
@@ -925,6 +931,11 @@ mod tests {
         assert!(
             err.contains("no row `sgdd`") && err.contains("sgdd-gfnode"),
             "{err}"
+        );
+        assert_eq!(
+            err.matches("sgdd-gfnode").count(),
+            1,
+            "each row once: {err}"
         );
     }
 
