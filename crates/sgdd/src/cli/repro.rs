@@ -516,45 +516,65 @@ pub fn run_adk(adk: &AdkReproArgs) -> Result<()> {
     run_table(args, &table)
 }
 
+/// The conversion of `DATA_ROOT/md17xtb_<M>.npz` in `DATA_ROOT/md17xtb-<M>-<setting>`, made on
+/// first use and again when it is not intact or was made with another `spec` (the setting's
+/// parameters as JSON). A missing npz is an error naming the `data generate` command (`steps`:
+/// its `--steps` argument; `speed`: what it costs here).
+pub(crate) fn ensure_md17(
+    root: &Path,
+    m: traj_data::molecule::Md17Molecule,
+    setting: traj_data::molecule::Md17Setting,
+    spec: &serde_json::Value,
+    seed: u32,
+    steps: &str,
+    speed: &str,
+) -> Result<PathBuf> {
+    let tag = match setting {
+        traj_data::molecule::Md17Setting::Egno => "egno",
+        traj_data::molecule::Md17Setting::Geotdm => "geotdm",
+    };
+    let dir = root.join(format!("md17xtb-{m}-{tag}"));
+    if intact_manifest(&dir).is_some_and(|man| man.generator.get("setting") == Some(spec)) {
+        return Ok(dir);
+    }
+    let npz = root.join(format!("md17xtb_{m}.npz"));
+    anyhow::ensure!(
+        npz.exists(),
+        "no {}: make it first with `cargo xtask data generate md17-xtb --molecule {m} {steps} \
+         --out {}` (GFN2-xTB at 500 K, 0.5 fs steps; {speed}; resumable)",
+        npz.display(),
+        npz.display()
+    );
+    eprintln!("repro: converting {} to {}", npz.display(), dir.display());
+    let c = traj_data::molecule::convert_md17(&npz, &format!("md17xtb_{m}"), setting, seed, &dir)
+        .with_context(|| format!("converting {}", npz.display()))?;
+    eprintln!(
+        "repro: {} frames of {} atoms → {} nodes; train / val / test trajectories {} / {} / {}",
+        c.num_frames,
+        c.num_atoms,
+        c.num_nodes,
+        c.num_trajectories[0],
+        c.num_trajectories[1],
+        c.num_trajectories[2]
+    );
+    Ok(dir)
+}
+
 /// `sgdd repro md17-xtb --molecule M`: EGNO's MD17 setting (heavy atoms, bonds + 2-hop edges,
 /// Δ = 3000 steps of 0.5 fs, T = 8, 500 / 2000 / 2000 windows) on the GFN2-xTB trajectory that
 /// `sgdd data generate md17-xtb` wrote to `DATA_ROOT/md17xtb_<M>.npz`, converted on first use.
 pub fn run_md17_xtb(args: &Md17ReproArgs) -> Result<()> {
     let m = args.molecule;
     let root = &args.common.data_root;
-    let dir = root.join(format!("md17xtb-{m}-egno"));
-    // reuse a converted dataset only if it is intact and made with today's setting
-    let setting = serde_json::to_value(traj_data::molecule::EgnoMd17Spec::default())?;
-    let current =
-        intact_manifest(&dir).is_some_and(|man| man.generator.get("setting") == Some(&setting));
-    if !current {
-        let npz = root.join(format!("md17xtb_{m}.npz"));
-        anyhow::ensure!(
-            npz.exists(),
-            "no {}: make it first with `cargo xtask data generate md17-xtb --molecule {m} --steps 60000 \
-             --out {}` (GFN2-xTB at 500 K; about 2 ms/step for ethanol, 10–15 ms/step for aspirin \
-             on two CPU cores; resumable)",
-            npz.display(),
-            npz.display()
-        );
-        eprintln!("repro: converting {} to {}", npz.display(), dir.display());
-        let c = traj_data::molecule::convert_md17(
-            &npz,
-            &format!("md17xtb_{m}"),
-            traj_data::molecule::Md17Setting::Egno,
-            traj_data::molecule::EgnoMd17Spec::default().seed,
-            &dir,
-        )?;
-        eprintln!(
-            "repro: {} frames of {} atoms → {} nodes; train/val/test {} / {} / {} windows",
-            c.num_frames,
-            c.num_atoms,
-            c.num_nodes,
-            c.num_trajectories[0],
-            c.num_trajectories[1],
-            c.num_trajectories[2]
-        );
-    }
+    let dir = ensure_md17(
+        root,
+        m,
+        traj_data::molecule::Md17Setting::Egno,
+        &serde_json::to_value(traj_data::molecule::EgnoMd17Spec::default())?,
+        traj_data::molecule::EgnoMd17Spec::default().seed,
+        "--steps 60000",
+        "about 2 ms/step for ethanol, 10–15 ms/step for aspirin on two CPU cores",
+    )?;
     let label = m.to_string();
     let name = format!("md17-xtb-{m}");
     let table = Table {

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use traj_data::molecule::{GeoTdmMd17Spec, Md17Molecule, Md17Setting};
+use traj_data::molecule::{GeoTdmMd17Spec, Md17Setting};
 use traj_data::nbody::System;
 
 use sgdd_train::{CheckedRunConfig, SampledMetrics, StageChoice};
@@ -238,7 +238,16 @@ fn nbody_intro(budget: Budget, systems: usize) -> String {
 pub fn run_md17(args: &Md17ReproArgs) -> Result<()> {
     let m = args.molecule;
     let common = &args.common;
-    let dir = ensure_md17_geotdm(&common.data_root, m)?;
+    let dir = repro::ensure_md17(
+        &common.data_root,
+        m,
+        Md17Setting::Geotdm,
+        &serde_json::to_value(GeoTdmMd17Spec::default())?,
+        0,
+        "--steps 20000",
+        "every 10th frame is kept, so 20,000 steps give 2,000 frames; about 10–40 ms/step for \
+         aspirin on two CPU cores",
+    )?;
     let [train, val, test] = [
         traj_data::Split::Train,
         traj_data::Split::Val,
@@ -301,45 +310,6 @@ pub fn run_md17(args: &Md17ReproArgs) -> Result<()> {
         ),
     };
     run_table(common, &table)
-}
-
-/// The GeoTDM conversion of `DATA_ROOT/md17xtb_<M>.npz` in `DATA_ROOT/md17xtb-<M>-geotdm`, made
-/// on first use and again when it is not intact or was made with another setting.
-fn ensure_md17_geotdm(root: &Path, m: Md17Molecule) -> Result<std::path::PathBuf> {
-    let dir = root.join(format!("md17xtb-{m}-geotdm"));
-    let setting = serde_json::to_value(GeoTdmMd17Spec::default())?;
-    if repro::intact_manifest(&dir)
-        .is_some_and(|man| man.generator.get("setting") == Some(&setting))
-    {
-        return Ok(dir);
-    }
-    let npz = root.join(format!("md17xtb_{m}.npz"));
-    anyhow::ensure!(
-        npz.exists(),
-        "no {}: make it first with `cargo xtask data generate md17-xtb --molecule {m} --steps 20000 \
-         --out {}` (GFN2-xTB at 500 K, 0.5 fs steps; every 10th frame is kept, so 20,000 steps \
-         give 2,000 frames; about 10–40 ms/step for aspirin on two CPU cores; resumable)",
-        npz.display(),
-        npz.display()
-    );
-    eprintln!("repro: converting {} to {}", npz.display(), dir.display());
-    let c = traj_data::molecule::convert_md17(
-        &npz,
-        &format!("md17xtb_{m}"),
-        Md17Setting::Geotdm,
-        0,
-        &dir,
-    )
-    .with_context(|| format!("converting {}", npz.display()))?;
-    eprintln!(
-        "repro: {} frames of {} atoms → train / val / test trajectories {} / {} / {}",
-        c.num_frames,
-        c.num_atoms,
-        c.num_trajectories[0],
-        c.num_trajectories[1],
-        c.num_trajectories[2]
-    );
-    Ok(dir)
 }
 
 fn run_table(args: &ReproArgs, table: &GeoTable) -> Result<()> {
@@ -584,7 +554,7 @@ mod tests {
     fn md17_without_its_trajectory_says_how_to_make_it() {
         let root = tempfile::tempdir().unwrap();
         let args = Md17ReproArgs {
-            molecule: Md17Molecule::Aspirin,
+            molecule: traj_data::molecule::Md17Molecule::Aspirin,
             common: ReproArgs {
                 budget: Budget::Quick,
                 quick: true,
