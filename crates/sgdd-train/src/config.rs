@@ -473,6 +473,19 @@ pub enum TeacherPath {
     Separate,
 }
 
+/// See [`ModelConfig::align_gate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlignGate {
+    /// Align every sample.
+    #[default]
+    All,
+    /// Align a sample only when the teacher's path predicts it better than the student's path
+    /// (both errors measured in the step, detached): where the teacher is no better, the student
+    /// is not pulled towards it.
+    TeacherBetter,
+}
+
 /// See [`ModelConfig::lambda_decay`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -546,6 +559,10 @@ pub struct ModelConfig {
     /// (to 0). A decaying λ lets the teacher shape the student early and the task loss alone
     /// finish it.
     pub lambda_decay: LambdaDecay,
+    /// Which samples the alignment reads: `all` (the paper's) or `teacher-better` (only those
+    /// the teacher's path predicts better than the student's in that step; the fraction is
+    /// logged as `aligned`).
+    pub align_gate: AlignGate,
     /// Representation alignment `L_rep` (ablation switch).
     pub align_rep: bool,
     /// Spectral alignment `L_spec` (ablation switch).
@@ -609,6 +626,7 @@ impl Default for ModelConfig {
             sge: true,
             lambda: 1.0,
             lambda_decay: LambdaDecay::Constant,
+            align_gate: AlignGate::All,
             align_rep: true,
             align_spec: true,
             schedule: ScheduleName::StudentEnd,
@@ -949,6 +967,12 @@ impl RunConfig {
             m.teacher_path
         );
         ensure!(
+            m.align_gate == AlignGate::All || m.kind == ModelKind::Sgdd,
+            "model.align_gate = \"teacher-better\" gates SGDD's alignment with its teacher: it \
+             needs model.kind = \"sgdd\", got {:?}",
+            m.kind.name()
+        );
+        ensure!(
             t.epochs >= 1 || !m.kind.trainable(),
             "train.epochs must be ≥ 1 for model.kind = {:?}",
             m.kind.name()
@@ -1180,6 +1204,16 @@ mod tests {
             &["model.structure_weight=0.5", "model.teacher_path=\"joint\""],
         );
         assert!(e.contains("model.structure_weight"), "{e}");
+        let e = err(
+            MIN,
+            &[
+                "model.align_gate=\"teacher-better\"",
+                "model.kind=\"no-teacher\"",
+            ],
+        );
+        assert!(e.contains("model.align_gate"), "{e}");
+        let e = err(MIN, &["model.align_gate=\"sometimes\""]);
+        assert!(e.contains("model.align_gate"), "{e}");
     }
 
     #[test]

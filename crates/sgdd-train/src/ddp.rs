@@ -47,6 +47,8 @@ pub struct StepTerms {
     pub rep: f64,
     /// `Σ L_spec`.
     pub spec: f64,
+    /// `Σ` the fraction of samples the alignment read.
+    pub aligned: f64,
     /// Whether the decoder read the teacher.
     pub teacher_forced: bool,
 }
@@ -147,6 +149,7 @@ impl DataParallel {
             terms.pred,
             terms.rep,
             terms.spec,
+            terms.aligned,
             f64::from(u8::from(terms.teacher_forced)),
         ]);
         // one flat bucket per kind of parameter, in parameter order
@@ -199,7 +202,8 @@ impl DataParallel {
             pred: small[n + 1],
             rep: small[n + 2],
             spec: small[n + 3],
-            teacher_forced: small[n + 4] > 0.0,
+            aligned: small[n + 4],
+            teacher_forced: small[n + 5] > 0.0,
         };
         Ok((out, terms))
     }

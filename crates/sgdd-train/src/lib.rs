@@ -55,7 +55,7 @@ pub use checkpoint::{
     CheckpointMeta, load as load_checkpoint, restore as restore_checkpoint, save as save_checkpoint,
 };
 pub use config::{
-    CheckedRunConfig, DataConfig, DecoderKind, GfNodeSettings, LambdaDecay, LrSchedule,
+    AlignGate, CheckedRunConfig, DataConfig, DecoderKind, GfNodeSettings, LambdaDecay, LrSchedule,
     ModelConfig, ModelKind, RESUMABLE_KEYS, RunConfig, ScheduleName, SelectMetric, StudentKind,
     TeacherPath, TrainConfig, WindowGraph,
 };

@@ -13,7 +13,9 @@ use graph_nets::{
 };
 use tch::{Device, Kind, Tensor, nn};
 
-use crate::config::{DecoderKind, LambdaDecay, ModelConfig, ModelKind, StudentKind, TeacherPath};
+use crate::config::{
+    AlignGate, DecoderKind, LambdaDecay, ModelConfig, ModelKind, StudentKind, TeacherPath,
+};
 use crate::data::{Batch, Prepared};
 use crate::metrics::ImitationSums;
 use crate::sge::{Sge, SplitterCache, gap_splitter};
@@ -145,6 +147,20 @@ fn cv_future(x0: &Tensor, v0: &Tensor, times: &[f64]) -> (Tensor, Tensor) {
     let x = x0.unsqueeze(0) + v0.unsqueeze(0) * &tau;
     let v = v0.unsqueeze(0).expand_as(&x).contiguous();
     (x, v)
+}
+
+/// The mean squared error of each graph of a batch, `[G]`: `pred` and `y` `[T, B·N, 3]`,
+/// `node_graph` the graph of each node `[B·N]`, `sizes` the nodes of each graph.
+fn per_sample_mse(pred: &Tensor, y: &Tensor, node_graph: &Tensor, sizes: &[i64]) -> Tensor {
+    let per_node = (pred - y)
+        .square()
+        .mean_dim([0i64, 2].as_slice(), false, Kind::Double);
+    let n = Tensor::from_slice(sizes)
+        .to_kind(Kind::Double)
+        .to_device(pred.device());
+    Tensor::zeros([sizes.len() as i64], (Kind::Double, pred.device()))
+        .index_add(0, node_graph, &per_node)
+        / n
 }
 
 /// The teacher and how its representation is aligned with the student's.
@@ -336,6 +352,8 @@ pub struct Model {
     target_times: Vec<f64>,
     /// How the alignment's λ fades over the steps of a run.
     lambda_decay: LambdaDecay,
+    /// Which samples the alignment reads.
+    align_gate: AlignGate,
     /// λ_b of the structure-only regulariser ([`ModelConfig::structure_weight`]).
     structure_weight: f64,
 }
@@ -351,6 +369,9 @@ pub struct StepLoss {
     pub rep: f64,
     /// `L_spec` (0 without SGDD).
     pub spec: f64,
+    /// The fraction of the batch's samples the alignment read (1 unless
+    /// `model.align_gate = "teacher-better"`; 0 without a teacher).
+    pub aligned: f64,
     /// Whether the decoder read the teacher's representation.
     pub teacher_forced: bool,
 }
@@ -502,6 +523,7 @@ impl Model {
             distill,
             target_times,
             lambda_decay: cfg.lambda_decay,
+            align_gate: cfg.align_gate,
             structure_weight: cfg.structure_weight,
         })
     }
@@ -657,6 +679,7 @@ impl Model {
                 total: l,
                 rep: 0.0,
                 spec: 0.0,
+                aligned: 0.0,
                 teacher_forced: false,
             })
         };
@@ -676,32 +699,42 @@ impl Model {
         };
         let z_dyn = Self::teacher_z(teacher, batch)?;
         let (zsg_dyn, a_dyn) = self.sge(d, &z_dyn, batch)?;
-        let mse = |decoder: &Decoder, cond: &Tensor| -> Result<Tensor> {
-            let pred = decoder
+        let predict = |decoder: &Decoder, cond: &Tensor| -> Result<Tensor> {
+            Ok(decoder
                 .f_forward(&state, Some(cond), batch.times.as_ref())?
-                .x;
-            Ok(pred.mse_loss(&batch.y, tch::Reduction::Mean))
+                .x)
         };
-        // `l_pred`: the path the step reports; `l_train`: every prediction loss it trains
-        let (l_pred, l_train, teacher_forced) = match teacher.path {
+        let mse = |pred: &Tensor| pred.mse_loss(&batch.y, tch::Reduction::Mean);
+        // `l_pred`: the path the step reports; `l_train`: every prediction loss it trains;
+        // the predictions of the student's and the teacher's paths the step made
+        let (l_pred, l_train, teacher_forced, student_pred, teacher_pred) = match teacher.path {
             TeacherPath::Scheduled => {
                 let forced = schedule.decoder_input(iteration) == DecoderInput::Teacher;
-                let l = mse(decoder, if forced { &zsg_dyn } else { &zsg_init })?;
+                let pred = predict(decoder, if forced { &zsg_dyn } else { &zsg_init })?;
+                let l = mse(&pred);
                 // seed 002's structure-only regulariser L(ŷ, y) + λ_b L(ŷ_struct, y)
-                let train = if forced && self.structure_weight > 0.0 {
-                    &l + mse(decoder, &zsg_init)? * self.structure_weight
+                let (train, student) = if forced && self.structure_weight > 0.0 {
+                    let student = predict(decoder, &zsg_init)?;
+                    (&l + mse(&student) * self.structure_weight, Some(student))
                 } else {
-                    l.shallow_clone()
+                    (l.shallow_clone(), None)
                 };
-                (l, train, forced)
+                let (student, teacher) = if forced {
+                    (student, Some(pred))
+                } else {
+                    (Some(pred), None)
+                };
+                (l, train, forced, student, teacher)
             }
             TeacherPath::Joint => {
-                let student = mse(decoder, &zsg_init)?;
-                let both = &student + mse(decoder, &zsg_dyn)?;
-                (student, both, false)
+                let (student, teacher) =
+                    (predict(decoder, &zsg_init)?, predict(decoder, &zsg_dyn)?);
+                let l = mse(&student);
+                let both = &l + mse(&teacher);
+                (l, both, false, Some(student), Some(teacher))
             }
             TeacherPath::Separate => {
-                let student = mse(decoder, &zsg_init)?;
+                let student = predict(decoder, &zsg_init)?;
                 let own = teacher
                     .decoder
                     .as_ref()
@@ -712,8 +745,45 @@ impl Model {
                     w: d.sge.w.detach(),
                 };
                 let (zsg_own, _) = self.sge_with(d, &frozen, &z_dyn, batch)?;
-                let both = &student + mse(own, &zsg_own)?;
-                (student, both, false)
+                let teacher = predict(own, &zsg_own)?;
+                let l = mse(&student);
+                let both = &l + mse(&teacher);
+                (l, both, false, Some(student), Some(teacher))
+            }
+        };
+        // the gate: where the teacher's path is no better, the student's side of the
+        // alignment is replaced by the (detached) teacher's, so those samples add 0 and no
+        // gradient
+        let (zsg_init, a_init, aligned) = match self.align_gate {
+            AlignGate::All => (zsg_init, a_init, 1.0),
+            AlignGate::TeacherBetter => {
+                let gate = {
+                    let _guard = tch::no_grad_guard();
+                    // the path the step did not predict (teacher forcing) is predicted here
+                    let s_pred = match student_pred {
+                        Some(p) => p,
+                        None => predict(decoder, &zsg_init)?,
+                    };
+                    let t_pred = match teacher_pred {
+                        Some(p) => p,
+                        None => predict(decoder, &zsg_dyn)?,
+                    };
+                    let sizes = batch.graph.graph_sizes();
+                    let err = |p: &Tensor| {
+                        per_sample_mse(&p.detach(), &batch.y, batch.graph.node_graph(), sizes)
+                    };
+                    err(&t_pred).lt_tensor(&err(&s_pred))
+                };
+                let aligned = gate
+                    .to_kind(Kind::Double)
+                    .mean(Kind::Double)
+                    .double_value(&[]);
+                let node = gate
+                    .index_select(0, batch.graph.node_graph())
+                    .view([1, -1, 1]);
+                let z = zsg_init.where_self(&node, &zsg_dyn.detach());
+                let a = a_init.where_self(&gate.view([-1, 1, 1]), &a_dyn.detach());
+                (z, a, aligned)
             }
         };
         let align = match &teacher.stats {
@@ -738,6 +808,7 @@ impl Model {
             rep: align.rep.double_value(&[]),
             spec: align.spec.double_value(&[]),
             total,
+            aligned,
             teacher_forced,
         })
     }
@@ -1046,6 +1117,70 @@ mod tests {
         model.structure_weight = 0.0;
         let off = model.loss(&batch, 0, &schedule).unwrap();
         assert!((off.total.double_value(&[]) - teacher).abs() < 1e-6 * teacher);
+    }
+
+    /// `align_gate = "teacher-better"` aligns exactly the samples whose teacher path predicts
+    /// better than the student's (a slow per-sample reference), and only they carry `L_rep`.
+    #[test]
+    fn the_gate_aligns_only_the_samples_the_teacher_predicts_better() {
+        let p = tiny_charged(8, 3);
+        let idx: Vec<i64> = (0..p.samples).collect();
+        let batch = p
+            .batch(&idx, Device::Cpu, &mut GraphCache::default())
+            .unwrap();
+        let schedule = distill_kd::TeacherForcingConfig::paper(0).check(4).unwrap();
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mcfg = ModelConfig {
+            lambda: 1.0,
+            teacher_path: TeacherPath::Separate,
+            align_gate: AlignGate::TeacherBetter,
+            ..tiny_sgdd()
+        };
+        let model = build(&vs, &mcfg, &p);
+        let step = model.loss(&batch, 0, &schedule).unwrap();
+        // the reference, one sample at a time
+        let _guard = tch::no_grad_guard();
+        let student = model.predict(&batch).unwrap();
+        let teacher = model.predict_with_teacher(&batch).unwrap().unwrap();
+        let d = model.distill.as_ref().unwrap();
+        let z_init = d
+            .student
+            .forward(&Model::state(&batch), &model.target_times)
+            .unwrap();
+        let (z_init, _) = model.sge(d, &z_init, &batch).unwrap();
+        let z_dyn = Model::teacher_z(d.teacher.as_ref().unwrap(), &batch).unwrap();
+        let (z_dyn, _) = model.sge(d, &z_dyn, &batch).unwrap();
+        let n = model.dims.n;
+        let err = |x: &Tensor, y: &Tensor, b: i64| {
+            (x.narrow(1, b * n, n) - y.narrow(1, b * n, n))
+                .square()
+                .mean(Kind::Double)
+                .double_value(&[])
+        };
+        let (mut gated, mut rep) = (0usize, 0.0);
+        for b in 0..batch.b {
+            if err(&teacher, &batch.y, b) < err(&student, &batch.y, b) {
+                gated += 1;
+                rep += err(&z_init, &z_dyn, b) / batch.b as f64;
+            }
+        }
+        assert!(
+            gated > 0 && gated < batch.b as usize,
+            "the fixture should mix samples the teacher wins and loses ({gated} of {})",
+            batch.b
+        );
+        let want = gated as f64 / batch.b as f64;
+        assert!(
+            (step.aligned - want).abs() < 1e-12,
+            "{} vs {want}",
+            step.aligned
+        );
+        assert!(
+            (step.rep - rep).abs() < 1e-5 * rep,
+            "L_rep {} vs {rep}",
+            step.rep
+        );
     }
 
     /// `teacher_path = separate`: the teacher trains its own decoder, the student's decoder

@@ -104,6 +104,10 @@ pub struct EpochLog {
     pub rep: f64,
     /// Mean `L_spec` (0 without SGDD).
     pub spec: f64,
+    /// Mean fraction of the samples the alignment read (1 unless `model.align_gate =
+    /// "teacher-better"`, 0 without a teacher; absent in logs older than the gate).
+    #[serde(default)]
+    pub aligned: Option<f64>,
     /// Learning rate of the epoch's last step.
     pub lr: f64,
     /// Mean global gradient norm (before clipping).
@@ -585,6 +589,7 @@ impl Trainer {
             .fold(f64::INFINITY, f64::min);
         let (mut sum, mut sum_pred, mut sum_rep, mut sum_spec, mut sum_norm, mut count) =
             (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut sum_aligned = 0.0;
         let mut steps = 0.0;
         let mut lr = t.adam.lr;
         for chunk in order.chunks(bs) {
@@ -616,6 +621,7 @@ impl Trainer {
                     pred: loss.pred * n,
                     rep: loss.rep * n,
                     spec: loss.spec * n,
+                    aligned: loss.aligned * n,
                     teacher_forced: loss.teacher_forced,
                 };
                 grads = Some(opt.gradients(&loss.total)?);
@@ -663,6 +669,7 @@ impl Trainer {
             sum_pred += terms.pred;
             sum_rep += terms.rep;
             sum_spec += terms.spec;
+            sum_aligned += terms.aligned;
             sum_norm += norm;
             steps += 1.0;
             count += w;
@@ -674,6 +681,7 @@ impl Trainer {
                         ("train/L_pred", terms.pred / w),
                         ("train/L_rep", terms.rep / w),
                         ("train/L_spec", terms.spec / w),
+                        ("train/aligned", terms.aligned / w),
                         (
                             "train/teacher_forced",
                             f64::from(u8::from(terms.teacher_forced)),
@@ -780,6 +788,7 @@ impl Trainer {
             pred: sum_pred / count,
             rep: sum_rep / count,
             spec: sum_spec / count,
+            aligned: Some(sum_aligned / count),
             lr,
             grad_norm: sum_norm / steps,
             samples_per_second: count / seconds.max(1e-9),
