@@ -678,6 +678,12 @@ pub struct TrainConfig {
     /// Stop when a step's loss exceeds this factor times the best epoch-mean loss so far (a
     /// finite blow-up); 0 turns the check off. Non-finite losses always stop.
     pub divergence_factor: f64,
+    /// What a divergence (a loss or gradient norm that is non-finite, or a loss past
+    /// `divergence_factor`) does: `error` (the run stops with an error naming the last good
+    /// checkpoint, to resume with a lower learning rate) or `stop` (the run ends there as early
+    /// stopping does: the diverging epoch is discarded, the best validated checkpoint is scored
+    /// and `result.json`'s `stopped_early` says why — a table's rule for every row alike).
+    pub on_divergence: OnDivergence,
     /// Validation metric that selects `best.safetensors` (and drives early stopping).
     pub select: SelectMetric,
     /// Write TensorBoard event files under `RUN/tensorboard/`.
@@ -694,6 +700,17 @@ pub enum LrSchedule {
     Cosine,
     /// `adam.lr · gamma^⌊epoch / step_epochs⌋` (PyTorch's `StepLR`).
     Step,
+}
+
+/// See [`TrainConfig::on_divergence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDivergence {
+    /// Stop with an error; the last good checkpoint resumes.
+    #[default]
+    Error,
+    /// End the run at its last good epoch and score it.
+    Stop,
 }
 
 /// See [`TrainConfig::select`].
@@ -733,6 +750,7 @@ impl Default for TrainConfig {
             gamma: 0.5,
             patience: 0,
             divergence_factor: 1e4,
+            on_divergence: OnDivergence::Error,
             select: SelectMetric::S2t,
             tensorboard: true,
         }
@@ -967,6 +985,11 @@ impl RunConfig {
             m.teacher_path
         );
         ensure!(
+            t.on_divergence == OnDivergence::Error || m.kind != ModelKind::LamSlide,
+            "train.on_divergence = \"stop\" is for the trainer of the graph models; LaM-SLidE \
+             stops with an error at a divergence (leave it at \"error\")"
+        );
+        ensure!(
             m.align_gate == AlignGate::All || m.kind == ModelKind::Sgdd,
             "model.align_gate = \"teacher-better\" gates SGDD's alignment with its teacher: it \
              needs model.kind = \"sgdd\", got {:?}",
@@ -1107,6 +1130,7 @@ pub const RESUMABLE_KEYS: &[&str] = &[
     "train.gamma",
     "train.patience",
     "train.divergence_factor",
+    "train.on_divergence",
     "train.eval_every",
     "train.tensorboard",
     "model.lam_slide.flow_epochs",

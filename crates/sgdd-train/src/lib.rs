@@ -56,8 +56,8 @@ pub use checkpoint::{
 };
 pub use config::{
     AlignGate, CheckedRunConfig, DataConfig, DecoderKind, GfNodeSettings, LambdaDecay, LrSchedule,
-    ModelConfig, ModelKind, RESUMABLE_KEYS, RunConfig, ScheduleName, SelectMetric, StudentKind,
-    TeacherPath, TrainConfig, WindowGraph,
+    ModelConfig, ModelKind, OnDivergence, RESUMABLE_KEYS, RunConfig, ScheduleName, SelectMetric,
+    StudentKind, TeacherPath, TrainConfig, WindowGraph,
 };
 pub use data::{
     Batch, GraphCache, Horizon, Prepared, SampleGraphs, load as load_split, prepare, to_original,

@@ -36,7 +36,7 @@ use tch::{Device, Kind, nn::VarStore};
 use traj_data::Split;
 
 use crate::checkpoint::{self, CheckpointMeta};
-use crate::config::{CheckedRunConfig, LrSchedule, RunConfig, TrainConfig};
+use crate::config::{CheckedRunConfig, LrSchedule, OnDivergence, RunConfig, TrainConfig};
 use crate::data::{self, GraphCache, Prepared};
 use crate::ddp::{DataParallel, StepTerms, shard};
 use crate::eval::{self, Predictions};
@@ -567,6 +567,38 @@ impl Trainer {
         )
     }
 
+    /// A divergence in the epoch under way (`what` says where): an error naming the last good
+    /// checkpoint, or with `train.on_divergence = "stop"` (after at least one epoch) the end of
+    /// the run at its last finished epoch — the weights and the optimiser go back to that
+    /// epoch's checkpoint, so the run's files stay those of a run stopped there.
+    fn diverged(&mut self, what: String) -> Result<&EpochLog> {
+        if self.cfg.train.on_divergence == OnDivergence::Error || self.state.epochs.is_empty() {
+            return Err(self.stop(what));
+        }
+        if self.writes() {
+            let opt = self
+                .opt
+                .as_mut()
+                .context("the model has nothing to train")?;
+            checkpoint::restore(
+                &self.dir.join("checkpoint.safetensors"),
+                &mut self.vs,
+                Some(opt),
+            )?;
+        }
+        let msg = format!(
+            "{what}; the run ends at epoch {} (train.on_divergence = \"stop\"), scored at its \
+             best validation",
+            self.state.epochs.len()
+        );
+        self.state.stopped_early = Some(msg.clone());
+        if self.writes() {
+            self.save_checkpoint()?;
+        }
+        self.emit(Event::Note(&msg));
+        self.state.epochs.last().context("an epoch was logged")
+    }
+
     /// Trains one epoch (validating when due), logs it and writes the checkpoint.
     pub fn epoch(&mut self) -> Result<&EpochLog> {
         ensure!(!self.finished(), "the run is finished");
@@ -640,18 +672,18 @@ impl Trainer {
                 }
             };
             if !value.is_finite() {
-                return Err(self.stop(format!(
+                return self.diverged(format!(
                     "the loss became {value} at step {iteration} (epoch {})",
                     epoch + 1
-                )));
+                ));
             }
             if t.divergence_factor > 0.0 && value > t.divergence_factor * best_loss {
-                return Err(self.stop(format!(
+                return self.diverged(format!(
                     "the loss diverged at step {iteration} (epoch {}): {value:.4e} is more than \
                      train.divergence_factor = {} times the best epoch loss {best_loss:.4e}",
                     epoch + 1,
                     t.divergence_factor
-                )));
+                ));
             }
             let opt = self
                 .opt
@@ -659,10 +691,10 @@ impl Trainer {
                 .context("the model has nothing to train")?;
             let norm = Adam::grad_norm(&grads);
             if !norm.is_finite() {
-                return Err(self.stop(format!(
+                return self.diverged(format!(
                     "the gradient norm became {norm} at step {iteration} (epoch {})",
                     epoch + 1
-                )));
+                ));
             }
             opt.step_with(grads);
             sum += terms.total;

@@ -365,6 +365,47 @@ fn a_diverging_loss_stops_before_the_step() {
     assert_eq!(std::fs::read(&ck).unwrap(), good);
 }
 
+/// `train.on_divergence = "stop"`: the diverging epoch is discarded and the run ends at its last
+/// good epoch, scored at its best validation, with the weights of that epoch's checkpoint.
+#[test]
+fn on_divergence_stop_ends_the_run_at_its_last_good_epoch() {
+    let _g = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    train(&config("egno", 3), &out, RunMode::Fresh, Some(1)).unwrap();
+    let ck = out.join("checkpoint.safetensors");
+    let (good, _) = sgdd_train::load_checkpoint(&ck).unwrap();
+    let wild = config_with(
+        "egno",
+        3,
+        &[
+            "train.adam.lr=1e3",
+            "train.divergence_factor=2.0",
+            "train.on_divergence=\"stop\"",
+        ],
+    );
+    let (r, notes) = train(&wild, &out, RunMode::Resume, None).unwrap();
+    assert_eq!((r.epochs, r.best_epoch), (1, 1), "{notes:?}");
+    assert!(r.test.s2s.is_finite());
+    let why = r.stopped_early.unwrap_or_default();
+    assert!(
+        why.contains("diverged") && why.contains("ends at epoch 1"),
+        "{why}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("on_divergence")),
+        "{notes:?}"
+    );
+    let (kept, _) = sgdd_train::load_checkpoint(&ck).unwrap();
+    assert_eq!(kept.len(), good.len());
+    for (name, t) in &good {
+        assert!(t.equal(&kept[name]), "{name} changed");
+    }
+    // a finished run: resuming it again trains nothing more
+    let (again, _) = train(&wild, &out, RunMode::Resume, None).unwrap();
+    assert_eq!(again.epochs, 1);
+}
+
 #[test]
 fn early_stopping_ends_a_run_that_stopped_improving() {
     let _g = serial();

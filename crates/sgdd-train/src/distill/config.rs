@@ -277,6 +277,11 @@ impl DistillConfig {
         ] {
             ensure!(v >= 1, "{key} must be ≥ 1, got {v}");
         }
+        ensure!(
+            self.train.on_divergence == config::OnDivergence::Error,
+            "train.on_divergence = \"stop\" ends `sgdd train` runs; a distillation stops with an \
+             error at a divergence (leave it at \"error\")"
+        );
         // [data] and [train] as a training run checks them (same keys)
         RunConfig {
             data: self.data.clone(),
