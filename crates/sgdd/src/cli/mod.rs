@@ -50,7 +50,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ReproCommand {
     /// The three N-body systems (generated), with the ablation on charged particles.
-    Nbody(repro::ReproArgs),
+    Nbody(repro::NbodyReproArgs),
     /// Real CMU motion capture, subject 09 "run" (after `sgdd data import mocap-run`).
     MocapRun(repro::MocapReproArgs),
     /// Real protein MD, ADK (after `sgdd data fetch adk`).

@@ -52,6 +52,17 @@ pub struct ReproArgs {
     pub force: bool,
 }
 
+/// `sgdd repro nbody`.
+#[derive(Debug, Args)]
+pub struct NbodyReproArgs {
+    /// Only these systems, comma-separated (`charged`, `springs`, `gravity`; default all
+    /// three): the table then holds their rows (the ablations come with `charged`).
+    #[arg(long, value_delimiter = ',')]
+    pub systems: Vec<System>,
+    #[command(flatten)]
+    pub common: ReproArgs,
+}
+
 /// `sgdd repro mocap-run`.
 #[derive(Debug, Args)]
 pub struct MocapReproArgs {
@@ -396,17 +407,21 @@ struct Published {
     s2s: f64,
 }
 
-pub fn run(args: &ReproArgs) -> Result<()> {
+pub fn run(nbody: &NbodyReproArgs) -> Result<()> {
+    let args = &nbody.common;
     let mut data = Vec::new();
     let mut plan = Vec::new();
-    for system in System::ALL {
+    let systems = nbody_systems(&nbody.systems);
+    for &system in &systems {
         let dir = ensure_dataset(&args.data_root, system, args.budget())?;
         data.push((system.to_string(), dir));
         for v in [CONST_VEL].into_iter().chain(LEARNED) {
             plan.push((system.to_string(), v));
         }
     }
-    plan.extend(ABLATIONS.iter().map(|&v| (System::Charged.to_string(), v)));
+    if systems.contains(&System::Charged) {
+        plan.extend(ABLATIONS.iter().map(|&v| (System::Charged.to_string(), v)));
+    }
     let table = Table {
         name: "nbody",
         config: "nbody",
@@ -418,6 +433,14 @@ pub fn run(args: &ReproArgs) -> Result<()> {
         set: Vec::new(),
     };
     run_table(args, &table)
+}
+
+/// The systems of `--systems` in table order, each once (all three when none is named).
+fn nbody_systems(named: &[System]) -> Vec<System> {
+    System::ALL
+        .into_iter()
+        .filter(|s| named.is_empty() || named.contains(s))
+        .collect()
 }
 
 /// `sgdd repro mocap-run`: EGNO's CMU subject 09 "run" setting (start frames of EGNO's split,
@@ -977,6 +1000,16 @@ mod tests {
             err.matches("sgdd-gfnode").count(),
             1,
             "each row once: {err}"
+        );
+    }
+
+    #[test]
+    fn systems_keep_table_order_and_default_to_all() {
+        use traj_data::nbody::System;
+        assert_eq!(super::nbody_systems(&[]), System::ALL.to_vec());
+        assert_eq!(
+            super::nbody_systems(&[System::Springs, System::Charged, System::Springs]),
+            [System::Charged, System::Springs]
         );
     }
 
