@@ -273,6 +273,7 @@ mod tests {
 
     #[test]
     fn round_trip_restores_weights_and_optimiser() {
+        let _rng = crate::trainer::torch_rng();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ck.safetensors");
         let vs = model(0);
@@ -301,6 +302,7 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_in_a_tensor_is_caught_by_the_checksum() {
+        let _rng = crate::trainer::torch_rng();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ck.safetensors");
         save(
@@ -323,6 +325,7 @@ mod tests {
 
     #[test]
     fn truncated_or_foreign_files_are_refused() {
+        let _rng = crate::trainer::torch_rng();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ck.safetensors");
         let vs = model(0);

@@ -820,6 +820,7 @@ mod tests {
 
     #[test]
     fn rel_diff_is_relative_to_the_reference() {
+        let _rng = crate::trainer::torch_rng();
         let b = Tensor::from_slice(&[2.0f32, -4.0]);
         let a = Tensor::from_slice(&[2.0f32, -3.0]);
         assert!((max_rel_diff(&a, &b).unwrap() - 0.25).abs() < 1e-12);
@@ -831,6 +832,7 @@ mod tests {
 
     #[test]
     fn an_audit_names_every_misplaced_tensor() {
+        let _rng = crate::trainer::torch_rng();
         let cpu = Tensor::zeros([2], (Kind::Float, Device::Cpu));
         let mut audit = DeviceAudit::new(Device::Cuda(0));
         audit

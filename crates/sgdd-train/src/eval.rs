@@ -472,6 +472,7 @@ mod tests {
         fn ranks_share_the_batches_of_one_process(
             samples in 0i64..40, batch_size in 1usize..9, world in 1usize..5,
         ) {
+            let _rng = crate::trainer::torch_rng();
             let (n, all) = batches_of_rank(samples, batch_size, 0, 1);
             proptest::prop_assert_eq!(n, all.len());
             let mut met: Vec<(usize, Vec<i64>)> = (0..world)

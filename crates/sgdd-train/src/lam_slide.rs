@@ -317,6 +317,7 @@ impl LamSlide {
     pub fn build(cfg: &RunConfig, device: Device) -> Result<Self> {
         let c = &cfg.model.lam_slide;
         let build = |device: Device| -> Result<Self> {
+            let _rng = crate::trainer::torch_rng();
             tch::manual_seed(cfg.train.seed as i64);
             let vs = VarStore::new(device);
             let root = vs.root();
@@ -1548,6 +1549,7 @@ mod tests {
 
     #[test]
     fn config_checks_name_the_key() {
+        let _rng = crate::trainer::torch_rng();
         let mut c = LamSlideConfig::default();
         assert!(c.check(10).is_ok());
         c.flow.latent_dim = c.codec.latent_dim + 1;

@@ -393,6 +393,7 @@ mod tests {
 
     #[test]
     fn matches_the_definitions() {
+        let _rng = crate::trainer::torch_rng();
         let (b, t, n) = (3, 4, 5);
         tch::manual_seed(3);
         let pred = Tensor::randn([b, t, n, 3], (Kind::Double, Device::Cpu));
@@ -418,6 +419,7 @@ mod tests {
 
     #[test]
     fn sampled_metrics_match_the_definitions() {
+        let _rng = crate::trainer::torch_rng();
         let (b, k, t, n) = (3usize, 4usize, 5usize, 2usize);
         tch::manual_seed(7);
         let preds = Tensor::randn(
@@ -483,6 +485,7 @@ mod tests {
     /// Against the slow definition on the concatenated rows, over two batches.
     #[test]
     fn imitation_r2_matches_its_definition() {
+        let _rng = crate::trainer::torch_rng();
         tch::manual_seed(5);
         let t = Tensor::randn([2, 7, 3], (Kind::Double, Device::Cpu)) * 2.0 + 1.0;
         let s = &t + Tensor::randn([2, 7, 3], (Kind::Double, Device::Cpu)) * 0.5;
@@ -517,6 +520,7 @@ mod tests {
 
     #[test]
     fn perfect_prediction_scores_zero_and_s2s_reads_the_last_frame() {
+        let _rng = crate::trainer::torch_rng();
         let target = Tensor::randn([2, 3, 4, 3], (Kind::Float, Device::Cpu));
         let mut sums = MetricSums::default();
         sums.add(&target, &target);
@@ -538,6 +542,7 @@ mod tests {
     /// processes) equal the sequential sums bit for bit.
     #[test]
     fn merged_batch_sums_equal_the_sequential_sums_exactly() {
+        let _rng = crate::trainer::torch_rng();
         tch::manual_seed(11);
         let pred = Tensor::randn([5, 3, 4, 3], (Kind::Float, Device::Cpu));
         let target = Tensor::randn([5, 3, 4, 3], (Kind::Float, Device::Cpu));

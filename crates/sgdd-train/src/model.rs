@@ -983,6 +983,7 @@ mod tests {
     /// the tiny ridge penalty), where before it did not — for both kinds of student.
     #[test]
     fn the_ridge_warm_start_solves_the_last_layer_in_closed_form() {
+        let _rng = crate::trainer::torch_rng();
         let p = tiny_charged(6, 3);
         for student in [StudentKind::Gat, StudentKind::CvFuture] {
             tch::manual_seed(0);
@@ -1037,6 +1038,7 @@ mod tests {
     /// formula says; `constant` is λ everywhere.
     #[test]
     fn lambda_decay_fades_the_alignment() {
+        let _rng = crate::trainer::torch_rng();
         for (decay, half) in [
             (LambdaDecay::Constant, 1.0),
             (LambdaDecay::Linear, 0.5),
@@ -1086,6 +1088,7 @@ mod tests {
     /// student's path, or λ_b = 0, trains its one prediction loss.
     #[test]
     fn the_structure_only_regulariser_adds_the_student_path() {
+        let _rng = crate::trainer::torch_rng();
         let p = tiny_charged(4, 5);
         let idx: Vec<i64> = (0..p.samples).collect();
         let batch = p
@@ -1123,6 +1126,7 @@ mod tests {
     /// better than the student's (a slow per-sample reference), and only they carry `L_rep`.
     #[test]
     fn the_gate_aligns_only_the_samples_the_teacher_predicts_better() {
+        let _rng = crate::trainer::torch_rng();
         let p = tiny_charged(8, 3);
         let idx: Vec<i64> = (0..p.samples).collect();
         let batch = p
@@ -1190,6 +1194,7 @@ mod tests {
     /// decoder is a GF-NODE of the same shape as the student's.
     #[test]
     fn teacher_paths_train_the_decoders_they_say() {
+        let _rng = crate::trainer::torch_rng();
         let p = tiny_charged(4, 5);
         let idx: Vec<i64> = (0..p.samples).collect();
         let batch = p

@@ -277,6 +277,7 @@ mod tests {
     /// Same trajectory as torch.optim.Adam on f(x) = Σ (x − 3)², computed by hand in f64.
     #[test]
     fn matches_the_adam_recursion() {
+        let _rng = crate::trainer::torch_rng();
         let vs = VarStore::new(Device::Cpu);
         let x = vs.root().var("x", &[2], nn::Init::Const(0.0));
         let cfg = AdamConfig {
@@ -302,6 +303,7 @@ mod tests {
 
     #[test]
     fn state_round_trip_continues_identically() {
+        let _rng = crate::trainer::torch_rng();
         let run = |split: Option<usize>| {
             let vs = VarStore::new(Device::Cpu);
             tch::manual_seed(1);
@@ -332,6 +334,7 @@ mod tests {
     /// its later updates are bias-corrected as torch's are.
     #[test]
     fn a_parameter_without_gradient_is_skipped() {
+        let _rng = crate::trainer::torch_rng();
         let vs = VarStore::new(Device::Cpu);
         let a = vs.root().var("a", &[1], nn::Init::Const(1.0));
         let b = vs.root().var("b", &[1], nn::Init::Const(1.0));
@@ -364,6 +367,7 @@ mod tests {
     /// with its own scale moves that many times as far.
     #[test]
     fn a_parameter_group_has_its_own_learning_rate() {
+        let _rng = crate::trainer::torch_rng();
         let vs = VarStore::new(Device::Cpu);
         let a = (vs.root() / "net").var("a", &[1], nn::Init::Const(1.0));
         let w = (vs.root() / "sge").var("w", &[1], nn::Init::Const(1.0));
@@ -381,6 +385,7 @@ mod tests {
 
     #[test]
     fn missing_state_is_an_error() {
+        let _rng = crate::trainer::torch_rng();
         let vs = VarStore::new(Device::Cpu);
         let _ = vs.root().var("w", &[2], nn::Init::Const(1.0));
         let mut opt = Adam::new(&vs, AdamConfig::default());

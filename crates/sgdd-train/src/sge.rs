@@ -273,6 +273,7 @@ mod tests {
     /// `∂L/∂w` to 1e-6 in f64, as `w` is an f32 variable).
     #[test]
     fn agrees_with_spectral_core_forward_and_adjoint() {
+        let _rng = crate::trainer::torch_rng();
         let (b, t, n, d, k) = (2usize, 4usize, 6usize, 3usize, 9usize);
         for (kind, tol) in [(Kind::Double, 1e-10), (Kind::Float, 1e-4)] {
             let (basis, split) =
@@ -322,6 +323,7 @@ mod tests {
 
     #[test]
     fn unit_weights_are_the_identity() {
+        let _rng = crate::trainer::torch_rng();
         let (_, split) =
             joint_basis(5, &ring_with_chord(5), 3, 7, Kind::Float, Device::Cpu).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
@@ -336,6 +338,7 @@ mod tests {
     /// graph through spectral-core's f64 `sge_forward` with the leading `K_g` weights.
     #[test]
     fn graphs_of_different_sizes_use_their_own_bases() {
+        let _rng = crate::trainer::torch_rng();
         let (t, d, k) = (4usize, 3usize, 9usize);
         let vs = nn::VarStore::new(Device::Cpu);
         let sge = Sge::new(&vs.root(), k);
@@ -398,6 +401,7 @@ mod tests {
 
     #[test]
     fn wrong_k_is_an_error() {
+        let _rng = crate::trainer::torch_rng();
         let (_, split) =
             joint_basis(5, &ring_with_chord(5), 3, 7, Kind::Float, Device::Cpu).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);

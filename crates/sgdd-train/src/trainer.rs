@@ -275,6 +275,39 @@ pub fn build_model(cfg: &RunConfig, p: &Prepared, device: Device) -> Result<(Var
     })
 }
 
+/// libtorch's CPU generator is one per process: seeding it and drawing from it must not
+/// interleave with another thread's seeding or drawing (tests run in threads), so every
+/// "seed, then draw" section holds this lock. Re-entrant on one thread (a section may call
+/// another), released when the guard drops.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+thread_local! {
+    static TORCH_RNG_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Holds [`TORCH_RNG`] (see there) until dropped.
+pub(crate) struct TorchRngGuard(Option<std::sync::MutexGuard<'static, ()>>);
+
+impl Drop for TorchRngGuard {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            TORCH_RNG_HELD.with(|h| h.set(false));
+        }
+    }
+}
+
+/// Takes libtorch's generator for a "seed, then draw" section (a no-op when this thread holds it).
+pub(crate) fn torch_rng() -> TorchRngGuard {
+    if TORCH_RNG_HELD.with(std::cell::Cell::get) {
+        return TorchRngGuard(None);
+    }
+    let guard = TORCH_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    TORCH_RNG_HELD.with(|h| h.set(true));
+    TorchRngGuard(Some(guard))
+}
+
 /// `build` on a fresh `VarStore` on `device` after seeding libtorch's generator with `seed`;
 /// on another device than the CPU the weights are drawn again on the CPU and copied, so they
 /// are a function of the seed alone (a GPU's generator draws other numbers for a seed).
@@ -284,6 +317,7 @@ pub(crate) fn seeded_on_cpu<T>(
     build: &dyn Fn(&VarStore) -> Result<T>,
 ) -> Result<(VarStore, T)> {
     let make = |device: Device| -> Result<(VarStore, T)> {
+        let _rng = torch_rng();
         tch::manual_seed(seed as i64);
         let vs = VarStore::new(device);
         let model = build(&vs)?;
@@ -1047,6 +1081,7 @@ mod tests {
     /// errors that say where their scores are.
     #[test]
     fn distillation_checkpoints_read_as_models_or_say_where_to_look() {
+        let _rng = crate::trainer::torch_rng();
         let ck = Path::new("runs/d/best.safetensors");
         let distill = |kind: &str| {
             DistillConfig::from_toml(

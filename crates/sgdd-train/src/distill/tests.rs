@@ -33,6 +33,7 @@ fn closed_form(x: &Tensor, h: &Tensor, lambda: f64, intercept: bool) -> Tensor {
 /// checks that those rows are the EGNO forward pass.
 #[test]
 fn the_ridge_init_equals_the_closed_form() {
+    let _rng = crate::trainer::torch_rng();
     let mut spec = NBodySpec::new(System::Charged);
     spec.n_train = 7;
     spec.seed = 5;
@@ -98,6 +99,7 @@ fn the_ridge_init_equals_the_closed_form() {
 /// with α = 1 is the plain MSE (Ψ_l + Ψ_h is an orthogonal split).
 #[test]
 fn the_frequency_aligned_loss_splits_the_mse() {
+    let _rng = crate::trainer::torch_rng();
     let mut spec = NBodySpec::new(System::Charged);
     spec.n_train = 2;
     let ds = spec.generate_split(traj_data::Split::Train).unwrap();

@@ -896,6 +896,21 @@ pub(crate) fn write_table(
     Ok(())
 }
 
+/// Decimals that show `v` to four significant figures, at least three (the springs system's
+/// errors are 10⁻⁴ of the others').
+fn decimals(v: f64) -> usize {
+    if v == 0.0 || !v.is_finite() {
+        return 3;
+    }
+    (3 - v.abs().log10().floor() as i64).clamp(3, 10) as usize
+}
+
+/// `mean ± std` at the mean's precision.
+fn mean_pm(mean: f64, std: f64) -> String {
+    let d = decimals(mean);
+    format!("{mean:.d$} ± {std:.d$}")
+}
+
 fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, budget: Budget) -> String {
     let mut s = String::new();
     let setting = table.setting;
@@ -931,19 +946,39 @@ fn markdown(table: &Table<'_>, rows: &[Row], b: &RunConfig, budget: Budget) -> S
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             r.system,
             r.model,
-            r.s2s_mean,
-            r.s2s_std,
-            r.s2t_mean,
-            r.s2t_std,
+            mean_pm(r.s2s_mean, r.s2s_std),
+            mean_pm(r.s2t_mean, r.s2t_std),
             r.seeds,
             r.imitation_r2_mean
                 .map_or("–".to_owned(), |v| format!("{v:.2}")),
-            r.teacher_oracle_s2s_mean
-                .map_or("–".to_owned(), |v| format!("{v:.3}"))
+            r.teacher_oracle_s2s_mean.map_or("–".to_owned(), |v| {
+                let d = decimals(v);
+                format!("{v:.d$}")
+            })
         );
+    }
+    // runs that ended before their last epoch, and why (early stopping, a divergence)
+    let stopped: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            r.runs.iter().filter_map(move |run| {
+                run.stopped_early.as_ref().map(|why| {
+                    format!(
+                        "- {} / {} / seed {}: best epoch {} of {}; {why}",
+                        r.system, r.model, run.seed, run.best_epoch, run.epochs
+                    )
+                })
+            })
+        })
+        .collect();
+    if !stopped.is_empty() {
+        let _ = writeln!(s, "\nRuns that ended before their last epoch:\n");
+        for line in stopped {
+            let _ = writeln!(s, "{line}");
+        }
     }
     if let Some(system) = rows.first().map(|r| r.system.as_str()) {
         for p in &table.published {
@@ -1001,6 +1036,17 @@ mod tests {
             1,
             "each row once: {err}"
         );
+    }
+
+    #[test]
+    fn table_figures_keep_four_significant_digits() {
+        assert_eq!(super::mean_pm(1.3104, 0.2), "1.310 ± 0.200");
+        assert_eq!(super::mean_pm(11.698, 0.0), "11.698 ± 0.000");
+        assert_eq!(
+            super::mean_pm(0.000_244_3, 0.000_01),
+            "0.0002443 ± 0.0000100"
+        );
+        assert_eq!(super::decimals(0.0), 3);
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn run(cfg: CheckedGridConfig, out: &Path) -> (GridDistiller, GridResult) {
 /// within the cap, and a resumed run ends bit-identical to an uninterrupted one.
 #[test]
 fn grid_teachers_teach_students_end_to_end() {
+    let _rng = crate::trainer::torch_rng();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("ns");
     tiny_data(&data);
@@ -166,6 +167,7 @@ fn grid_teachers_teach_students_end_to_end() {
 /// `[W; b] = ([X 1]ᵀ[X 1] + diag(λ_eff, …, 0))⁻¹ [X 1]ᵀ H` over every window and grid point.
 #[test]
 fn the_grid_ridge_init_equals_the_closed_form() {
+    let _rng = crate::trainer::torch_rng();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("ns");
     tiny_data(&data);
@@ -216,6 +218,7 @@ fn the_grid_ridge_init_equals_the_closed_form() {
 /// Bad settings are errors naming their key; windows longer than the sequences too.
 #[test]
 fn grid_config_errors_name_their_key() {
+    let _rng = crate::trainer::torch_rng();
     let base = "[data]\ndir = \"d\"\n";
     for (set, key) in [
         ("data.t_in=0", "data.t_in"),
