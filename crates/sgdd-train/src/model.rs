@@ -149,20 +149,6 @@ fn cv_future(x0: &Tensor, v0: &Tensor, times: &[f64]) -> (Tensor, Tensor) {
     (x, v)
 }
 
-/// The mean squared error of each graph of a batch, `[G]`: `pred` and `y` `[T, B·N, 3]`,
-/// `node_graph` the graph of each node `[B·N]`, `sizes` the nodes of each graph.
-fn per_sample_mse(pred: &Tensor, y: &Tensor, node_graph: &Tensor, sizes: &[i64]) -> Tensor {
-    let per_node = (pred - y)
-        .square()
-        .mean_dim([0i64, 2].as_slice(), false, Kind::Double);
-    let n = Tensor::from_slice(sizes)
-        .to_kind(Kind::Double)
-        .to_device(pred.device());
-    Tensor::zeros([sizes.len() as i64], (Kind::Double, pred.device()))
-        .index_add(0, node_graph, &per_node)
-        / n
-}
-
 /// The teacher and how its representation is aligned with the student's.
 #[derive(Debug)]
 struct Teacher {
@@ -768,9 +754,14 @@ impl Model {
                         Some(p) => p,
                         None => predict(decoder, &zsg_dyn)?,
                     };
-                    let sizes = batch.graph.graph_sizes();
+                    // each graph's mean squared error, `[G]`
                     let err = |p: &Tensor| {
-                        per_sample_mse(&p.detach(), &batch.y, batch.graph.node_graph(), sizes)
+                        let per_node = (p - &batch.y).square().mean_dim(
+                            [0i64, 2].as_slice(),
+                            false,
+                            Kind::Double,
+                        );
+                        batch.graph.graph_mean(&per_node)
                     };
                     err(&t_pred).lt_tensor(&err(&s_pred))
                 };
