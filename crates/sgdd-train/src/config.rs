@@ -484,6 +484,23 @@ pub enum AlignGate {
     /// (both errors measured in the step, detached): where the teacher is no better, the student
     /// is not pulled towards it.
     TeacherBetter,
+    /// Align every sample of a step while the teacher's path predicts better on average: the
+    /// running mean squared errors of both paths (exponential averages over steps, momentum
+    /// `model.gate_momentum`, carried by checkpoints) decide, so a teacher that is worse over
+    /// the run (springs) is switched off rather than followed on the samples where noise
+    /// favours it.
+    TeacherBetterRunning,
+}
+
+impl AlignGate {
+    /// The name a config gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::TeacherBetter => "teacher-better",
+            Self::TeacherBetterRunning => "teacher-better-running",
+        }
+    }
 }
 
 /// See [`ModelConfig::lambda_decay`].
@@ -561,8 +578,13 @@ pub struct ModelConfig {
     pub lambda_decay: LambdaDecay,
     /// Which samples the alignment reads: `all` (the paper's) or `teacher-better` (only those
     /// the teacher's path predicts better than the student's in that step; the fraction is
-    /// logged as `aligned`).
+    /// logged as `aligned`) or `teacher-better-running` (every sample, on the steps where the
+    /// teacher's path is the better one on a running average; `aligned` is then the fraction
+    /// of steps aligned).
     pub align_gate: AlignGate,
+    /// Momentum of the running errors of `align_gate = "teacher-better-running"` (the weight
+    /// of each new step).
+    pub gate_momentum: f64,
     /// Representation alignment `L_rep` (ablation switch).
     pub align_rep: bool,
     /// Spectral alignment `L_spec` (ablation switch).
@@ -627,6 +649,7 @@ impl Default for ModelConfig {
             lambda: 1.0,
             lambda_decay: LambdaDecay::Constant,
             align_gate: AlignGate::All,
+            gate_momentum: 0.05,
             align_rep: true,
             align_spec: true,
             schedule: ScheduleName::StudentEnd,
@@ -959,6 +982,11 @@ impl RunConfig {
             m.stats_momentum
         );
         ensure!(
+            m.gate_momentum > 0.0 && m.gate_momentum <= 1.0,
+            "model.gate_momentum must be in (0, 1], got {}",
+            m.gate_momentum
+        );
+        ensure!(
             m.sge_lr_scale > 0.0 && m.sge_lr_scale.is_finite(),
             "model.sge_lr_scale must be a finite number > 0, got {}",
             m.sge_lr_scale
@@ -991,8 +1019,9 @@ impl RunConfig {
         );
         ensure!(
             m.align_gate == AlignGate::All || m.kind == ModelKind::Sgdd,
-            "model.align_gate = \"teacher-better\" gates SGDD's alignment with its teacher: it \
-             needs model.kind = \"sgdd\", got {:?}",
+            "model.align_gate = {:?} gates SGDD's alignment with its teacher: it needs \
+             model.kind = \"sgdd\", got {:?}",
+            m.align_gate.name(),
             m.kind.name()
         );
         ensure!(

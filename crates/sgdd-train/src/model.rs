@@ -160,6 +160,50 @@ struct Teacher {
     align: PiAlignment,
     /// Detached running statistics of the teacher's `z^sg` and `ã` (when standardising).
     stats: Option<RunningStats>,
+    /// Running errors of both paths (`align_gate = "teacher-better-running"`).
+    gate: Option<RunningErrors>,
+}
+
+/// Exponential running means of the teacher's and the student's path errors over training
+/// steps, held as non-trainable variables so a checkpoint carries them and a resumed run
+/// continues them exactly.
+#[derive(Debug)]
+struct RunningErrors {
+    teacher: Tensor,
+    student: Tensor,
+    /// 1 once initialised from the first step.
+    seen: Tensor,
+    momentum: f64,
+}
+
+impl RunningErrors {
+    fn new(path: &nn::Path<'_>, momentum: f64) -> Self {
+        Self {
+            teacher: path.zeros_no_train("teacher_err", &[1]),
+            student: path.zeros_no_train("student_err", &[1]),
+            seen: path.zeros_no_train("seen", &[1]),
+            momentum,
+        }
+    }
+
+    /// Folds in one step's mean errors (the first step sets them) and says whether the
+    /// teacher's path is the better one on the running average.
+    fn update(&self, teacher: f64, student: f64) -> bool {
+        let _guard = tch::no_grad_guard();
+        let m = if self.seen.double_value(&[0]) == 0.0 {
+            1.0
+        } else {
+            self.momentum
+        };
+        let fold = |stat: &Tensor, new: f64| {
+            let updated = stat.double_value(&[0]) * (1.0 - m) + new * m;
+            let _ = stat.shallow_clone().fill_(updated);
+            updated
+        };
+        let (t, s) = (fold(&self.teacher, teacher), fold(&self.student, student));
+        let _ = self.seen.shallow_clone().fill_(1.0);
+        t < s
+    }
 }
 
 /// Running mean and variance of the teacher's `z^sg` per channel (`[d]`) and of `ã` per
@@ -469,6 +513,8 @@ impl Model {
                             cfg.stats_momentum,
                         )
                     });
+                    let gate = (cfg.align_gate == AlignGate::TeacherBetterRunning)
+                        .then(|| RunningErrors::new(&(&root / "align_gate"), cfg.gate_momentum));
                     let decoder = match cfg.teacher_path {
                         TeacherPath::Separate => Some(Decoder::build(
                             cfg.decoder,
@@ -486,6 +532,7 @@ impl Model {
                         decoder,
                         align,
                         stats,
+                        gate,
                     })
                 }
                 None => None,
@@ -742,7 +789,7 @@ impl Model {
         // gradient
         let (zsg_init, a_init, aligned) = match self.align_gate {
             AlignGate::All => (zsg_init, a_init, 1.0),
-            AlignGate::TeacherBetter => {
+            AlignGate::TeacherBetter | AlignGate::TeacherBetterRunning => {
                 let gate = {
                     let _guard = tch::no_grad_guard();
                     // the path the step did not predict (teacher forcing) is predicted here
@@ -763,7 +810,20 @@ impl Model {
                         );
                         batch.graph.graph_mean(&per_node)
                     };
-                    err(&t_pred).lt_tensor(&err(&s_pred))
+                    let (t_err, s_err) = (err(&t_pred), err(&s_pred));
+                    match &teacher.gate {
+                        None => t_err.lt_tensor(&s_err),
+                        Some(running) => {
+                            let mean = |e: &Tensor| e.mean(Kind::Double).double_value(&[]);
+                            let on = running.update(mean(&t_err), mean(&s_err));
+                            if on {
+                                t_err.ones_like()
+                            } else {
+                                t_err.zeros_like()
+                            }
+                            .to_kind(Kind::Bool)
+                        }
+                    }
                 };
                 let aligned = gate
                     .to_kind(Kind::Double)
@@ -1113,11 +1173,12 @@ mod tests {
         assert!((off.total.double_value(&[]) - teacher).abs() < 1e-6 * teacher);
     }
 
-    /// `align_gate = "teacher-better"` aligns exactly the samples whose teacher path predicts
-    /// better than the student's (a slow per-sample reference), and only they carry `L_rep`.
-    #[test]
-    fn the_gate_aligns_only_the_samples_the_teacher_predicts_better() {
-        let _rng = crate::trainer::torch_rng();
+    /// A separate-path SGDD with λ = 1 and the alignment gate `gate`, and one batch of eight
+    /// tiny charged samples (for the loss's gate tests; the caller holds the torch RNG lock).
+    fn gated(
+        gate: AlignGate,
+        gate_momentum: f64,
+    ) -> (nn::VarStore, Model, Batch, TeacherForcingSchedule) {
         let p = tiny_charged(8, 3);
         let idx: Vec<i64> = (0..p.samples).collect();
         let batch = p
@@ -1129,10 +1190,20 @@ mod tests {
         let mcfg = ModelConfig {
             lambda: 1.0,
             teacher_path: TeacherPath::Separate,
-            align_gate: AlignGate::TeacherBetter,
+            align_gate: gate,
+            gate_momentum,
             ..tiny_sgdd()
         };
         let model = build(&vs, &mcfg, &p);
+        (vs, model, batch, schedule)
+    }
+
+    /// `align_gate = "teacher-better"` aligns exactly the samples whose teacher path predicts
+    /// better than the student's (a slow per-sample reference), and only they carry `L_rep`.
+    #[test]
+    fn the_gate_aligns_only_the_samples_the_teacher_predicts_better() {
+        let _rng = crate::trainer::torch_rng();
+        let (_vs, model, batch, schedule) = gated(AlignGate::TeacherBetter, 0.05);
         let step = model.loss(&batch, 0, &schedule).unwrap();
         // the reference, one sample at a time
         let _guard = tch::no_grad_guard();
@@ -1175,6 +1246,70 @@ mod tests {
             (step.rep - rep).abs() < 1e-5 * rep,
             "L_rep {} vs {rep}",
             step.rep
+        );
+    }
+
+    /// `align_gate = "teacher-better-running"` aligns every sample of a step or none, as a slow
+    /// reference of the running mean errors says, and the running errors live in the var store
+    /// (so checkpoints carry them).
+    #[test]
+    fn the_running_gate_follows_the_running_mean_errors() {
+        let _rng = crate::trainer::torch_rng();
+        let (vs, model, batch, schedule) = gated(AlignGate::TeacherBetterRunning, 0.5);
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        for v in ["teacher_err", "student_err", "seen"] {
+            assert!(
+                names
+                    .iter()
+                    .any(|n| n.ends_with(&format!("align_gate.{v}"))),
+                "{v} is not in the var store: {names:?}"
+            );
+        }
+        let errors = || {
+            let _guard = tch::no_grad_guard();
+            let student = model.predict(&batch).unwrap();
+            let teacher = model.predict_with_teacher(&batch).unwrap().unwrap();
+            let mse = |x: &Tensor| (x - &batch.y).square().mean(Kind::Double).double_value(&[]);
+            (mse(&teacher), mse(&student))
+        };
+        // the reference: the first step sets the running errors, later ones fold in at 0.5;
+        // the first three steps spoil the student's decoder (its weights scaled), the last
+        // six the teacher's, so the decision flips (once the running errors catch up)
+        let (mut t_run, mut s_run) = (0.0, 0.0);
+        let mut decisions = Vec::new();
+        let decoders: Vec<(bool, Tensor, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("decoder") || n.starts_with("teacher_decoder"))
+            .map(|(n, t)| (n.starts_with("teacher"), t.copy(), t))
+            .collect();
+        assert!(decoders.iter().any(|d| d.0) && decoders.iter().any(|d| !d.0));
+        for step in 0..9u64 {
+            {
+                let _guard = tch::no_grad_guard();
+                for (is_teacher, keep, t) in &decoders {
+                    let spoil = *is_teacher == (step >= 3);
+                    t.shallow_clone()
+                        .copy_(&if spoil { keep * 3.0 } else { keep.copy() });
+                }
+            }
+            let (t, s) = errors();
+            let m = if step == 0 { 1.0 } else { 0.5 };
+            t_run = t_run * (1.0 - m) + t * m;
+            s_run = s_run * (1.0 - m) + s * m;
+            let on = t_run < s_run;
+            let got = model.loss(&batch, step, &schedule).unwrap();
+            assert_eq!(got.aligned, if on { 1.0 } else { 0.0 }, "step {step}");
+            if !on {
+                assert_eq!(got.rep, 0.0, "step {step}: a gated-off step aligns nothing");
+            } else {
+                assert!(got.rep > 0.0, "step {step}");
+            }
+            decisions.push(on);
+        }
+        assert!(
+            decisions.contains(&true) && decisions.contains(&false),
+            "the fixture should switch the gate both ways: {decisions:?}"
         );
     }
 
