@@ -37,8 +37,8 @@ pub struct ReproArgs {
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
     /// Only these learned rows, comma-separated, by their slugs: `egno`,
-    /// `egno-encoder-no-teacher`, `sgdd-egno`, `sgdd-egno-teacher-decoder-gated`, `sgdd-egno-teacher-decoder-running-gate`,
-    /// `sgdd-egno-paper-recipe`, `gf-node`,
+    /// `egno-encoder-no-teacher`, `sgdd-egno`, `sgdd-egno-teacher-decoder-gated`,
+    /// `sgdd-egno-teacher-decoder-running-gate`, `sgdd-egno-paper-recipe`, `gf-node`,
     /// `sgdd-gfnode`, and on nbody the ablations (`sgdd-egno-w-o-sge`, …). The untrained
     /// baselines always run. Taken by the nbody, mocap-run, adk and md17-xtb tables.
     #[arg(long, value_delimiter = ',')]
