@@ -1113,6 +1113,7 @@ mod tests {
         let mcfg = ModelConfig {
             lambda: 0.5,
             teacher_path: TeacherPath::Separate,
+            align_gate: AlignGate::All,
             ..tiny_sgdd()
         };
         let mut model = build(&vs, &mcfg, &p);
@@ -1151,6 +1152,8 @@ mod tests {
         let mcfg = ModelConfig {
             lambda: 0.0,
             structure_weight: 0.25,
+            teacher_path: TeacherPath::Scheduled,
+            align_gate: AlignGate::All,
             ..tiny_sgdd()
         };
         let mut model = build(&vs, &mcfg, &p);

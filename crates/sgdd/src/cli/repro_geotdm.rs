@@ -564,6 +564,7 @@ mod tests {
                 device: "cpu".into(),
                 force: false,
                 rows: Vec::new(),
+                set: Vec::new(),
             },
         };
         let e = format!("{:#}", run_md17(&args).unwrap_err());
