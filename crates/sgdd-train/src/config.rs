@@ -572,7 +572,7 @@ pub struct ModelConfig {
     /// Apply SGE (learnable spectral weights); off: `z^sg = z` (ablation).
     pub sge: bool,
     /// Weight λ of the alignment loss (default 0.1: at the paper's 1 the alignment terms
-    /// outweigh the prediction loss 60 to 1 by the end of training).
+    /// outweighed the prediction loss 60 to 1 by the end of training on charged N-body).
     pub lambda: f64,
     /// How λ changes over training: `constant`, `linear` (to 0 at the last step) or `cosine`
     /// (to 0). A decaying λ lets the teacher shape the student early and the task loss alone
