@@ -77,7 +77,7 @@ pub enum ReproCommand {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Repro(cmd) = &cli.command {
-        cmd.check_rows()?;
+        cmd.check_table_options()?;
     }
     match cli.command {
         Command::Data(cmd) => data::run(cmd),

@@ -129,14 +129,14 @@ pub struct Md17ReproArgs {
 }
 
 impl super::ReproCommand {
-    /// `--rows` is for the tables of [`run_table`]; the others refuse it by name.
-    pub(crate) fn check_rows(&self) -> Result<()> {
+    /// `--rows` and `--set` are for the tables of [`run_table`]; the others refuse them by name.
+    pub(crate) fn check_table_options(&self) -> Result<()> {
         match self {
             Self::Nbody(_) | Self::MocapRun(_) | Self::Adk(_) | Self::Md17Xtb(_) => Ok(()),
-            Self::DistillNbody(a) => a.refuse_rows("distill-nbody"),
-            Self::DistillNs(a) => a.refuse_rows("distill-ns"),
-            Self::NbodyGeotdm(a) => a.refuse_rows("nbody-geotdm"),
-            Self::Md17Geotdm(a) => a.common.refuse_rows("md17-geotdm"),
+            Self::DistillNbody(a) => a.refuse_table_options("distill-nbody"),
+            Self::DistillNs(a) => a.refuse_table_options("distill-ns"),
+            Self::NbodyGeotdm(a) => a.refuse_table_options("nbody-geotdm"),
+            Self::Md17Geotdm(a) => a.common.refuse_table_options("md17-geotdm"),
         }
     }
 }
@@ -166,7 +166,7 @@ impl Budget {
 
 impl ReproArgs {
     /// An error when `--rows` or `--set` is given to a table that has no such rows.
-    pub(crate) fn refuse_rows(&self, table: &str) -> Result<()> {
+    pub(crate) fn refuse_table_options(&self, table: &str) -> Result<()> {
         if !self.rows.is_empty() {
             anyhow::bail!(
                 "--rows selects rows of the nbody, mocap-run, adk and md17-xtb tables; \
